@@ -1,0 +1,119 @@
+"""The algorithm interface: what a worker (in-process runner, pool process, Celery task) calls.
+
+This is the original's ``RegisterWorkerShell`` (``AbstractWorker`` with ``init!``/``worker``/
+``close!`` and ``ArrayDecl``), with ``monitor`` reduced to the set of variable names a caller wants
+(reference §6.1).  An algorithm holds only parameters; :meth:`Algorithm.prepare` builds the cached,
+per-process context (FFT plans, penalty matrices) and :meth:`Algorithm.close` drops it, so one object
+can be pickled to a worker process, prepared there once, and reused for many frames.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ArrayDecl:
+    """Declaration of one monitorable variable: its per-frame shape and dtype.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Shape of the value for one frame; ``()`` for a scalar.
+    dtype : str
+        NumPy dtype name, e.g. ``"float64"``.
+    """
+
+    shape: tuple[int, ...]
+    dtype: str
+
+    def __post_init__(self):
+        object.__setattr__(self, "shape", tuple(int(n) for n in self.shape))
+        # normalise ("f8" -> "float64") so declarations compare equal however they were written
+        object.__setattr__(self, "dtype", np.dtype(self.dtype).name)
+
+
+class Algorithm(ABC):
+    """A per-frame registration algorithm.
+
+    Subclasses keep their parameters as attributes and put everything expensive to build into
+    :meth:`prepare`.  The contract:
+
+    - :meth:`declare` lists every variable :meth:`run_frame` can return, with per-frame shape.
+    - :meth:`prepare` is idempotent: calling it again on a prepared object does nothing.
+    - :meth:`run_frame` prepares on demand and returns exactly the ``wanted`` names.
+    - :meth:`close` drops the cached context; :meth:`prepare` may follow (objects are reusable).
+    - :meth:`describe` returns JSON-able parameters, stored with the results.
+    """
+
+    @abstractmethod
+    def declare(self) -> dict[str, ArrayDecl]:
+        """Every monitorable variable and its per-frame declaration."""
+
+    def prepare(self) -> None:
+        """Build the cached per-process context (default: nothing to build)."""
+
+    @abstractmethod
+    def run_frame(self, frame, t: int, wanted) -> dict:
+        """Register one frame.
+
+        Parameters
+        ----------
+        frame : ndarray
+            One raw frame, spatial axes only.
+        t : int
+            Its time index in the source series (for bookkeeping; results must not depend on it).
+        wanted : iterable of str
+            Names from :meth:`declare` to compute and return.
+
+        Returns
+        -------
+        dict
+            ``name -> ndarray or float`` for exactly the names in ``wanted``.
+        """
+
+    def close(self) -> None:
+        """Drop the cached context (default: nothing to drop)."""
+
+    @abstractmethod
+    def describe(self) -> dict:
+        """JSON-able parameters (stored in the results' attributes)."""
+
+    def check_wanted(self, wanted) -> tuple[str, ...]:
+        """Validate requested names against :meth:`declare`; return them as a tuple.
+
+        Raises
+        ------
+        ValueError
+            If a name is not declared; the message lists the valid names.
+        """
+        if isinstance(wanted, str):
+            wanted = (wanted,)
+        wanted = tuple(wanted)
+        valid = self.declare()
+        unknown = [name for name in wanted if name not in valid]
+        if unknown:
+            raise ValueError(
+                f"monitor: unknown variable(s) {unknown} for {type(self).__name__}; "
+                f"valid names are {sorted(valid)}"
+            )
+        return wanted
+
+    def __getstate__(self):
+        # The prepared context (FFT buffers, plans) is process-local and often large: never pickle
+        # it; a worker process re-prepares from the parameters.
+        state = self.__dict__.copy()
+        for key in self._context_attributes():
+            state.pop(key, None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        for key in self._context_attributes():
+            setattr(self, key, None)
+
+    def _context_attributes(self) -> tuple[str, ...]:
+        """Names of instance attributes that hold the prepared context (not pickled)."""
+        return ("_context",)
