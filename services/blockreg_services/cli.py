@@ -1,0 +1,321 @@
+"""The ``blockreg`` command: register in-process, run the embedded stack, talk to a coordinator.
+
+Subcommands: ``register``, ``up``, ``submit``, ``status``, ``cancel``, ``list``, ``demo``.
+
+Bad input (a missing file, an invalid spec, an unknown job, an unreachable server) prints one line
+per problem on stderr and exits with code 2, never a traceback. ``submit --wait`` exits 0 when the
+job succeeded and 1 when it failed or was cancelled.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+__all__ = ["main", "CliError", "read_spec", "absolute_paths", "default_server", "ProgressBar"]
+
+EXIT_OK, EXIT_JOB_FAILED, EXIT_USAGE = 0, 1, 2
+FALLBACK_SERVER = "http://127.0.0.1:8750"
+
+
+class CliError(Exception):
+    """A user-facing problem: each entry of ``problems`` is printed on a line of its own."""
+
+    def __init__(self, *problems: str):
+        super().__init__("; ".join(problems))
+        self.problems = list(problems)
+
+
+# -- job specs -------------------------------------------------------------------------------
+def read_spec(path: str | os.PathLike) -> dict:
+    """Read a JSON/TOML/YAML job spec, validate it here, and return it ready to submit.
+
+    Input and output paths are made absolute against the current directory. The input is
+    checked against the spec only when it exists on this machine: a remote coordinator may see
+    a filesystem this machine does not, and it validates the spec again in full.
+
+    Raises
+    ------
+    CliError
+        One line per problem: the file cannot be read or parsed, or a field is invalid.
+    """
+    from blockreg.jobspec import SpecError, load_spec_file, validate_spec
+
+    try:
+        data = absolute_paths(load_spec_file(path), Path.cwd())
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    input_path = (data.get("input") or {}).get("path") if isinstance(data.get("input"), dict) else None
+    try:
+        validate_spec(data, check_input=bool(input_path) and Path(input_path).exists())
+    except SpecError as exc:
+        raise CliError(*(f"{e['field']}: {e['problem']}" for e in exc.errors)) from None
+    return data
+
+
+def absolute_paths(data: dict, base: Path) -> dict:
+    """Make ``input.path`` and ``output.path`` absolute against ``base``.
+
+    The coordinator runs in another working directory (the embedded stack's home, a container),
+    so a path relative to where the user typed the command would mean something else there.
+    """
+    data = dict(data)
+    for section in ("input", "output"):
+        part = data.get(section)
+        if isinstance(part, dict) and isinstance(part.get("path"), str):
+            path = Path(part["path"]).expanduser()
+            data[section] = {**part, "path": str(path if path.is_absolute() else base / path)}
+    return data
+
+
+# -- finding and calling the server ----------------------------------------------------------
+def default_server() -> str:
+    """``$BLOCKREG_SERVER``, else the URL the running embedded stack wrote, else the default port."""
+    if os.environ.get("BLOCKREG_SERVER"):
+        return os.environ["BLOCKREG_SERVER"]
+    from .embedded import default_home
+
+    try:
+        return json.loads((default_home() / "server.json").read_text())["url"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return FALLBACK_SERVER
+
+
+def _client(args):
+    from blockreg import Client
+
+    return Client(args.server or default_server())
+
+
+def _call(fn, *args, **kwargs):
+    """Run a client call, turning HTTP and connection errors into CliError lines."""
+    import requests
+
+    from blockreg.client import ApiError
+
+    try:
+        return fn(*args, **kwargs)
+    except ApiError as exc:
+        lines = [f"server: {_api_message(exc)}"]
+        for err in getattr(exc, "errors", None) or []:
+            lines.append(f"{err.get('field', '?')}: {err.get('problem', '?')}")
+        raise CliError(*lines) from None
+    except requests.ConnectionError:
+        raise CliError(f"server: cannot reach {_base_url(fn)} (is `blockreg up` running?)") from None
+    except requests.RequestException as exc:
+        raise CliError(f"server: {exc}") from None
+
+
+def _api_message(exc) -> str:
+    status = getattr(exc, "status_code", None) or getattr(exc, "status", None)
+    message = getattr(exc, "message", None) or str(exc)
+    return f"{message} (HTTP {status})" if status else message
+
+
+def _base_url(bound_method) -> str:
+    client = getattr(bound_method, "__self__", None)
+    return getattr(client, "url", None) or getattr(client, "base_url", None) or "the server"
+
+
+class ProgressBar:
+    """A one-line text progress bar for job status dicts, redrawn in place on a terminal."""
+
+    def __init__(self, stream=None, width: int = 30):
+        self.stream = stream or sys.stderr
+        self.width = width
+        self._last = None
+        self._tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+
+    def __call__(self, status: dict) -> None:
+        total = status.get("frames_total") or 0
+        done = status.get("frames_done") or 0
+        failed = status.get("frames_failed") or 0
+        filled = int(self.width * (done + failed) / total) if total else 0
+        line = (f"job {status.get('id', '?')} [{'#' * filled}{'.' * (self.width - filled)}] "
+                f"{done}/{total} frames" + (f", {failed} failed" if failed else "")
+                + f"  {status.get('state', '?')}")
+        if line == self._last:
+            return
+        self._last = line
+        # on a terminal redraw in place; in a log file one line per change reads better
+        self.stream.write(("\r" + line) if self._tty else (line + "\n"))
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self._tty and self._last is not None:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def wait_with_progress(client, job_id: int, stream=None, timeout: float | None = None) -> dict:
+    """Wait for a job to end, drawing a progress bar; return its final status."""
+    bar = ProgressBar(stream)
+    try:
+        return _call(client.wait, job_id, timeout=timeout, progress=bar)
+    finally:
+        bar.close()
+
+
+# -- subcommands -----------------------------------------------------------------------------
+def cmd_submit(args) -> int:
+    spec = read_spec(args.spec)
+    client = _client(args)
+    job_id = _call(client.submit, spec)
+    print(job_id)
+    if not args.wait:
+        return EXIT_OK
+    status = wait_with_progress(client, job_id)
+    print(f"job {job_id} {status.get('state')}" + (f": {status['error']}" if status.get("error") else ""),
+          file=sys.stderr)
+    return EXIT_OK if status.get("state") == "succeeded" else EXIT_JOB_FAILED
+
+
+def cmd_status(args) -> int:
+    status = _call(_client(args).status, args.job)
+    print(json.dumps(status, indent=2, default=str))
+    return EXIT_OK
+
+
+def cmd_cancel(args) -> int:
+    _call(_client(args).cancel, args.job)
+    print(f"job {args.job} cancelled")
+    return EXIT_OK
+
+
+def cmd_list(args) -> int:
+    jobs = _call(_client(args).jobs)
+    print(f"{'id':>6}  {'state':<10}  {'frames':>13}  output")
+    for job in jobs:
+        frames = f"{job.get('frames_done', 0)}/{job.get('frames_total', 0)}"
+        print(f"{job.get('id', '?'):>6}  {job.get('state', '?'):<10}  {frames:>13}  "
+              f"{job.get('output_path') or ''}")
+    return EXIT_OK
+
+
+def _raise_keyboard_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def cmd_up(args) -> int:
+    from .embedded import EmbeddedStack, default_home
+
+    home = Path(args.home) if args.home else default_home()
+    # SIGTERM (systemd, docker, kill) stops the stack the same way Ctrl-C does
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    try:
+        with EmbeddedStack(home, port=args.port, workers=args.workers, host=args.host) as stack:
+            print(f"blockreg is up at {stack.url} (home {stack.home}, {args.workers} workers); "
+                  "Ctrl-C stops it", flush=True)
+            while stack.alive():
+                time.sleep(0.5)
+            raise CliError(f"up: {', '.join(stack.dead_children())} stopped; "
+                           f"see the logs in {stack.log_dir}")
+    except KeyboardInterrupt:
+        print("blockreg stopped", file=sys.stderr)
+        return EXIT_OK
+    except RuntimeError as exc:
+        raise CliError(f"up: {exc}") from None
+
+
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    return run_demo(home=Path(args.home) if args.home else None, frames=args.frames,
+                    workers=args.workers, keep_running=args.keep_running, server=args.server,
+                    port=args.port)
+
+
+def cmd_register(args) -> int:
+    from blockreg.commandline import run_register
+
+    return run_register(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="blockreg", description="Aperture-based deformable registration, in-process or as a service.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def server_option(p):
+        p.add_argument("--server", metavar="URL",
+                       help="coordinator URL (default: $BLOCKREG_SERVER, else the running "
+                            "`blockreg up`, else %s)" % FALLBACK_SERVER)
+
+    register = sub.add_parser("register", help="register a movie in this process")
+    try:
+        from blockreg.commandline import add_register_parser
+    except ImportError:
+        register.set_defaults(func=lambda args: _unavailable("register"))
+    else:
+        add_register_parser(register)
+        register.set_defaults(func=cmd_register)
+
+    up = sub.add_parser("up", help="run the embedded stack in the foreground (Ctrl-C stops it)")
+    up.add_argument("--home", help="stack folder (default: $BLOCKREG_HOME or ~/.blockreg)")
+    up.add_argument("--port", type=int, default=8750, help="coordinator port (default 8750)")
+    up.add_argument("--workers", type=_positive_int, default=2, help="worker processes (default 2)")
+    up.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    up.set_defaults(func=cmd_up)
+
+    submit = sub.add_parser("submit", help="submit a job spec (.json, .toml or .yaml)")
+    submit.add_argument("spec", help="job spec file")
+    server_option(submit)
+    submit.add_argument("--wait", action="store_true",
+                        help="wait for the job with a progress bar; exit 1 if it fails")
+    submit.set_defaults(func=cmd_submit)
+
+    for name, helptext, func in (("status", "show a job's state", cmd_status),
+                                 ("cancel", "cancel a job", cmd_cancel)):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("job", type=_positive_int, help="job id")
+        server_option(p)
+        p.set_defaults(func=func)
+
+    listing = sub.add_parser("list", help="list jobs")
+    server_option(listing)
+    listing.set_defaults(func=cmd_list)
+
+    demo = sub.add_parser("demo", help="register a generated movie end to end and report its quality")
+    demo.add_argument("--home", help="stack folder (default: $BLOCKREG_HOME or ~/.blockreg)")
+    demo.add_argument("--frames", type=_positive_int, default=12, help="movie length (default 12)")
+    demo.add_argument("--workers", type=_positive_int, default=2, help="worker processes (default 2)")
+    demo.add_argument("--port", type=int, default=0, help="coordinator port (default: a free one)")
+    demo.add_argument("--keep-running", action="store_true",
+                      help="keep the stack up after the demo until Ctrl-C")
+    demo.add_argument("--server", metavar="URL",
+                      help="use this coordinator instead of starting an embedded stack")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _unavailable(command: str) -> int:
+    raise CliError(f"{command}: not available in this installation")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``blockreg`` command; returns the exit code."""
+    args = build_parser().parse_args(argv)  # argparse itself exits 2 on bad usage
+    try:
+        return args.func(args)
+    except CliError as exc:
+        for line in exc.problems:
+            print(f"blockreg {args.command}: {line}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

