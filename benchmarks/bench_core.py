@@ -1,0 +1,403 @@
+"""Core benchmark: blockreg's registration stages and throughput, side by side with suite2p.
+
+One run measures, on the same synthetic movies with known displacements (``blockreg.synthetic``):
+
+* blockreg, per frame: the time of each stage (preprocess, mismatch, fit, optimise, warp) and the
+  whole-frame throughput of ``Apertures.run_frame`` with warped output, single process;
+* suite2p's non-rigid ``register_frames`` (default settings, 64-px blocks, the true template) on
+  the 2-D movie and, plane by plane, on the 3-D one;
+* for both, the displacement RMSE against ground truth on the dense field, a border of
+  ``maxshift`` excluded;
+* the peak memory of registering one frame with blockreg, in a fresh process.
+
+Both run with the same number of threads (BLAS/OpenMP through threadpoolctl, torch through
+``torch.set_num_threads``). Results are printed as Markdown and written as JSON to
+``benchmarks/out/``. Run it in the peers' environment (``benchmarks/peers_env.sh``)::
+
+    /work/peers-venv/bin/python benchmarks/bench_core.py --threads 1
+    /work/peers-venv/bin/python benchmarks/bench_core.py --skip-suite2p --frames-2d 10   # quick
+
+Without suite2p installed the peer columns are left empty.
+"""
+from __future__ import annotations
+
+import argparse
+import cProfile
+import datetime as _dt
+import io
+import json
+import os
+import platform
+import pstats
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from threadpoolctl import threadpool_info, threadpool_limits
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import suite2p_peer  # noqa: E402  (a sibling script module, not part of the package)
+
+# The targets of issue 2: (shape, gridsize, maxshift); frame counts are set on the command line.
+CASES = {
+    "2d": dict(shape=(512, 512), gridsize=(8, 8), maxshift=(15, 15)),
+    "3d": dict(shape=(24, 256, 256), gridsize=(4, 8, 8), maxshift=(3, 10, 10)),
+}
+STAGES = ("preprocess", "mismatch", "fit", "optimise", "warp")
+
+
+# ----------------------------------------------------------------------------- set-up helpers
+def machine_info(threads: int) -> dict:
+    """What a reader needs to reproduce or discount the figures."""
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions = {"python": platform.python_version(), "numpy": np.__version__}
+    for name in ("scipy", "torch", "suite2p", "blockreg"):
+        try:
+            versions[name] = __import__(name).__version__
+        except Exception:  # a peer that is not installed is reported, not fatal
+            versions[name] = None
+    try:
+        commit = subprocess.run(["git", "-C", str(HERE), "describe", "--always", "--dirty"],
+                                capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = None
+    return {
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "nproc": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "cpu_model": model,
+        "threads": threads,
+        "blas": [{k: d.get(k) for k in ("internal_api", "num_threads", "version", "architecture")}
+                 for d in threadpool_info()],
+        "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"),
+        "versions": versions,
+        "git": commit,
+    }
+
+
+def make_case(name: str, nframes: int, seed: int):
+    """The synthetic movie of one case with its ground truth and the blockreg objects for it."""
+    import blockreg
+    from blockreg import synthetic
+
+    case = CASES[name]
+    movie, fixed_clean, u_true = synthetic.make_movie(case["shape"], nframes, seed=seed)
+    nodes = tuple(np.linspace(0.0, n - 1.0, g) for n, g in zip(case["shape"], case["gridsize"]))
+    pp = preprocessor(movie)
+    fixed = pp(fixed_clean)
+    return dict(case, name=name, movie=movie, fixed_clean=fixed_clean, u_true=u_true,
+                nodes=nodes, pp=pp, fixed=fixed, lam=LAMBDA, api=blockreg)
+
+
+# Preprocessing and λ as the core's own accuracy tests use them (docs/internals.md, issue 2).
+LAMBDA = 1e-3
+
+
+def preprocessor(movie):
+    import blockreg
+    from blockreg import synthetic
+
+    bias = getattr(synthetic, "CAMERA_BIAS", 100.0)
+    return blockreg.PreprocessSNF(bias=bias, sigma_lp=1.0, sigma_hp=25.0)
+
+
+def interior(shape, maxshift):
+    """Slices that drop a border of ``maxshift`` pixels along every axis."""
+    return tuple(slice(m, n - m) for n, m in zip(shape, maxshift))
+
+
+def displacement_rmse(u_est, u_true, maxshift, axes=None) -> float:
+    """Root mean square of the displacement error vector over frames and interior pixels.
+
+    ``u_est`` and ``u_true`` are dense fields ``(T, *shape, N)``; ``axes`` restricts the error to
+    some components (e.g. the in-plane ones of a 3-D field).
+    """
+    u_est = np.asarray(u_est, dtype=np.float64)
+    u_true = np.asarray(u_true, dtype=np.float64)
+    if u_est.shape != u_true.shape:
+        raise ValueError(f"u_est: shape {u_est.shape} differs from u_true's {u_true.shape}")
+    inner = (slice(None), *interior(u_true.shape[1:-1], maxshift))
+    diff = u_est[inner] - u_true[inner]
+    if axes is not None:
+        diff = diff[..., list(axes)]
+    return float(np.sqrt(np.mean(np.sum(diff**2, axis=-1))))
+
+
+def dense(u_nodes, nodes, shape) -> np.ndarray:
+    """blockreg's displacement on every pixel, ``(*shape, N)``, as its warp uses it."""
+    from blockreg import GridDeformation
+
+    return np.stack(GridDeformation(np.asarray(u_nodes), nodes).field(shape), axis=-1)
+
+
+# ----------------------------------------------------------------------------- blockreg
+def make_algorithm(c):
+    return c["api"].Apertures(c["fixed"], c["nodes"], c["maxshift"], c["lam"], preprocess=c["pp"])
+
+
+def time_stages(c, nframes: int) -> dict:
+    """Median seconds per frame of each stage, called one by one as ``Apertures`` chains them."""
+    br = c["api"]
+    plan = br.MismatchPlan(c["fixed"], c["gridsize"], c["maxshift"], normalization="pixels")
+    ap = br.AffinePenalty(c["nodes"], c["lam"])
+    ndim = len(c["shape"])
+    # the original's default threshold: a fraction 0.5**N of an aperture's pixels
+    thresh = 0.5**ndim / np.prod(c["gridsize"]) * np.prod(c["shape"])
+    times = {s: [] for s in STAGES}
+    for t in range(min(nframes, len(c["movie"])) + 1):   # +1: frame 0 is a warm-up
+        frame = c["movie"][t % len(c["movie"])]
+        t0 = time.perf_counter()
+        moving = c["pp"](frame)
+        t1 = time.perf_counter()
+        mms = plan.compute(moving)
+        t2 = time.perf_counter()
+        _, cs, Qs = br.mms_to_fit(mms, thresh)
+        mmis = br.interpolate_mm(mms)
+        t3 = time.perf_counter()
+        phi, _ = br.fixed_lambda(cs, Qs, c["nodes"], ap, mmis)
+        t4 = time.perf_counter()
+        br.warp(frame.astype(np.float32), phi)
+        t5 = time.perf_counter()
+        if t:
+            for s, dt in zip(STAGES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
+                times[s].append(dt)
+    return {s: float(np.median(v)) for s, v in times.items()}
+
+
+def run_blockreg(c) -> dict:
+    """Frames/s of ``run_frame`` with warped output, and the displacement RMSE of its ``u``."""
+    alg = make_algorithm(c)
+    alg.prepare()
+    wanted = ("u", "warped")
+    alg.run_frame(c["movie"][0], 0, wanted)          # warm-up: lazy imports, FFT plans
+    us = []
+    t0 = time.perf_counter()
+    for t, frame in enumerate(c["movie"]):
+        us.append(np.asarray(alg.run_frame(frame, t, wanted)["u"]))
+    seconds = time.perf_counter() - t0
+    alg.close()
+    u_dense = np.stack([dense(u, c["nodes"], c["shape"]) for u in us])
+    res = {"frames": len(us), "seconds": seconds, "fps": len(us) / seconds,
+           "rmse_px": displacement_rmse(u_dense, c["u_true"], c["maxshift"])}
+    if len(c["shape"]) == 3:
+        res["rmse_inplane_px"] = displacement_rmse(u_dense, c["u_true"], c["maxshift"], axes=(1, 2))
+    return res
+
+
+def profile_blockreg(c, nframes: int, out_dir: Path) -> str:
+    """cProfile of ``run_frame``; returns the top of the table sorted by own time."""
+    alg = make_algorithm(c)
+    alg.prepare()
+    alg.run_frame(c["movie"][0], 0, ("u", "warped"))
+    prof = cProfile.Profile()
+    prof.enable()
+    for t in range(nframes):
+        alg.run_frame(c["movie"][t % len(c["movie"])], t, ("u", "warped"))
+    prof.disable()
+    prof.dump_stats(str(out_dir / f"profile-{c['name']}.pstats"))
+    text = io.StringIO()
+    stats = pstats.Stats(prof, stream=text).strip_dirs()
+    stats.sort_stats("tottime").print_stats(15)
+    stats.sort_stats("cumulative").print_stats(25)
+    return text.getvalue()
+
+
+# ----------------------------------------------------------------------------- suite2p
+def run_suite2p(c, threads: int) -> dict | None:
+    """suite2p on the same movie (int16, true template); 3-D movies plane by plane."""
+    try:
+        import torch
+        settings = suite2p_peer.default_registration_settings((64, 64))
+    except ImportError:
+        return None
+    torch.set_num_threads(threads)
+    movie = suite2p_peer.to_int16(c["movie"])
+    ref = suite2p_peer.to_int16(c["fixed_clean"])
+    planes = [(movie, ref)] if movie.ndim == 3 else [(movie[:, z], ref[z]) for z in range(movie.shape[1])]
+    suite2p_peer.register_movie(planes[0][0][:4], planes[0][1], settings)    # warm-up
+    seconds, fields = 0.0, []
+    for mov, r in planes:
+        dt, u = suite2p_peer.register_movie(mov, r, settings)
+        seconds += dt
+        fields.append(u)
+    if movie.ndim == 3:
+        u_dense = fields[0]
+    else:   # suite2p cannot move along z: its z displacement is 0
+        u_yx = np.stack(fields, axis=1)
+        u_dense = np.concatenate([np.zeros_like(u_yx[..., :1]), u_yx], axis=-1)
+    res = {"frames": len(movie), "seconds": seconds, "fps": len(movie) / seconds,
+           "rmse_px": displacement_rmse(u_dense, c["u_true"], c["maxshift"]),
+           "block_size": list(settings["block_size"]), "maxregshiftNR": settings["maxregshiftNR"]}
+    if movie.ndim == 4:
+        res["rmse_inplane_px"] = displacement_rmse(u_dense, c["u_true"], c["maxshift"], axes=(1, 2))
+    return res
+
+
+# ----------------------------------------------------------------------------- checks
+def translation_check(c, shift, threads: int) -> dict:
+    """Both methods on a pure translation, to prove the sign conventions before comparing.
+
+    ``moving(x) = fixed(x - d)`` must give ``u = d`` (DESIGN.md §4).
+    """
+    fixed = np.asarray(c["fixed_clean"], dtype=np.float32)
+    moving = np.roll(fixed, shift, axis=tuple(range(fixed.ndim)))
+    movie = np.stack([moving, moving]).astype(c["movie"].dtype)
+    u_true = np.broadcast_to(np.asarray(shift, np.float32), (2, *fixed.shape, fixed.ndim))
+    cc = dict(c, movie=movie, u_true=u_true)
+    out = {"shift": list(shift)}
+    alg = make_algorithm(cc)
+    alg.prepare()
+    u = dense(alg.run_frame(movie[0], 0, ("u",))["u"], c["nodes"], c["shape"])
+    out["blockreg_median_u"] = np.median(u[interior(c["shape"], c["maxshift"])], axis=0).tolist()
+    if fixed.ndim == 2:
+        try:
+            import torch
+            torch.set_num_threads(threads)
+            settings = suite2p_peer.default_registration_settings((64, 64))
+        except ImportError:
+            return out
+        _, u2 = suite2p_peer.register_movie(suite2p_peer.to_int16(movie), suite2p_peer.to_int16(fixed),
+                                            settings)
+        out["suite2p_median_u"] = np.median(u2[0][interior(c["shape"], c["maxshift"])], axis=0).tolist()
+    for key in ("blockreg_median_u", "suite2p_median_u"):
+        if key in out and not np.allclose(out[key], shift, atol=0.5):
+            raise RuntimeError(f"sign check failed: {key}={out[key]} for a shift of {shift}")
+    return out
+
+
+def memory_probe(name: str, threads: int) -> dict:
+    """Peak memory of one ``run_frame`` in a fresh interpreter (so nothing else is counted)."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
+               MKL_NUM_THREADS=str(threads))
+    cmd = [sys.executable, str(Path(__file__)), "--memory-probe", name, "--threads", str(threads)]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _memory_probe_child(name: str) -> dict:
+    import resource
+    import tracemalloc
+
+    c = make_case(name, 2, seed=1)
+    frame = np.array(c["movie"][1])
+    del c["movie"], c["u_true"]
+    alg = make_algorithm(c)
+    tracemalloc.start()
+    alg.prepare()
+    prepare_peak = tracemalloc.get_traced_memory()[1]
+    alg.run_frame(frame, 0, ("u", "warped"))          # warm caches outside the measured frame
+    tracemalloc.reset_peak()
+    base = tracemalloc.get_traced_memory()[0]
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    alg.run_frame(frame, 1, ("u", "warped"))
+    peak = tracemalloc.get_traced_memory()[1] - base
+    rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    frame_f32 = frame.size * 4
+    return {"frame_shape": list(frame.shape), "frame_float32_bytes": frame_f32,
+            "run_frame_peak_bytes": peak, "run_frame_peak_per_frame": peak / frame_f32,
+            "prepare_peak_bytes": prepare_peak, "prepare_peak_per_frame": prepare_peak / frame_f32,
+            "maxrss_growth_bytes": (rss1 - rss0) * 1024}
+
+
+# ----------------------------------------------------------------------------- report
+def markdown(results: dict) -> str:
+    info = results["machine"]
+    lines = [f"Machine: {info['cpu_model']}, nproc {info['nproc']}, {info['threads']} thread(s) "
+             f"for both; {info['date']}; `{info['command']}`", ""]
+    lines += ["| case | stage | blockreg ms/frame |", "|---|---|---|"]
+    for name, r in results["cases"].items():
+        for s in STAGES:
+            lines.append(f"| {name} | {s} | {1e3 * r['stages_s'][s]:.1f} |")
+        lines.append(f"| {name} | sum of stages | {1e3 * sum(r['stages_s'].values()):.1f} |")
+    lines += ["", "| case | frames | blockreg frames/s | suite2p frames/s | fps ratio (blockreg/suite2p) "
+              "| blockreg RMSE px | suite2p RMSE px | RMSE ratio (blockreg/suite2p) |",
+              "|---|---|---|---|---|---|---|---|"]
+    for name, r in results["cases"].items():
+        b, s = r["blockreg"], r.get("suite2p")
+        fmt = lambda v, f="{:.2f}": "n/a" if v is None else f.format(v)  # noqa: E731
+        lines.append(" | ".join([
+            f"| {name}", str(b["frames"]), fmt(b["fps"]), fmt(s and s["fps"]),
+            fmt(s and b["fps"] / s["fps"]), fmt(b["rmse_px"], "{:.3f}"),
+            fmt(s and s["rmse_px"], "{:.3f}"), fmt(s and b["rmse_px"] / s["rmse_px"]) + " |"]))
+        if "rmse_inplane_px" in b:
+            lines.append(f"| {name} in-plane (y,x) only | | | | | {b['rmse_inplane_px']:.3f} | "
+                         f"{fmt(s and s.get('rmse_inplane_px'), '{:.3f}')} | |")
+    for name, r in results["cases"].items():
+        m = r.get("memory")
+        if m:
+            lines.append(f"\nPeak memory of one run_frame ({name}, tracemalloc): "
+                         f"{m['run_frame_peak_bytes'] / 2**20:.1f} MiB = "
+                         f"{m['run_frame_peak_per_frame']:.1f}x the float32 frame; prepare(): "
+                         f"{m['prepare_peak_per_frame']:.1f}x")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--threads", type=int, default=1, help="BLAS/OpenMP/torch threads for both tools")
+    p.add_argument("--frames-2d", type=int, default=40)
+    p.add_argument("--frames-3d", type=int, default=8)
+    p.add_argument("--cases", default="2d,3d", help="comma-separated subset of: 2d,3d")
+    p.add_argument("--stage-frames", type=int, default=10, help="frames timed stage by stage")
+    p.add_argument("--skip-suite2p", action="store_true")
+    p.add_argument("--skip-memory", action="store_true")
+    p.add_argument("--profile", action="store_true", help="also cProfile run_frame (2-D)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=HERE / "out")
+    p.add_argument("--memory-probe", choices=sorted(CASES), help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.threads < 1:
+        raise ValueError(f"--threads: must be >= 1, got {args.threads}")
+
+    with threadpool_limits(args.threads):
+        if args.memory_probe:
+            print(json.dumps(_memory_probe_child(args.memory_probe)))
+            return {}
+        args.out.mkdir(parents=True, exist_ok=True)
+        results = {"machine": machine_info(args.threads), "cases": {}}
+        frames = {"2d": args.frames_2d, "3d": args.frames_3d}
+        for name in args.cases.split(","):
+            if name not in CASES:
+                raise ValueError(f"--cases: unknown case {name!r}; choose from {sorted(CASES)}")
+            print(f"[{name}] generating {frames[name]} frames of {CASES[name]['shape']}", flush=True)
+            c = make_case(name, frames[name], args.seed)
+            shift = (3, -5) if name == "2d" else (1, 3, -5)
+            r = {"params": {k: list(CASES[name][k]) for k in ("shape", "gridsize", "maxshift")}
+                 | {"lambda": c["lam"], "frames": frames[name]}}
+            r["sign_check"] = translation_check(c, shift, args.threads)
+            print(f"[{name}] sign check {r['sign_check']}", flush=True)
+            r["stages_s"] = time_stages(c, args.stage_frames)
+            r["blockreg"] = run_blockreg(c)
+            print(f"[{name}] blockreg {r['blockreg']}", flush=True)
+            if not args.skip_suite2p:
+                r["suite2p"] = run_suite2p(c, args.threads)
+                print(f"[{name}] suite2p {r['suite2p']}", flush=True)
+            if not args.skip_memory:
+                r["memory"] = memory_probe(name, args.threads)
+            if args.profile and name == "2d":
+                r["profile_top"] = profile_blockreg(c, args.stage_frames, args.out)
+                print(r["profile_top"], flush=True)
+            results["cases"][name] = r
+    table = markdown(results)
+    print(table)
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    for path in (args.out / f"core-{stamp}.json", args.out / "core-latest.json"):
+        path.write_text(json.dumps(results | {"markdown": table}, indent=2))
+    print(f"wrote {args.out / f'core-{stamp}.json'}")
+    return results
+
+
+if __name__ == "__main__":
+    main()
