@@ -1,0 +1,141 @@
+"""SQLAlchemy 2 models of the service's state: jobs, frame tasks, monitored scalars, workers.
+
+The database is the single source of truth for progress (Redis only carries small task messages):
+a frame is done when its row says so, and a job is finalised by one conditional UPDATE
+(:func:`blockreg.db.ops.finalize_if_complete`).  No arrays are stored here; they live in the
+job's Zarr store.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = ["Base", "Job", "Frame", "FrameScalar", "WorkerHeartbeat", "JobState", "FrameState"]
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class FrameState(StrEnum):
+    PENDING = "pending"
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+ACTIVE_JOB_STATES = (JobState.QUEUED.value, JobState.RUNNING.value)
+FINISHED_JOB_STATES = (JobState.SUCCEEDED.value, JobState.FAILED.value, JobState.CANCELLED.value)
+
+# Named constraints let Alembic's batch mode (SQLite table rebuilds) drop and recreate them.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+TZDateTime = DateTime(timezone=True)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {
+        dict: JSON().with_variant(JSONB(), "postgresql"),
+        datetime: TZDateTime,
+    }
+
+
+class Job(Base):
+    """One registration job: its spec, output store and progress counters."""
+
+    __tablename__ = "job"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    state: Mapped[str] = mapped_column(String(16), default=JobState.QUEUED.value, index=True)
+    spec: Mapped[dict]
+    output_path: Mapped[str] = mapped_column(Text)
+    frames_total: Mapped[int] = mapped_column(Integer)
+    frames_done: Mapped[int] = mapped_column(Integer, default=0)
+    frames_failed: Mapped[int] = mapped_column(Integer, default=0)
+    queue: Mapped[str] = mapped_column(String(32), default="cpu")
+    created_at: Mapped[datetime]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class Frame(Base):
+    """One frame task: output position ``index`` of a job, read from source time ``source_t``."""
+
+    __tablename__ = "frame"
+    __table_args__ = (
+        # the dispatcher's queries: "pending frames of job J in order", "how many queued"
+        Index("ix_frame_job_id_state_index", "job_id", "state", "index"),
+    )
+
+    # (job_id, index) is the primary key, hence unique: a frame exists once per job
+    job_id: Mapped[int] = mapped_column(
+        ForeignKey("job.id", ondelete="CASCADE"), primary_key=True
+    )
+    index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source_t: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16), default=FrameState.PENDING.value)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    worker: Mapped[str | None] = mapped_column(String(255))
+    enqueued_at: Mapped[datetime | None]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    duration_s: Mapped[float | None] = mapped_column(Float)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class FrameScalar(Base):
+    """A monitored scalar of one frame (e.g. ``mismatch``, ``lambda``)."""
+
+    __tablename__ = "frame_scalar"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["job_id", "index"], ["frame.job_id", "frame.index"], ondelete="CASCADE",
+            name="fk_frame_scalar_frame",
+        ),
+    )
+
+    job_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[float | None] = mapped_column(Float)
+
+
+class WorkerHeartbeat(Base):
+    """Last sign of life of one worker process."""
+
+    __tablename__ = "worker_heartbeat"
+
+    hostname: Mapped[str] = mapped_column(String(255), primary_key=True)
+    pid: Mapped[int] = mapped_column(Integer, primary_key=True)
+    queues: Mapped[str] = mapped_column(String(255), default="cpu")
+    device: Mapped[str] = mapped_column(String(64), default="cpu")
+    last_seen: Mapped[datetime]

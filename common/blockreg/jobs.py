@@ -1,0 +1,233 @@
+"""From a :class:`~blockreg.jobspec.JobSpec` to the things that compute: series, frames, algorithm.
+
+The CLI, the in-process runner and the service (coordinator and Celery workers) all build a job
+through :func:`plan_job`, so for the same spec they read the same pixels, preprocess them the same
+way and construct the same :class:`~blockreg.Apertures`: the service's ``u`` equals the in-process
+result.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .jobspec import JobSpec, validate_spec
+
+__all__ = ["JobPlan", "plan_job", "read_frame", "run_inprocess", "grid_nodes", "input_geometry",
+           "known_variables"]
+
+
+def _open(spec: JobSpec):
+    from .io import open_series
+
+    return open_series(spec.input.path, dataset=spec.input.dataset, channel=spec.input.channel)
+
+
+def input_geometry(spec: JobSpec) -> tuple[int, tuple[int, ...]]:
+    """Open the spec's input and return ``(number of frames, spatial shape)`` (before the ROI)."""
+    shape = tuple(int(n) for n in _open(spec).shape)
+    if len(shape) < 2:
+        raise ValueError(f"input.path: expected a time series (T, ...), got shape {shape}")
+    return shape[0], shape[1:]
+
+
+def grid_nodes(image_shape, gridsize) -> tuple[np.ndarray, ...]:
+    """Aperture-centre nodes spanning the image corners (DESIGN.md §4).
+
+    Node ``i`` along axis ``a`` sits at ``i * (n_a - 1) / (g_a - 1)``; a grid of one node along an
+    axis puts it at the centre ``(n_a - 1) / 2``.
+    """
+    nodes = []
+    for n, g in zip(image_shape, gridsize):
+        if g == 1:
+            nodes.append(np.array([(n - 1) / 2.0]))
+        else:
+            nodes.append(np.linspace(0.0, n - 1.0, int(g)))
+    return tuple(nodes)
+
+
+def _make_preprocess(spec: JobSpec):
+    from .reg.preprocess import PreprocessSNF
+
+    pp = spec.preprocess
+    return PreprocessSNF.from_dict(pp.model_dump())
+
+
+def _lambda(spec: JobSpec):
+    lam = spec.params.lam
+    return tuple(float(v) for v in lam) if isinstance(lam, list) else float(lam)
+
+
+def _build_algorithm(spec: JobSpec, fixed, nodes, preprocess):
+    from .algorithms.apertures import Apertures
+
+    p = spec.params
+    overlap = tuple(p.overlap) if isinstance(p.overlap, list) else p.overlap
+    return Apertures(fixed, nodes, tuple(p.maxshift), _lambda(spec), preprocess,
+                     overlap=overlap, normalization=p.normalization,
+                     correct_bias=p.correct_bias, passes=p.passes)
+
+
+def known_variables(spec: JobSpec, image_shape) -> set[str]:
+    """Names the spec's algorithm can monitor, for an image of ``image_shape`` (after the ROI)."""
+    blank = np.zeros(tuple(image_shape), dtype=np.float32)
+    alg = _build_algorithm(spec, blank, grid_nodes(image_shape, spec.params.gridsize), None)
+    return set(alg.declare())
+
+
+@dataclass
+class JobPlan:
+    """Everything needed to register the frames of one job.
+
+    Attributes
+    ----------
+    spec : JobSpec
+    series : object
+        The opened input (``blockreg.io.open_series``); frames are read lazily.
+    frames : list of int
+        Source time index of each output position.
+    roi : tuple of slice
+        Spatial region read from every frame.
+    fixed_index : int
+        Source time index of the fixed image.
+    preprocess : PreprocessSNF
+    nodes : tuple of ndarray
+    fixed : ndarray or None
+        The preprocessed fixed image (float32), or None until :meth:`load_fixed`.
+    """
+
+    spec: JobSpec
+    series: Any
+    frames: list[int]
+    roi: tuple[slice, ...]
+    fixed_index: int
+    preprocess: Any
+    nodes: tuple
+    fixed: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        return tuple(s.stop - s.start for s in self.roi)
+
+    def load_fixed(self) -> np.ndarray:
+        """Read and preprocess the fixed frame (float32); cached on the plan."""
+        if self.fixed is None:
+            raw = read_frame(self, self.fixed_index)
+            self.fixed = np.asarray(self.preprocess(raw), dtype=np.float32)
+        return self.fixed
+
+    def make_algorithm(self, fixed=None):
+        """The job's :class:`~blockreg.Apertures`, on ``fixed`` (default: :meth:`load_fixed`).
+
+        Workers pass the fixed image read back from the output store, so every process registers
+        against the very bytes the coordinator stored.
+        """
+        fixed = self.load_fixed() if fixed is None else np.asarray(fixed, dtype=np.float32)
+        return _build_algorithm(self.spec, fixed, self.nodes, self.preprocess)
+
+    def declarations(self, algorithm=None) -> dict:
+        """Declarations of the monitored variables only (name -> ArrayDecl)."""
+        if algorithm is None:
+            blank = np.zeros(self.image_shape, dtype=np.float32)
+            algorithm = _build_algorithm(self.spec, blank, self.nodes, self.preprocess)
+        declared = algorithm.declare()
+        return {name: declared[name] for name in self.spec.monitor}
+
+    def store_attrs(self) -> dict:
+        """Attributes of the output store (docs/internals.md, "Zarr output store")."""
+        spacing = getattr(self.series, "spacing", None)
+        if spacing is not None:
+            spacing = [float(s) for s in spacing][-len(self.roi):]
+        return {
+            "spec": self.spec.to_json(),
+            "nodes": [n.tolist() for n in self.nodes],
+            "axes": list("zyx"[-len(self.roi):]),
+            "spacing": spacing,
+            "frames": list(self.frames),
+            "fixed_index": self.fixed_index,
+            "roi": [[s.start, s.stop] for s in self.roi],
+        }
+
+
+def plan_job(spec, *, fixed=None, check: bool = False) -> JobPlan:
+    """Build the :class:`JobPlan` of a spec.
+
+    Parameters
+    ----------
+    spec : JobSpec or dict
+    fixed : ndarray, optional
+        The preprocessed fixed image if already known (workers read it from the output store);
+        otherwise it is read from the input on first use.
+    check : bool
+        Run the full :func:`~blockreg.jobspec.validate_spec` first (the input-dependent checks).
+    """
+    if not isinstance(spec, JobSpec) or check:
+        spec = validate_spec(spec, check_input=check)
+    series = _open(spec)
+    shape = tuple(int(n) for n in series.shape)
+    n_time, spatial = shape[0], shape[1:]
+    if spec.input.roi is None:
+        roi = tuple(slice(0, n) for n in spatial)
+    else:
+        roi = tuple(slice(int(a), int(b)) for a, b in spec.input.roi)
+    frames = spec.frame_indices(n_time)
+    fixed_index = spec.fixed_index if spec.fixed_index is not None else frames[len(frames) // 2]
+    image_shape = tuple(s.stop - s.start for s in roi)
+    plan = JobPlan(spec=spec, series=series, frames=frames, roi=roi, fixed_index=fixed_index,
+                   preprocess=_make_preprocess(spec),
+                   nodes=grid_nodes(image_shape, spec.params.gridsize))
+    if fixed is not None:
+        plan.fixed = np.asarray(fixed, dtype=np.float32)
+    return plan
+
+
+def read_frame(plan: JobPlan, t: int) -> np.ndarray:
+    """Read source frame ``t`` of the plan's series, cropped to the ROI (raw, not preprocessed)."""
+    return np.asarray(plan.series[(int(t),) + plan.roi])
+
+
+class _SelectedFrames:
+    """The plan's frames (subset and ROI) as a lazy, indexable movie for :func:`blockreg.register`."""
+
+    def __init__(self, plan: JobPlan):
+        self._plan = plan
+        self.shape = (len(plan.frames),) + plan.image_shape
+        self.ndim = len(self.shape)
+        self.dtype = getattr(plan.series, "dtype", np.dtype(np.float32))
+
+    def __len__(self):
+        return self.shape[0]
+
+    def __getitem__(self, i):
+        if isinstance(i, (int, np.integer)):
+            return read_frame(self._plan, self._plan.frames[int(i)])
+        raise TypeError("only single frames can be read from a job's selection")
+
+
+def run_inprocess(spec, out=None, workers: int = 1) -> dict:
+    """Run a job spec without the service, through :func:`blockreg.register`.
+
+    Parameters
+    ----------
+    spec : JobSpec or dict
+        Validated in full first.
+    out : path-like, optional
+        Also write the results store there (default: ``spec.output.path``; None keeps them in
+        memory only).
+    workers : int
+        Worker processes (1 = this process).
+
+    Returns
+    -------
+    dict of str -> ndarray
+        Each monitored variable with time on axis 0.
+    """
+    from .runner import register
+
+    plan = plan_job(spec, check=True)
+    if out is None:
+        out = plan.spec.output.path
+    alg = plan.make_algorithm()
+    return register(_SelectedFrames(plan), alg, monitor=tuple(plan.spec.monitor), out=out,
+                    workers=workers, attrs=plan.store_attrs())
