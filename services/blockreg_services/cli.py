@@ -224,6 +224,8 @@ def cmd_up(args) -> int:
 def cmd_demo(args) -> int:
     from .demo import run_demo
 
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+
     return run_demo(home=Path(args.home) if args.home else None, frames=args.frames,
                     workers=args.workers, keep_running=args.keep_running, server=args.server,
                     port=args.port)
@@ -315,6 +317,9 @@ def main(argv: list[str] | None = None) -> int:
         for line in exc.problems:
             print(f"blockreg {args.command}: {line}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"blockreg {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
