@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import datetime as _dt
+import importlib.metadata
 import io
 import json
 import os
@@ -61,11 +62,11 @@ def machine_info(threads: int) -> dict:
                 break
     except OSError:
         pass
-    versions = {"python": platform.python_version(), "numpy": np.__version__}
-    for name in ("scipy", "torch", "suite2p", "blockreg"):
+    versions = {"python": platform.python_version()}
+    for name in ("numpy", "scipy", "torch", "suite2p", "blockreg"):
         try:
-            versions[name] = __import__(name).__version__
-        except Exception:  # a peer that is not installed is reported, not fatal
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:  # a peer not installed is reported, not fatal
             versions[name] = None
     try:
         commit = subprocess.run(["git", "-C", str(HERE), "describe", "--always", "--dirty"],

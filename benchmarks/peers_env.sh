@@ -40,7 +40,7 @@ if ! have suite2p 1.1.0 || ! have cellpose 4.2.1.1; then
     "${PIP[@]}" install --no-deps "suite2p==1.1.0" "cellpose==4.2.1.1"
 fi
 "${PIP[@]}" install natsort numba scikit-learn scikit-image tifffile fastremap \
-    opencv-python-headless rastermap roifile fill-voids segment-anything tqdm \
+    opencv-python-headless rastermap roifile fill-voids segment-anything tqdm pytest \
     "numpy>=2.0,<2.5" "scipy>=1.13,<1.18"
 
 # blockreg itself, editable, so the benchmark always measures the working tree.
