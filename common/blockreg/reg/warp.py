@@ -101,7 +101,8 @@ def interpolate_linear(img, displacement):
     N = img.ndim
     flat = img.reshape(-1)
     strides = [int(np.prod(shape[a + 1:])) for a in range(N)]
-    index_dtype = np.int32 if img.size < 2**31 else np.int64
+    # NumPy's take converts any other index type to intp first; CuPy gathers int32 natively.
+    index_dtype = np.intp if xp is np or img.size >= 2**31 else np.int32
     has_nan = bool(xp.isnan(flat).any())
 
     valid = None
@@ -145,8 +146,7 @@ def interpolate_linear(img, displacement):
         return hi
 
     out = corner_sum(base, 0)
-    out[~valid] = np.nan
-    return out
+    return xp.where(valid, out, xp.asarray(np.nan, dtype=out.dtype))
 
 
 def warp_to_file(path_or_file, frames, phis, dtype=np.float32, nodes=None):
