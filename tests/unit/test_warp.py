@@ -178,3 +178,29 @@ def test_warp_to_file_writes_each_frame_warped(tmp_path):
         np.testing.assert_array_equal(data[t], warp(frames[t], us[t], (8, 9)).astype(np.float32))
     with pytest.raises(ValueError, match="phis"):
         warp_to_file(path, frames, us[:2], nodes=(8, 9))
+
+
+def _cupy_or_skip():
+    cp = pytest.importorskip("cupy")
+    try:
+        if cp.cuda.runtime.getDeviceCount() < 1:
+            pytest.skip("no CUDA device")
+    except Exception as exc:                               # no driver, no runtime
+        pytest.skip(f"CUDA unavailable: {exc}")
+    return cp
+
+
+@pytest.mark.gpu
+def test_cupy_warp_and_field_match_numpy():
+    cp = _cupy_or_skip()
+    rng = np.random.default_rng(12)
+    img = smooth_texture((20, 40, 36), seed=12).astype(np.float32)
+    img[3, 10, 10] = np.nan
+    u = 2 * rng.normal(size=(3, 4, 3, 3))
+    on_host = warp(img, GridDeformation(u, img.shape))
+    phi_dev = GridDeformation(cp.asarray(u), img.shape)
+    on_device = warp(cp.asarray(img), phi_dev)
+    assert isinstance(on_device, cp.ndarray)
+    np.testing.assert_allclose(cp.asnumpy(on_device), on_host, rtol=1e-5, atol=1e-3)
+    for a, b in zip(phi_dev.field(img.shape), GridDeformation(u, img.shape).field(img.shape)):
+        np.testing.assert_allclose(cp.asnumpy(a), b, rtol=1e-5, atol=1e-5)
