@@ -100,25 +100,14 @@ def _call(fn, *args, **kwargs):
     try:
         return fn(*args, **kwargs)
     except ApiError as exc:
-        lines = [f"server: {_api_message(exc)}"]
-        for err in getattr(exc, "errors", None) or []:
-            lines.append(f"{err.get('field', '?')}: {err.get('problem', '?')}")
+        lines = [f"server: {exc.message} (HTTP {exc.status})"]
+        lines += [f"{err.get('field', '?')}: {err.get('problem', '?')}" for err in exc.errors]
         raise CliError(*lines) from None
-    except requests.ConnectionError:
-        raise CliError(f"server: cannot reach {_base_url(fn)} (is `blockreg up` running?)") from None
-    except requests.RequestException as exc:
+    except (ConnectionError, requests.ConnectionError):
+        url = getattr(getattr(fn, "__self__", None), "url", "the server")
+        raise CliError(f"server: cannot reach {url} (is `blockreg up` running?)") from None
+    except (TimeoutError, requests.RequestException) as exc:
         raise CliError(f"server: {exc}") from None
-
-
-def _api_message(exc) -> str:
-    status = getattr(exc, "status_code", None) or getattr(exc, "status", None)
-    message = getattr(exc, "message", None) or str(exc)
-    return f"{message} (HTTP {status})" if status else message
-
-
-def _base_url(bound_method) -> str:
-    client = getattr(bound_method, "__self__", None)
-    return getattr(client, "url", None) or getattr(client, "base_url", None) or "the server"
 
 
 class ProgressBar:

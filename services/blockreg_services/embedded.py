@@ -94,6 +94,12 @@ class EmbeddedStack:
     host : str
         Interface the coordinator binds to. The embedded stack has no authentication, so keep
         the loopback default unless the network is trusted.
+    database_url : str, optional
+        Use this database instead of the SQLite file in ``home`` (e.g. a lab PostgreSQL).
+    broker_url : str, optional
+        Use this Redis instead of starting a private one.
+    env : dict, optional
+        Extra environment variables for the children (e.g. ``BLOCKREG_ALLOWED_ROOTS``).
     startup_timeout : float
         Seconds to wait for Redis and for the coordinator's health check.
     stop_timeout : float
@@ -106,7 +112,9 @@ class EmbeddedStack:
     """
 
     def __init__(self, home, port: int = 8750, workers: int = 2, host: str = "127.0.0.1",
-                 *, startup_timeout: float = 60.0, stop_timeout: float = 30.0):
+                 *, database_url: str | None = None, broker_url: str | None = None,
+                 env: dict[str, str] | None = None, startup_timeout: float = 60.0,
+                 stop_timeout: float = 30.0):
         if workers < 1:
             raise ValueError(f"workers: must be at least 1, got {workers}")
         if not 0 <= port < 65536:
@@ -115,6 +123,9 @@ class EmbeddedStack:
         self.port = port
         self.workers = workers
         self.host = host
+        self.database_url = database_url or f"sqlite:///{self.home / 'blockreg.db'}"
+        self.broker_url = broker_url
+        self.extra_env = dict(env or {})
         self.startup_timeout = startup_timeout
         self.stop_timeout = stop_timeout
         self.url: str | None = None
@@ -123,10 +134,6 @@ class EmbeddedStack:
         self._socket_dir: str | None = None
 
     # -- paths and environment -------------------------------------------------------------
-    @property
-    def database_url(self) -> str:
-        return f"sqlite:///{self.home / 'blockreg.db'}"
-
     @property
     def data_dir(self) -> Path:
         return self.home / "data"
@@ -152,11 +159,13 @@ class EmbeddedStack:
         env.update(
             BLOCKREG_HOME=str(self.home),
             BLOCKREG_DATABASE_URL=self.database_url,
-            BLOCKREG_BROKER_URL=f"redis+socket://{self.redis_socket}",
             BLOCKREG_DATA_DIR=str(self.data_dir),
             PYTHONUNBUFFERED="1",
         )
-        # single-user default: no root restriction unless the user set one
+        if self.broker_url is not None:  # None only while the private Redis itself starts
+            env["BLOCKREG_BROKER_URL"] = self.broker_url
+        # BLOCKREG_ALLOWED_ROOTS passes through: the single-user default is no restriction
+        env.update(self.extra_env)
         return env
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -175,15 +184,8 @@ class EmbeddedStack:
         """Start Redis, the coordinator and the workers; return once the API answers."""
         for folder in (self.home, self.data_dir / "results", self.log_dir):
             folder.mkdir(parents=True, exist_ok=True)
-        self.redis_socket = self._redis_socket()
-        if self.redis_socket.exists():  # left over from a killed run; redis refuses to bind otherwise
-            self.redis_socket.unlink()
-        self._spawn("redis", [
-            find_redis_server(), "--port", "0", "--unixsocket", str(self.redis_socket),
-            "--unixsocketperm", "700", "--save", "", "--appendonly", "no",
-            "--maxmemory-policy", "noeviction", "--dir", str(self.home),
-        ])
-        self._wait_for_redis()
+        if self.broker_url is None:
+            self._start_redis()
 
         port = self.port or _free_port(self.host)
         self._spawn("coordinator", [
@@ -199,6 +201,18 @@ class EmbeddedStack:
         self.url = f"http://{self.host}:{port}"
         self._wait_for_health()
         self.server_file.write_text(json.dumps({"url": self.url, "pid": os.getpid()}))
+
+    def _start_redis(self) -> None:
+        self.redis_socket = self._redis_socket()
+        if self.redis_socket.exists():  # left over from a killed run; redis refuses to bind otherwise
+            self.redis_socket.unlink()
+        self._spawn("redis", [
+            find_redis_server(), "--port", "0", "--unixsocket", str(self.redis_socket),
+            "--unixsocketperm", "700", "--save", "", "--appendonly", "no",
+            "--maxmemory-policy", "noeviction", "--dir", str(self.home),
+        ])
+        self._wait_for_redis()
+        self.broker_url = f"redis+socket://{self.redis_socket}"
 
     def stop(self) -> None:
         """Stop every child (workers, then coordinator, then Redis) and remove ``server.json``.

@@ -191,6 +191,7 @@ def test_redis_server_is_found():
     assert os.access(find_redis_server(), os.X_OK)
 
 
+@pytest.mark.slow
 def test_stack_that_fails_to_start_leaves_no_process_behind(tmp_path):
     # the coordinator cannot bind a port that is already taken, so start-up fails after Redis is up
     with socket.socket() as busy:

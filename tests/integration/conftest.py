@@ -1,0 +1,89 @@
+"""Real service parts for the integration tests: PostgreSQL, Redis, a coordinator, two workers.
+
+Isolation: each test session gets a fresh PostgreSQL database (created from the ``test`` database
+and dropped afterwards) and a Redis database number of its own (claimed with a marker key, flushed
+afterwards; nothing else in that Redis is touched). When PostgreSQL or Redis is unreachable the
+tests are skipped, except under CI (``$CI`` set), where they must run and so fail.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+
+import pytest
+
+PG_HOST, PG_PORT, PG_ADMIN_DB = "127.0.0.1", 5432, "test"
+REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
+CLAIM_KEY = "blockreg:integration-claim"
+
+
+def _unreachable(what: str, host: str, port: int) -> None:
+    try:
+        socket.create_connection((host, port), timeout=2).close()
+        return
+    except OSError as exc:
+        message = f"{what} is not reachable at {host}:{port} ({exc})"
+    if os.environ.get("CI"):
+        pytest.fail(message + "; under CI the integration tests must run")
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def database_url():
+    """URL of a fresh PostgreSQL database, dropped at the end of the session."""
+    _unreachable("PostgreSQL", PG_HOST, PG_PORT)
+    import psycopg
+
+    name = f"blockreg_it_{uuid.uuid4().hex[:12]}"
+    admin = f"postgresql://postgres@{PG_HOST}:{PG_PORT}/{PG_ADMIN_DB}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql+psycopg://postgres@{PG_HOST}:{PG_PORT}/{name}"
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    """URL of a Redis database number nobody else uses now; only that database is flushed."""
+    _unreachable("Redis", REDIS_HOST, REDIS_PORT)
+    import redis
+
+    token = uuid.uuid4().hex
+    for db in range(15, 0, -1):  # db 0 is everyone's default: leave it alone
+        client = redis.Redis(REDIS_HOST, REDIS_PORT, db=db)
+        if client.dbsize() == 0 and client.set(CLAIM_KEY, token, nx=True, ex=3600):
+            break
+    else:
+        pytest.skip("no free Redis database number (1..15) for the integration tests")
+    try:
+        yield f"redis://{REDIS_HOST}:{REDIS_PORT}/{db}"
+    finally:
+        if client.get(CLAIM_KEY) == token.encode():
+            client.flushdb()
+        client.close()
+
+
+@pytest.fixture(scope="session")
+def service(tmp_path_factory, database_url, redis_url):
+    """A coordinator and two Celery worker processes on the session's PostgreSQL and Redis.
+
+    Input and output paths are restricted to the session's data folder, as on the lab server.
+    """
+    from blockreg_services.embedded import EmbeddedStack
+
+    home = tmp_path_factory.mktemp("service")
+    stack = EmbeddedStack(home, port=0, workers=2, database_url=database_url, broker_url=redis_url,
+                          env={"BLOCKREG_ALLOWED_ROOTS": str(home / "data")}, stop_timeout=20)
+    with stack:
+        yield stack
+
+
+@pytest.fixture(scope="session")
+def client(service):
+    from blockreg import Client
+
+    return Client(service.url)
