@@ -1,0 +1,95 @@
+"""Aperture geometry (0-based): where the apertures of a grid sit and which pixels each one covers.
+
+Apertures are centred on the grid nodes, which span the image corners, so a corner aperture has
+about ``(1/2)**N`` of its area inside the image (the rest is NaN). With zero overlap the apertures
+tile the image exactly.
+
+References
+----------
+.. [1] HolyLab, RegisterMismatchCommon.jl, ``aperture_grid``, ``default_aperture_width``,
+   ``aperture_range`` (https://github.com/HolyLab/RegisterMismatchCommon.jl).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def _check_gridsize(shape, gridsize):
+    shape = tuple(int(n) for n in shape)
+    try:
+        gridsize = tuple(int(g) for g in gridsize)
+    except TypeError:
+        raise ValueError(f"gridsize must be a sequence of ints, got {gridsize!r}") from None
+    if len(gridsize) != len(shape):
+        raise ValueError(f"gridsize has {len(gridsize)} entries but the image has {len(shape)} axes")
+    for a, (n, g) in enumerate(zip(shape, gridsize)):
+        if g < 1:
+            raise ValueError(f"gridsize must be >= 1 on every axis, got {gridsize}")
+        if g > n:
+            raise ValueError(f"gridsize {gridsize} exceeds the image size {shape} along axis {a}")
+    return shape, gridsize
+
+
+def aperture_grid(shape, gridsize):
+    """Aperture centres of a ``gridsize`` grid over an image of ``shape``.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Image shape (spatial axes).
+    gridsize : tuple of int
+        Number of apertures along each axis.
+
+    Returns
+    -------
+    ndarray, shape ``(*gridsize, N)``
+        Centre of each aperture in 0-based pixel coordinates: ``linspace(0, n - 1, g)`` along each
+        axis, or ``(n - 1) / 2`` where ``g == 1``.
+    """
+    shape, gridsize = _check_gridsize(shape, gridsize)
+    lines = [np.linspace(0, n - 1, g) if g > 1 else np.array([(n - 1) / 2])
+             for n, g in zip(shape, gridsize)]
+    return np.stack(np.meshgrid(*lines, indexing="ij"), axis=-1)
+
+
+def default_aperture_width(shape, gridsize, overlap=0):
+    """Aperture width per axis: the node spacing plus ``2 * overlap`` (the full size where g == 1).
+
+    Parameters
+    ----------
+    shape, gridsize : tuple of int
+        Image shape and grid size.
+    overlap : float or sequence of float, optional
+        Extra pixels on each side of an aperture (ignored along axes with one aperture).
+
+    Returns
+    -------
+    tuple of float
+        Width along each axis (may be non-integer).
+    """
+    shape, gridsize = _check_gridsize(shape, gridsize)
+    ov = np.broadcast_to(np.asarray(overlap, dtype=float), (len(shape),))
+    if (ov < 0).any() or not np.isfinite(ov).all():
+        raise ValueError(f"overlap must be finite and non-negative, got {overlap!r}")
+    return tuple(float((n - 1) / (g - 1) + 2 * o) if g > 1 else float(n)
+                 for n, g, o in zip(shape, gridsize, ov))
+
+
+def aperture_range(center, width):
+    """Pixel slices covered by an aperture of ``width`` centred at ``center``.
+
+    Along each axis the range is ``ceil(c - w/2) <= x < ceil(c + w/2)``; it may extend outside the
+    image (a negative start is a real coordinate here, not Python's from-the-end indexing).
+
+    Examples
+    --------
+    >>> aperture_range((14,), (7,))
+    (slice(11, 18, None),)
+    """
+    center = np.atleast_1d(np.asarray(center, dtype=float))
+    width = np.broadcast_to(np.asarray(width, dtype=float), center.shape)
+    if (width <= 0).any():
+        raise ValueError(f"width must be positive, got {tuple(width.tolist())}")
+    return tuple(slice(math.ceil(c - w / 2), math.ceil(c + w / 2)) for c, w in zip(center, width))
