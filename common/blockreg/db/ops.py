@@ -26,7 +26,7 @@ from .models import (
 
 __all__ = [
     "utcnow", "create_job", "claim_frame", "complete_frame", "fail_frame", "finalize_if_complete",
-    "cancel_job", "requeue_stale", "enqueue_pending", "count_frames", "list_jobs", "list_frames",
+    "cancel_job", "requeue_stale", "enqueue_pending", "release_frames", "count_frames", "list_jobs", "list_frames",
     "get_job", "record_heartbeat", "migrate", "MIGRATIONS_DIR",
 ]
 
@@ -248,22 +248,24 @@ def enqueue_pending(session: Session, job_id: int, limit: int) -> list[int]:
     """
     if limit <= 0:
         return []
-    indices = list(session.scalars(
+    candidates = list(session.scalars(
         select(Frame.index)
         .where(Frame.job_id == job_id, Frame.state == FrameState.PENDING.value)
         .order_by(Frame.index).limit(limit)
     ))
-    if not indices:
+    if not candidates:
         session.rollback()
         return []
     now = utcnow()
-    session.execute(
+    # RETURNING gives the frames this call moved, so two dispatchers never send the same frame
+    indices = sorted(session.scalars(
         update(Frame)
-        .where(Frame.job_id == job_id, Frame.index.in_(indices),
+        .where(Frame.job_id == job_id, Frame.index.in_(candidates),
                Frame.state == FrameState.PENDING.value)
         .values(state=FrameState.QUEUED.value, enqueued_at=now)
+        .returning(Frame.index)
         .execution_options(synchronize_session=False)
-    )
+    ))
     session.execute(
         update(Job).where(Job.id == job_id, Job.state == JobState.QUEUED.value)
         .values(state=JobState.RUNNING.value, started_at=now)
@@ -271,6 +273,19 @@ def enqueue_pending(session: Session, job_id: int, limit: int) -> list[int]:
     )
     session.commit()
     return indices
+
+
+def release_frames(session: Session, job_id: int, indices) -> int:
+    """Return queued frames to pending (their task message could not be sent)."""
+    result = session.execute(
+        update(Frame)
+        .where(Frame.job_id == job_id, Frame.index.in_(list(indices)),
+               Frame.state == FrameState.QUEUED.value)
+        .values(state=FrameState.PENDING.value, enqueued_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+    return result.rowcount
 
 
 def count_frames(session: Session, job_id: int, state: str) -> int:

@@ -1,0 +1,151 @@
+"""``blockreg.Client``: a small HTTP client of the coordinator's ``/api/v1``.
+
+Example::
+
+    from blockreg import Client
+    client = Client("http://127.0.0.1:8750")
+    job_id = client.submit({"input": {"path": "movie.tif"},
+                            "params": {"gridsize": [5, 5], "maxshift": [10, 10], "lambda": 1e-3}})
+    client.wait(job_id)
+    u = client.results(job_id)["u"][...]
+"""
+from __future__ import annotations
+
+import os
+import time
+
+__all__ = ["Client", "ApiError", "DEFAULT_URL"]
+
+DEFAULT_URL = "http://127.0.0.1:8750"
+FINISHED = ("succeeded", "failed", "cancelled")
+
+
+class ApiError(RuntimeError):
+    """The coordinator answered with an error status.
+
+    Attributes
+    ----------
+    status : int
+        HTTP status code (4xx: the request was wrong, 5xx: the server failed).
+    message : str
+        The server's message.
+    errors : list of dict
+        ``{"field", "problem"}`` entries (e.g. for an invalid spec).
+    """
+
+    def __init__(self, status: int, message: str, errors=None):
+        self.status = status
+        self.message = message
+        self.errors = list(errors or [])
+        detail = "; ".join(f"{e.get('field')}: {e.get('problem')}" for e in self.errors)
+        super().__init__(f"HTTP {status}: {message}" + (f" ({detail})" if detail else ""))
+
+
+class Client:
+    """Client of a blockreg coordinator.
+
+    Parameters
+    ----------
+    url : str, optional
+        Base URL of the coordinator (default ``$BLOCKREG_URL`` or ``http://127.0.0.1:8750``).
+    timeout : float
+        Seconds to wait for each HTTP response.
+    session : requests.Session, optional
+        Reused for connection pooling (or a test double with the same ``request`` method).
+    """
+
+    def __init__(self, url: str | None = None, *, timeout: float = 30.0, session=None):
+        import requests
+
+        self.url = (url or os.environ.get("BLOCKREG_URL") or DEFAULT_URL).rstrip("/")
+        self.timeout = float(timeout)
+        self._http = session or requests.Session()
+
+    def __repr__(self) -> str:
+        return f"Client({self.url!r})"
+
+    def _request(self, method: str, path: str, **kwargs):
+        import requests
+
+        try:
+            response = self._http.request(method, f"{self.url}/api/v1{path}",
+                                          timeout=self.timeout, **kwargs)
+        except requests.ConnectionError as exc:
+            raise ConnectionError(f"cannot reach the coordinator at {self.url}: {exc}") from None
+        if response.status_code >= 400:
+            try:
+                body = response.json()
+                message, errors = body.get("message", response.reason), body.get("errors", [])
+            except ValueError:
+                message, errors = response.text[:500] or response.reason, []
+            raise ApiError(response.status_code, message, errors)
+        return response.json()
+
+    def health(self) -> dict:
+        """Database and broker reachability."""
+        response = self._http.request("GET", f"{self.url}/api/v1/health", timeout=self.timeout)
+        if response.status_code not in (200, 503):
+            raise ApiError(response.status_code, response.text[:500])
+        return response.json()
+
+    def submit(self, spec) -> int:
+        """Submit a job spec (dict or :class:`~blockreg.JobSpec`); return the new job's id."""
+        if hasattr(spec, "to_json"):
+            spec = spec.to_json()
+        return int(self._request("POST", "/jobs", json=spec)["id"])
+
+    def status(self, job_id: int) -> dict:
+        """The job's state, frame counts, output path, timings and error."""
+        return self._request("GET", f"/jobs/{int(job_id)}")
+
+    def jobs(self, *, offset: int = 0, limit: int = 50, state: str | None = None) -> list:
+        """Jobs, newest first."""
+        params = {"offset": offset, "limit": limit}
+        if state is not None:
+            params["state"] = state
+        return self._request("GET", "/jobs", params=params)["jobs"]
+
+    def frames(self, job_id: int, *, state: str | None = None, offset: int = 0,
+               limit: int = 100) -> list:
+        """Per-frame state, timings and monitored scalars, in output order."""
+        params = {"offset": offset, "limit": limit}
+        if state is not None:
+            params["state"] = state
+        return self._request("GET", f"/jobs/{int(job_id)}/frames", params=params)["frames"]
+
+    def cancel(self, job_id: int) -> dict:
+        """Cancel a queued or running job (ApiError 409 if it already finished)."""
+        return self._request("POST", f"/jobs/{int(job_id)}/cancel")
+
+    def wait(self, job_id: int, timeout: float | None = None, poll: float = 0.5,
+             progress=None) -> dict:
+        """Poll until the job finishes; return its final status.
+
+        Parameters
+        ----------
+        timeout : float, optional
+            Give up after this many seconds (TimeoutError).  None waits forever.
+        poll : float
+            Seconds between polls.
+        progress : callable, optional
+            Called with each status dict (e.g. to drive a progress bar).
+        """
+        if poll <= 0:
+            raise ValueError(f"poll: must be positive, got {poll}")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            status = self.status(job_id)
+            if progress is not None:
+                progress(status)
+            if status["state"] in FINISHED:
+                return status
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"job {job_id} still {status['state']} after {timeout} s "
+                                   f"({status['frames_done']}/{status['frames_total']} frames)")
+            time.sleep(poll)
+
+    def results(self, job_id: int):
+        """Open the job's output store read-only (a ``zarr.Group``; see :func:`blockreg.open_results`)."""
+        from .store import open_results
+
+        return open_results(self.status(job_id)["output_path"])
