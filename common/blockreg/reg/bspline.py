@@ -154,8 +154,11 @@ def evaluation_matrix(n: int, x, bc: str = "flat") -> np.ndarray:
     """
     _check_bc(bc)
     x = np.clip(np.asarray(x, dtype=np.float64), -0.5, n - 0.5)
-    i, w, _ = stencil(x)
-    i = np.clip(i, 0, n - 1)
+    # round() may land on n at x = n - 0.5 (ties to even); clamp first, then take the weights
+    # relative to the clamped index, so the half-cell at each end evaluates correctly.
+    i = np.clip(np.round(x), 0, n - 1)
+    _, w, _ = stencil(x - i)
+    i = i.astype(np.int64)
     E = np.zeros((x.size, n + 2))
     rows = np.arange(x.size)
     for k in range(3):
