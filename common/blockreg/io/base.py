@@ -53,7 +53,8 @@ class SeriesReader:
     def _open(self) -> None:
         raise NotImplementedError
 
-    def _read(self, t: int) -> np.ndarray:
+    def _read(self, t: int, region: tuple) -> np.ndarray:
+        """Frame ``t`` (0 <= t < T), restricted to ``region`` (spatial indices, maybe empty)."""
         raise NotImplementedError
 
     @property
@@ -63,20 +64,32 @@ class SeriesReader:
     def __len__(self) -> int:
         return self.shape[0]
 
-    def frame(self, t: int) -> np.ndarray:
-        """Frame ``t`` (negative indices count from the end) as an in-memory ndarray."""
+    def frame(self, t: int, region=()) -> np.ndarray:
+        """Frame ``t`` (negative indices count from the end) as an in-memory ndarray.
+
+        ``region`` optionally selects part of the frame (a tuple of per-axis slices or indices),
+        read without loading the rest where the format allows it (memory maps, Zarr chunks).
+        """
         n = self.shape[0]
         if isinstance(t, (bool, np.bool_)) or not isinstance(t, (int, np.integer)):
             raise TypeError(f"t: frame index must be an integer, got {type(t).__name__}")
         t = int(t)
         if t < -n or t >= n:
             raise IndexError(f"t: frame {t} out of range for a series of {n} frames")
+        region = tuple(region)
+        if len(region) > self.ndim:
+            raise IndexError(f"region: {len(region)} indices for {self.ndim} spatial axes")
         if self._handle is None:
             self._open()
-        return np.array(self._read(t % n))
+        return np.array(self._read(t % n, region))
 
-    def __getitem__(self, t) -> np.ndarray:
-        return self.frame(t)
+    def __getitem__(self, key) -> np.ndarray:
+        """``reader[t]`` is one frame; ``reader[t, y0:y1, x0:x1]`` a region of it."""
+        if isinstance(key, tuple):
+            if not key:
+                raise TypeError("key: give a frame index")
+            return self.frame(key[0], key[1:])
+        return self.frame(key)
 
     def __getstate__(self):
         state = self.__dict__.copy()

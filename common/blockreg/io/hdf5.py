@@ -36,5 +36,5 @@ class Hdf5Series(SeriesReader):
         size = dset.attrs.get("element_size_um")
         self.spacing = tuple(float(s) for s in size) if size is not None and len(size) == dset.ndim - 1 else None
 
-    def _read(self, t):
-        return self._handle[self._dset_name][t]
+    def _read(self, t, region):
+        return self._handle[self._dset_name][(t,) + region]

@@ -18,8 +18,8 @@ class NpySeries(SeriesReader):
         self.axes = default_axes(arr.ndim - 1)
         self.spacing = None
 
-    def _read(self, t):
-        return self._handle[t]
+    def _read(self, t, region):
+        return self._handle[(t,) + region]
 
     def close(self):
         # a memmap has no close(); dropping the reference releases the mapping

@@ -61,13 +61,14 @@ class TiffSeries(SeriesReader):
             index.append(t if a == "t" else self._channel if a == "c" else slice(None))
         return tuple(index)
 
-    def _read(self, t):
+    def _read(self, t, region):
         index = self._frame_index(t)
         if self._memmap is not None:
             frame = self._memmap[index]
         else:
             frame = self._read_pages(index)
-        return _to_tzyx(frame, [a for a in self._raw_axes if a in _SPATIAL], self.axes[1:])
+        frame = _to_tzyx(frame, [a for a in self._raw_axes if a in _SPATIAL], self.axes[1:])
+        return frame[region]
 
     def _read_pages(self, index):
         # Pages hold the trailing image plane(s) (YX, or YXS with samples); the leading axes

@@ -40,8 +40,9 @@ class ZarrSeries(SeriesReader):
         spacing = node.attrs.get("spacing")
         self.spacing = tuple(float(s) for s in spacing) if spacing is not None else None
 
-    def _read(self, t):
-        index = tuple(t if a == "t" else self._channel if a == "c" else slice(None)
+    def _read(self, t, region):
+        spatial = iter(region + (slice(None),) * (self.ndim - len(region)))
+        index = tuple(t if a == "t" else self._channel if a == "c" else next(spatial)
                       for a in self._raw_axes)
         return self._handle[index]
 
