@@ -33,25 +33,16 @@ def input_geometry(spec: JobSpec) -> tuple[int, tuple[int, ...]]:
 
 
 def grid_nodes(image_shape, gridsize) -> tuple[np.ndarray, ...]:
-    """Aperture-centre nodes spanning the image corners (DESIGN.md §4).
+    """Aperture-centre nodes spanning the image corners (DESIGN.md §4), as Apertures expects."""
+    from .reg.deformation import nodes_for_shape
 
-    Node ``i`` along axis ``a`` sits at ``i * (n_a - 1) / (g_a - 1)``; a grid of one node along an
-    axis puts it at the centre ``(n_a - 1) / 2``.
-    """
-    nodes = []
-    for n, g in zip(image_shape, gridsize):
-        if g == 1:
-            nodes.append(np.array([(n - 1) / 2.0]))
-        else:
-            nodes.append(np.linspace(0.0, n - 1.0, int(g)))
-    return tuple(nodes)
+    return tuple(nodes_for_shape(tuple(image_shape), tuple(gridsize)))
 
 
 def _make_preprocess(spec: JobSpec):
     from .reg.preprocess import PreprocessSNF
 
-    pp = spec.preprocess
-    return PreprocessSNF.from_dict(pp.model_dump())
+    return PreprocessSNF.from_dict(spec.preprocess.model_dump())
 
 
 def _lambda(spec: JobSpec):
@@ -110,6 +101,14 @@ class JobPlan:
     def image_shape(self) -> tuple[int, ...]:
         return tuple(s.stop - s.start for s in self.roi)
 
+    @property
+    def spatial_axes(self) -> str:
+        """Names of the spatial axes (e.g. ``"yx"``), from the reader when it knows them."""
+        axes = getattr(self.series, "axes", None)
+        if isinstance(axes, str) and len(axes) == len(self.roi) + 1:
+            return axes[1:]
+        return "zyx"[-len(self.roi):]
+
     def load_fixed(self) -> np.ndarray:
         """Read and preprocess the fixed frame (float32); cached on the plan."""
         if self.fixed is None:
@@ -142,7 +141,7 @@ class JobPlan:
         return {
             "spec": self.spec.to_json(),
             "nodes": [n.tolist() for n in self.nodes],
-            "axes": list("zyx"[-len(self.roi):]),
+            "axes": "t" + self.spatial_axes,
             "spacing": spacing,
             "frames": list(self.frames),
             "fixed_index": self.fixed_index,
@@ -184,25 +183,24 @@ def plan_job(spec, *, fixed=None, check: bool = False) -> JobPlan:
 
 def read_frame(plan: JobPlan, t: int) -> np.ndarray:
     """Read source frame ``t`` of the plan's series, cropped to the ROI (raw, not preprocessed)."""
-    return np.asarray(plan.series[(int(t),) + plan.roi])
+    return np.asarray(plan.series[int(t)])[plan.roi]
 
 
-class _SelectedFrames:
-    """The plan's frames (subset and ROI) as a lazy, indexable movie for :func:`blockreg.register`."""
+class _CroppedSeries:
+    """The plan's series seen through its ROI: what :func:`blockreg.register` reads frames from."""
 
     def __init__(self, plan: JobPlan):
         self._plan = plan
-        self.shape = (len(plan.frames),) + plan.image_shape
-        self.ndim = len(self.shape)
-        self.dtype = getattr(plan.series, "dtype", np.dtype(np.float32))
+        self.shape = (int(plan.series.shape[0]),) + plan.image_shape
+        self.dtype = getattr(plan.series, "dtype", None)
+        self.axes = "t" + plan.spatial_axes
+        self.spacing = plan.store_attrs()["spacing"]
 
     def __len__(self):
         return self.shape[0]
 
-    def __getitem__(self, i):
-        if isinstance(i, (int, np.integer)):
-            return read_frame(self._plan, self._plan.frames[int(i)])
-        raise TypeError("only single frames can be read from a job's selection")
+    def __getitem__(self, t):
+        return read_frame(self._plan, t)
 
 
 def run_inprocess(spec, out=None, workers: int = 1) -> dict:
@@ -213,21 +211,20 @@ def run_inprocess(spec, out=None, workers: int = 1) -> dict:
     spec : JobSpec or dict
         Validated in full first.
     out : path-like, optional
-        Also write the results store there (default: ``spec.output.path``; None keeps them in
-        memory only).
+        Also write the results store there (default: ``spec.output.path``; None keeps the
+        results in memory only).
     workers : int
         Worker processes (1 = this process).
 
     Returns
     -------
     dict of str -> ndarray
-        Each monitored variable with time on axis 0.
+        Each monitored variable with time on axis 0, in the order of the selected frames.
     """
     from .runner import register
 
     plan = plan_job(spec, check=True)
     if out is None:
         out = plan.spec.output.path
-    alg = plan.make_algorithm()
-    return register(_SelectedFrames(plan), alg, monitor=tuple(plan.spec.monitor), out=out,
-                    workers=workers, attrs=plan.store_attrs())
+    return register(_CroppedSeries(plan), plan.make_algorithm(), monitor=tuple(plan.spec.monitor),
+                    out=out, workers=workers, frames=list(plan.frames), attrs=plan.store_attrs())

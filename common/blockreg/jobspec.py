@@ -116,7 +116,7 @@ class ParamsSpec(_Strict):
 
     gridsize: list[PositiveInt] = Field(min_length=1, max_length=3,
                                         description="Aperture grid, one count per spatial axis.")
-    maxshift: list[NonNegativeInt] = Field(min_length=1, max_length=3,
+    maxshift: list[PositiveInt] = Field(min_length=1, max_length=3,
                                            description="Largest shift searched, per spatial axis.")
     lam: Lambda = Field(alias="lambda", description="Affine-residual penalty: a number >= 0, "
                         "or [min, max] to choose it automatically in that range.")

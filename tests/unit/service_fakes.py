@@ -1,4 +1,4 @@
-"""Test doubles for the service's unit tests: a .npy "reader", a toy algorithm, a fake broker.
+"""Test doubles for the service's unit tests: a toy algorithm and a fake broker.
 
 The toy algorithm has the real :class:`blockreg.algorithms.base.Algorithm` interface and a result
 that is easy to compute independently (the mean difference to the fixed image), so tests can check
@@ -14,31 +14,6 @@ import numpy as np
 from blockreg.algorithms.base import Algorithm, ArrayDecl
 
 
-class NpySeries:
-    """A (T, *spatial) movie stored with ``np.save``, read lazily by memory-mapping."""
-
-    def __init__(self, path):
-        self._data = np.load(path, mmap_mode="r")
-        if self._data.ndim < 3:
-            raise ValueError(f"expected (T, y, x[, z]) data, got shape {self._data.shape}")
-        self.shape = self._data.shape
-        self.dtype = self._data.dtype
-        self.spacing = (1.0,) * (self._data.ndim - 1)
-
-    def __getitem__(self, key):
-        return np.array(self._data[key])
-
-
-class OffsetPreprocess:
-    """Subtract the bias and convert to float32 (stands in for PreprocessSNF)."""
-
-    def __init__(self, bias=0.0):
-        self.bias = float(bias)
-
-    def __call__(self, image):
-        return np.asarray(image, dtype=np.float32) - np.float32(self.bias)
-
-
 class MeanShiftAlgorithm(Algorithm):
     """``u`` = the mean of (preprocessed frame - fixed) at every node; ``mismatch`` = mean square."""
 
@@ -47,7 +22,7 @@ class MeanShiftAlgorithm(Algorithm):
     def __init__(self, fixed, nodes, maxshift, lam, preprocess=None, **options):
         self.fixed = np.asarray(fixed, dtype=np.float32)
         self.nodes = nodes
-        self.preprocess = preprocess or OffsetPreprocess()
+        self.preprocess = preprocess
         self.options = options
         self._context = None
 
@@ -78,20 +53,23 @@ class MeanShiftAlgorithm(Algorithm):
         return {"algorithm": "mean-shift (test double)"}
 
 
+def shot_noise_flattened(movie, bias):
+    """PreprocessSNF without filters, written out: sqrt(max(0, movie - bias)) in float32."""
+    return np.sqrt(np.maximum(np.asarray(movie, dtype=np.float32) - np.float32(bias), 0))
+
+
 def expected_u(movie, t, fixed_index, roi, gridsize, bias=0.0):
     """The toy algorithm's ``u`` for source frame ``t``, computed directly from the movie."""
     window = (slice(None),) + tuple(slice(a, b) for a, b in roi)
-    data = np.asarray(movie[window], dtype=np.float32) - np.float32(bias)
+    data = shot_noise_flattened(movie[window], bias)
     value = float((data[t] - data[fixed_index]).mean())
     return np.full(tuple(gridsize) + (len(gridsize),), value)
 
 
 def install(monkeypatch):
-    """Route blockreg.jobs to the doubles above (reader, preprocessing, algorithm)."""
+    """Make blockreg.jobs build the toy algorithm (the reader and preprocessing stay real)."""
     import blockreg.jobs as jobs
 
-    monkeypatch.setattr(jobs, "_open", lambda spec: NpySeries(spec.input.path))
-    monkeypatch.setattr(jobs, "_make_preprocess", lambda spec: OffsetPreprocess(spec.preprocess.bias))
     monkeypatch.setattr(
         jobs, "_build_algorithm",
         lambda spec, fixed, nodes, preprocess: MeanShiftAlgorithm(fixed, nodes, spec.params.maxshift,
