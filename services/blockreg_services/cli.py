@@ -236,14 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="coordinator URL (default: $BLOCKREG_SERVER, else the running "
                             "`blockreg up`, else %s)" % FALLBACK_SERVER)
 
-    register = sub.add_parser("register", help="register a movie in this process")
-    try:
-        from blockreg.commandline import add_register_parser
-    except ImportError:
-        register.set_defaults(func=lambda args: _unavailable("register"))
-    else:
-        add_register_parser(register)
-        register.set_defaults(func=cmd_register)
+    from blockreg.commandline import add_register_parser
+
+    add_register_parser(sub).set_defaults(func=cmd_register)
 
     up = sub.add_parser("up", help="run the embedded stack in the foreground (Ctrl-C stops it)")
     up.add_argument("--home", help="stack folder (default: $BLOCKREG_HOME or ~/.blockreg)")
@@ -291,10 +286,6 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
-
-
-def _unavailable(command: str) -> int:
-    raise CliError(f"{command}: not available in this installation")
 
 
 def main(argv: list[str] | None = None) -> int:
