@@ -60,3 +60,18 @@ def test_optimize_rigid_rejects_bad_input():
         optimize_rigid(np.zeros((5, 5)), np.zeros((5, 5, 5)), maxshift=1)
     with pytest.raises(ValueError, match="tform0"):
         optimize_rigid(np.ones((5, 5)), np.ones((5, 5)), maxshift=1, tform0=(np.eye(3), np.zeros(3)))
+
+
+def test_optimize_rigid_recovers_3d_rotation_vector():
+    from scipy.spatial.transform import Rotation
+
+    fixed = smooth_texture((16, 24, 24), seed=2, sigma=2.5)
+    rotvec = np.array([0.03, -0.05, 0.04])
+    A_true = Rotation.from_rotvec(rotvec).as_matrix()
+    center = (np.array(fixed.shape) - 1) / 2
+    b_true = center + np.array([1.3, -2.2, 0.7]) - A_true @ center
+    moving = rigidly_moved(fixed, A_true, b_true)
+    A, b, mismatch = optimize_rigid(fixed, moving, maxshift=4, maxrot=0.3)
+    np.testing.assert_allclose(Rotation.from_matrix(A).as_rotvec(), rotvec, atol=3e-3)
+    np.testing.assert_allclose(A @ center + b, A_true @ center + b_true, atol=0.05)
+    assert mismatch < 1e-4
