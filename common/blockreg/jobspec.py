@@ -364,6 +364,8 @@ def load_spec_file(path) -> dict:
     """
     path = Path(os.fspath(path))
     suffix = path.suffix.lower()
+    if suffix not in (".json", ".toml", ".yaml", ".yml"):
+        raise ValueError(f"path: unknown spec format {suffix!r} (use .json, .toml or .yaml)")
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -375,17 +377,11 @@ def load_spec_file(path) -> dict:
             import tomllib
 
             data = tomllib.loads(text)
-        elif suffix in (".yaml", ".yml"):
+        else:
             import yaml
 
             data = yaml.safe_load(text)
-        else:
-            raise ValueError(f"path: unknown spec format {suffix!r} (use .json, .toml or .yaml)")
-    except ValueError as exc:
-        if str(exc).startswith("path:"):
-            raise
-        raise ValueError(f"path: {path} is not valid {suffix[1:].upper()}: {exc}") from None
-    except Exception as exc:  # yaml.YAMLError does not derive from ValueError
+    except Exception as exc:  # json/toml raise ValueError subclasses, yaml its own YAMLError
         raise ValueError(f"path: {path} is not valid {suffix[1:].upper()}: {exc}") from None
     if not isinstance(data, dict):
         raise ValueError(f"path: {path} must contain a mapping at the top level")
