@@ -169,7 +169,12 @@ def register_translate(fixed, moving, maxshift, thresh=None):
     return argmin_mismatch(mm, thresh)
 
 
-def _pair_axis(mm):
+def _pair_axis(mm, axis=None):
+    if axis is not None:
+        axis = int(axis) % mm.ndim
+        if mm.shape[axis] != 2:
+            raise ValueError(f"axis {axis} of mm must have length 2 (num, denom), shape {mm.shape}")
+        return axis
     # Shift axes have odd length (2m + 1), so the num/denom axis is the last one of length 2.
     for axis in range(mm.ndim - 1, -1, -1):
         if mm.shape[axis] == 2:
@@ -177,11 +182,14 @@ def _pair_axis(mm):
     raise ValueError(f"mm has no num/denom axis of length 2, shape {mm.shape}")
 
 
-def truncate_noise(mm, thresh):
-    """Copy of ``mm`` (or ``mms``) with num = denom = 0 wherever ``denom <= thresh``."""
+def truncate_noise(mm, thresh, *, axis=None):
+    """Copy of ``mm`` (or ``mms``) with num = denom = 0 wherever ``denom <= thresh``.
+
+    ``axis`` is the num/denom axis; by default the last axis of length 2 (shift axes are odd).
+    """
     xp = array_module(mm)
     mm = xp.asarray(mm)
-    axis = _pair_axis(mm)
+    axis = _pair_axis(mm, axis)
     den = xp.take(mm, [1], axis=axis)
     return xp.where(den <= thresh, 0, mm).astype(mm.dtype, copy=False)
 
