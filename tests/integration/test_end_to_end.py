@@ -196,7 +196,7 @@ def _blockreg(*args, server, cwd):
 
 
 def test_cli_submit_bad_spec_exits_2_naming_the_field(service, movie, tmp_path):
-    spec = _spec(movie, params={"gridsize": [3, 3], "maxshift": [60, 6], "lambda": 1e-3})
+    spec = _spec(movie, params={"gridsize": [3, 3], "maxshift": [100, 6], "lambda": 1e-3})
     (tmp_path / "bad.json").write_text(json.dumps(spec))
     result = _blockreg("submit", "bad.json", server=service.url, cwd=tmp_path)
     assert result.returncode == 2, result.stderr
