@@ -194,7 +194,7 @@ def truncate_noise(mm, thresh, *, axis=None):
     return xp.where(den <= thresh, 0, mm).astype(mm.dtype, copy=False)
 
 
-def correct_bias(mms):
+def correct_bias(mms, *, axis=None):
     """Replace entries at zero shift along the first or second axis by their neighbours' average.
 
     A camera's fixed-pattern noise makes every image resemble every other at exactly zero shift,
@@ -207,6 +207,8 @@ def correct_bias(mms):
     ----------
     mms : ndarray
         ``(2, *(2m + 1))`` or ``(*gridsize, 2, *(2m + 1))``.
+    axis : int, optional
+        The num/denom axis; by default the last axis of length 2 (shift axes are odd).
 
     References
     ----------
@@ -214,7 +216,7 @@ def correct_bias(mms):
     """
     xp = array_module(mms)
     mms = xp.asarray(mms)
-    axis = _pair_axis(mms)
+    axis = _pair_axis(mms, axis)
     n = mms.ndim - axis - 1
     shift_shape = mms.shape[axis + 1:]
     weight = np.ones(shift_shape)
