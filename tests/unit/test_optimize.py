@@ -51,11 +51,16 @@ def dense_hessian(ap, Qs, eps):
     return H + eps * np.eye(n * N)
 
 
-def test_initial_deformation_matches_direct_solve():
+@pytest.mark.parametrize("lam, singular", [(2.0, False), (1e3, True), (1e-3, True)])
+def test_initial_deformation_matches_direct_solve(lam, singular):
     rng = np.random.default_rng(0)
     gridsize = (4, 3)
-    ap = AffinePenalty(nodes_over((50, 40), gridsize), 2.0)
+    ap = AffinePenalty(nodes_over((50, 40), gridsize), lam)
     Qs = random_psd(rng, gridsize, 2)
+    if singular:  # apertures without signal, and one with a rank-1 fit
+        Qs[0, 0] = 0
+        Qs[2, 1] = 0
+        Qs[1, 1] = np.outer([1.0, 2.0], [1.0, 2.0])
     cs = rng.standard_normal(gridsize + (2,))
     eps = np.cbrt(np.finfo(float).eps) * np.einsum("...ii->...", Qs).sum() / 12
     b = np.einsum("...ij,...j->...i", Qs, cs).ravel()

@@ -133,7 +133,7 @@ def auto_lambda(cs, Qs, nodes, ap, mmis, lam_range):
             "to fit the sigmoid"
         )
     cs, Qs = _check_fits(cs, Qs, series=False)
-    mmis = np.asarray(to_host(mmis), dtype=np.float64)
+    mmis = np.ascontiguousarray(to_host(mmis), dtype=np.float64)
     maxshift = maxshift_of(mmis)
     ap = copy.copy(ap)
     previous = clamp_shifts(cs, maxshift)

@@ -21,7 +21,7 @@ import math
 import numpy as np
 import scipy.optimize
 import scipy.sparse.linalg
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from .._backend import to_host
 from .penalty import maxshift_of, total_penalty, total_penalty_series
@@ -30,6 +30,22 @@ from .penalty import maxshift_of, total_penalty, total_penalty_series
 BOUND_MARGIN = 0.5001
 #: Distance kept from the edge by the clamp applied to initial guesses.
 CLAMP_MARGIN = 0.51
+
+
+_thread_controller = None
+
+
+def _single_threaded_blas():
+    """Context limiting BLAS/OpenMP pools to one thread.
+
+    The per-frame linear algebra is small; on shared cores, OpenBLAS threads spinning over it were
+    measured 20x slower.  The controller is created once: building one scans every loaded
+    library (about a millisecond), too slow to repeat per frame.
+    """
+    global _thread_controller
+    if _thread_controller is None:
+        _thread_controller = ThreadpoolController()
+    return _thread_controller.limit(limits=1)
 
 
 def _check_fits(cs, Qs, series: bool):
@@ -98,24 +114,31 @@ def initial_deformation(ap, cs, Qs, lam_t=None):
     if not np.any(b):
         return np.zeros_like(cs), True
     if not series:
-        return _solve_frame(ap, Qs.reshape(n, N, N), b.reshape(n * N), n, N).reshape(cs.shape), True
+        with _single_threaded_blas():
+            u = _solve_frame(ap, Qs.reshape(n, N, N), b.reshape(n * N), n, N)
+        return u.reshape(cs.shape), True
     T = cs.shape[0]
     u, info = _solve_series(ap, Qs.reshape(T, n, N, N), b.reshape(T, n, N), float(lam_t))
     return u.reshape(cs.shape), info == 0
 
 
 def _solve_frame(ap, Qs, b, n, N):
+    """Solve ``H u = b`` through the Woodbury identity.
+
+    ``H = D - lam W W^T`` with ``D = blockdiag(Q_k + (lam + eps) I)`` and ``W = F (x) I_N``
+    (``F^T F = I``), so only N x N blocks and one ``(N+1)N``-square system are inverted: the
+    cost is linear in the number of nodes instead of cubic, which matters for 3-D grids.
+    """
     F = ap.F
-    P = np.eye(n) - F @ F.T
-    H = np.kron(ap.lam * P, np.eye(N))
+    lam = ap.lam
     eps = _regulariser(Qs, n)
-    # Node k's Q block sits at rows/columns k*N .. k*N+N-1 (C order of u.reshape(n, N)).
-    idx = np.arange(n)[:, None] * N + np.arange(N)
-    H[idx[:, :, None], idx[:, None, :]] += Qs
-    H[np.diag_indices_from(H)] += eps
-    # Small dense solves are 20x slower with OpenBLAS threads fighting over shared cores.
-    with threadpool_limits(1):
-        return np.linalg.solve(H, b)
+    D_inv = np.linalg.inv(Qs + (lam + eps) * np.eye(N))  # (n, N, N)
+    y0 = np.einsum("kab,kb->ka", D_inv, b.reshape(n, N))
+    m = F.shape[1]
+    # S = I / lam - W^T D^-1 W, indexed by (column of F, component) pairs.
+    S = np.eye(m * N) / lam - np.einsum("kj,kl,kbc->jblc", F, F, D_inv).reshape(m * N, m * N)
+    z = np.linalg.solve(S, (F.T @ y0).ravel()).reshape(m, N)
+    return (y0 + np.einsum("kab,kb->ka", D_inv, F @ z)).ravel()
 
 
 def _solve_series(ap, Qs, b, lam_t):
@@ -151,7 +174,7 @@ def _solve_series(ap, Qs, b, lam_t):
     size = T * n * N
     H = scipy.sparse.linalg.LinearOperator((size, size), matvec=matvec, dtype=np.float64)
     M = scipy.sparse.linalg.LinearOperator((size, size), matvec=precondition, dtype=np.float64)
-    with threadpool_limits(1):
+    with _single_threaded_blas():
         u, info = scipy.sparse.linalg.cg(H, b.ravel(), M=M, rtol=1e-10, atol=0.0, maxiter=size)
     return u, info
 
@@ -178,7 +201,7 @@ def _minimize(fun, u0, maxshift, tol, maxiter):
         value, grad = fun(x.reshape(u0.shape))
         return value, np.asarray(grad, dtype=np.float64).ravel()
 
-    with threadpool_limits(1):
+    with _single_threaded_blas():
         result = scipy.optimize.minimize(
             flat_fun,
             u0.ravel(),
@@ -219,7 +242,7 @@ def optimize_deformation(u0, ap, mmis, phi_old=None, *, maxshift, keep=None, tol
     fval, fval0 : float
         Penalty at ``u`` and at ``u0``.
     """
-    mmis = np.asarray(to_host(mmis), dtype=np.float64)
+    mmis = np.ascontiguousarray(to_host(mmis), dtype=np.float64)
     u0 = np.asarray(to_host(u0), dtype=np.float64)
     return _minimize(lambda u: total_penalty(u, ap, mmis, phi_old, keep), u0, maxshift, tol, maxiter)
 
@@ -249,7 +272,7 @@ def fixed_lambda(cs, Qs, nodes, ap, mmis, *, lam_t=None, tol=1e-6, maxiter=1000)
 
     series = lam_t is not None
     cs_h, Qs_h = _check_fits(cs, Qs, series)
-    mmis = np.asarray(to_host(mmis), dtype=np.float64)
+    mmis = np.ascontiguousarray(to_host(mmis), dtype=np.float64)
     maxshift = maxshift_of(mmis[0] if series else mmis)
     u0, _ = initial_deformation(ap, cs_h, Qs_h, lam_t=lam_t)
     if not np.all(np.isfinite(u0)):

@@ -64,7 +64,9 @@ def interpolate_mm(mms, bc: str = "flat"):
         Coefficients along the last N (shift) axes, for :func:`data_penalty`.
     """
     N = _spatial_ndim_of_mms(mms)
-    return bspline.prefilter(mms, axes=tuple(range(mms.ndim - N, mms.ndim)), bc=bc)
+    coefs = bspline.prefilter(mms, axes=tuple(range(mms.ndim - N, mms.ndim)), bc=bc)
+    # C-contiguous so that data_penalty's flat gathers need no copy.
+    return array_module(coefs).ascontiguousarray(coefs)
 
 
 def _stencil_offsets(N: int) -> np.ndarray:
@@ -132,26 +134,33 @@ def data_penalty(u, mmis, keep=None):
     w = xp.where(keep_flat[:, None, None], w, 0.0)
     dw = xp.where(keep_flat[:, None, None], dw, 0.0)
 
-    offsets = to_device(_stencil_offsets(N), xp)  # (S, N), S = 3**N
+    offsets = to_device(_stencil_offsets(N), xp)  # (S, N), S = 3**N, C order of (3,) * N
     strides = to_device(np.array([math.prod(shift_shape[a + 1 :]) for a in range(N)]), xp)
-    flat_index = ((i[:, None, :] + offsets[None]) * strides).sum(axis=-1)  # (n, S)
-    coefs = mmis.reshape(n, 2, -1)
-    vals = xp.take_along_axis(coefs, flat_index[:, None, :], axis=2)  # (n, 2, S)
+    npos = math.prod(shift_shape)
+    # Flat index of every stencil coefficient of every aperture's num; denom is npos further.
+    flat_index = (i * strides).sum(axis=1)[:, None] + (offsets * strides).sum(axis=1)[None, :]
+    flat_index += xp.arange(n)[:, None] * (2 * npos)
+    coefs = xp.ascontiguousarray(mmis).reshape(-1)
+    num_vals = xp.take(coefs, flat_index)  # (n, S)
+    den_vals = xp.take(coefs, flat_index + npos)
 
-    # Tensor-product weights: w_off[k, s, a] = weight of offset s along axis a for aperture k.
-    w_off = xp.take_along_axis(w, (offsets.T + 1)[None].repeat(n, axis=0), axis=2)  # (n, N, S)
-    dw_off = xp.take_along_axis(dw, (offsets.T + 1)[None].repeat(n, axis=0), axis=2)
-    weight = xp.prod(w_off, axis=1)  # (n, S)
-    # d weight / d u_a = dw_a * prod_{b != a} w_b, formed without dividing by a possibly-zero w_a.
+    # Tensor-product weights over the 3**N stencil in the same C order as `offsets`; the
+    # derivative along axis a swaps in dw for w on that axis only (no division by w).
+    def outer(factors):
+        out = factors[0]
+        for f in factors[1:]:
+            out = out[..., None] * f.reshape((f.shape[0],) + (1,) * (out.ndim - 1) + (3,))
+        return out.reshape(n, -1)
+
+    weight = outer([w[:, a] for a in range(N)])  # (n, S)
     dweight = xp.stack(
-        [dw_off[:, a] * xp.prod(w_off[:, [b for b in range(N) if b != a]], axis=1) for a in range(N)],
-        axis=1,
+        [outer([dw[:, b] if b == a else w[:, b] for b in range(N)]) for a in range(N)], axis=1
     )  # (n, N, S)
 
-    num_k = xp.sum(vals[:, 0] * weight, axis=1)
-    den_k = xp.sum(vals[:, 1] * weight, axis=1)
-    dnum_k = xp.einsum("kas,ks->ka", dweight, vals[:, 0])
-    dden_k = xp.einsum("kas,ks->ka", dweight, vals[:, 1])
+    num_k = xp.sum(num_vals * weight, axis=1)
+    den_k = xp.sum(den_vals * weight, axis=1)
+    dnum_k = xp.einsum("kas,ks->ka", dweight, num_vals)
+    dden_k = xp.einsum("kas,ks->ka", dweight, den_vals)
     num = xp.sum(xp.where(keep_flat, num_k, 0.0))
     den = xp.sum(xp.where(keep_flat, den_k, 0.0))
     grad = (dnum_k * den - num * dden_k) / den**2
