@@ -248,9 +248,10 @@ def enqueue_pending(session: Session, job_id: int, limit: int) -> list[int]:
     """
     if limit <= 0:
         return []
+    job_active = select(Job.id).where(Job.id == job_id, Job.state.in_(ACTIVE_JOB_STATES)).exists()
     candidates = list(session.scalars(
         select(Frame.index)
-        .where(Frame.job_id == job_id, Frame.state == FrameState.PENDING.value)
+        .where(Frame.job_id == job_id, Frame.state == FrameState.PENDING.value, job_active)
         .order_by(Frame.index).limit(limit)
     ))
     if not candidates:

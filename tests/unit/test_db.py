@@ -1,0 +1,242 @@
+"""Database models, migrations and the atomic state transitions, on SQLite."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import inspect, select, update
+
+from blockreg.db import Base, Frame, FrameScalar, Job, make_engine, ops, session_factory
+
+
+@pytest.fixture
+def url(tmp_path):
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    ops.migrate(url)
+    return url
+
+
+@pytest.fixture
+def sessions(url):
+    engine = make_engine(url)
+    yield session_factory(engine)
+    engine.dispose()
+
+
+def new_job(sessions, n=10, **kwargs):
+    with sessions() as s:
+        return ops.create_job(s, spec={"k": 1}, frames=range(100, 100 + n),
+                              output_path="/tmp/out-{id}.zarr", **kwargs)
+
+
+def job(sessions, job_id):
+    with sessions() as s:
+        return s.get(Job, job_id)
+
+
+def test_migrated_schema_matches_the_models(url):
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+        pragmas = {p: conn.exec_driver_sql(f"PRAGMA {p}").scalar()
+                   for p in ("journal_mode", "foreign_keys", "synchronous")}
+    assert pragmas == {"journal_mode": "wal", "foreign_keys": 1, "synchronous": 1}
+    engine.dispose()
+
+
+def test_downgrade_and_upgrade_again(url):
+    from alembic import command
+
+    command.downgrade(ops.alembic_config(url), "base")
+    engine = make_engine(url)
+    assert set(inspect(engine).get_table_names()) == {"alembic_version"}
+    ops.migrate(url)
+    assert {"job", "frame", "frame_scalar", "worker_heartbeat"} <= set(inspect(engine).get_table_names())
+    engine.dispose()
+
+
+def test_create_job_rows(sessions):
+    job_id = new_job(sessions, n=5, name="x")
+    j = job(sessions, job_id)
+    assert (j.state, j.frames_total, j.frames_done, j.output_path) == (
+        "queued", 5, 0, f"/tmp/out-{job_id}.zarr")
+    with sessions() as s:
+        rows = s.execute(select(Frame.index, Frame.source_t, Frame.state)
+                         .where(Frame.job_id == job_id).order_by(Frame.index)).all()
+    assert rows == [(i, 100 + i, "pending") for i in range(5)]
+
+
+def test_create_job_rolls_back_when_the_hook_fails(sessions):
+    def boom(job_id, path):
+        raise OSError("disk full")
+
+    with pytest.raises(OSError), sessions() as s:
+        ops.create_job(s, spec={}, frames=[0, 1], output_path="x", before_commit=boom)
+    with sessions() as s:
+        assert s.scalars(select(Job)).all() == [] and s.scalars(select(Frame)).all() == []
+    with pytest.raises(ValueError, match="frames"), sessions() as s:
+        ops.create_job(s, spec={}, frames=[], output_path="x")
+
+
+def test_submitting_100k_frames_is_fast(sessions):
+    start = time.perf_counter()
+    job_id = new_job(sessions, n=100_000)
+    elapsed = time.perf_counter() - start
+    with sessions() as s:
+        assert ops.count_frames(s, job_id, "pending") == 100_000
+    print(f"\n100,000 frame rows on SQLite: {elapsed:.2f} s")
+    assert elapsed < 5.0
+
+
+def test_claim_complete_and_idempotence(sessions):
+    job_id = new_job(sessions, n=3)
+    with sessions() as s:
+        assert ops.claim_frame(s, job_id, 1, "w") == 101
+        assert ops.claim_frame(s, job_id, 1, "w2") is None  # already running elsewhere
+        assert ops.complete_frame(s, job_id, 1, {"mismatch": 0.5, "lambda": float("nan")}, 1.5)
+        assert not ops.complete_frame(s, job_id, 1, {"mismatch": 9.0})  # redelivered: no-op
+        assert ops.claim_frame(s, job_id, 1, "w") is None  # done frames are skipped
+        frame = s.get(Frame, (job_id, 1))
+        scalars = dict(s.execute(select(FrameScalar.name, FrameScalar.value)
+                                 .where(FrameScalar.job_id == job_id)).all())
+    assert (frame.state, frame.attempts, frame.worker, frame.duration_s) == ("done", 1, "w", 1.5)
+    assert scalars == {"mismatch": 0.5, "lambda": None}  # NaN stored as NULL
+    j = job(sessions, job_id)
+    assert (j.state, j.frames_done) == ("running", 1) and j.started_at is not None
+
+
+def test_finalize_exactly_once_and_failure_summary(sessions):
+    job_id = new_job(sessions, n=3)
+    with sessions() as s:
+        ops.complete_frame(s, job_id, 0)
+        assert ops.finalize_if_complete(s, job_id) is None  # job still queued with frames open
+        assert ops.fail_frame(s, job_id, 2, "ValueError: bad frame")
+        assert not ops.fail_frame(s, job_id, 2, "again")  # counted once
+        ops.enqueue_pending(s, job_id, 10)  # marks the job running
+        assert ops.finalize_if_complete(s, job_id) is None
+        ops.complete_frame(s, job_id, 1)
+        assert ops.finalize_if_complete(s, job_id) == "failed"
+        assert ops.finalize_if_complete(s, job_id) is None
+    j = job(sessions, job_id)
+    assert (j.frames_done, j.frames_failed, j.state) == (2, 1, "failed")
+    assert j.error == "1 of 3 frames failed; first (frame 2): ValueError: bad frame"
+
+
+def test_cancel(sessions):
+    job_id = new_job(sessions, n=2)
+    with sessions() as s:
+        assert ops.cancel_job(s, job_id)
+        assert not ops.cancel_job(s, job_id)
+        assert ops.claim_frame(s, job_id, 0, "w") is None
+        assert ops.enqueue_pending(s, job_id, 10) == []
+        assert ops.finalize_if_complete(s, job_id) is None
+    assert job(sessions, job_id).state == "cancelled"
+
+
+def test_enqueue_and_requeue_stale(sessions):
+    job_id = new_job(sessions, n=6)
+    with sessions() as s:
+        assert ops.enqueue_pending(s, job_id, 4) == [0, 1, 2, 3]
+        assert ops.enqueue_pending(s, job_id, 4) == [4, 5]
+        assert ops.claim_frame(s, job_id, 0, "w") == 100
+        assert ops.requeue_stale(s, queued_lease_s=60, running_lease_s=60) == 0
+        # age the running frame and one queued frame past their leases
+        old = ops.utcnow() - timedelta(hours=1)
+        s.execute(update(Frame).where(Frame.job_id == job_id, Frame.index.in_([0, 1]))
+                  .values(started_at=old, enqueued_at=old))
+        s.commit()
+        assert ops.requeue_stale(s, queued_lease_s=60, running_lease_s=60) == 2
+        assert ops.enqueue_pending(s, job_id, 10) == [0, 1]
+        assert ops.release_frames(s, job_id, [0, 1]) == 2
+        assert ops.count_frames(s, job_id, "pending") == 2
+
+
+def test_list_and_paginate(sessions):
+    ids = [new_job(sessions, n=4) for _ in range(3)]
+    with sessions() as s:
+        jobs, total = ops.list_jobs(s, offset=1, limit=1)
+        assert total == 3 and [j.id for j in jobs] == [ids[1]]
+        ops.complete_frame(s, ids[0], 2, {"mismatch": 2.0})
+        frames, total = ops.list_frames(s, ids[0], offset=1, limit=2)
+        assert total == 4 and [(f.index, sc) for f, sc in frames] == [(1, {}), (2, {"mismatch": 2.0})]
+        done, total = ops.list_frames(s, ids[0], state="done")
+        assert total == 1 and done[0][0].index == 2
+
+
+def test_heartbeat_upsert(sessions):
+    from blockreg.db import WorkerHeartbeat
+
+    with sessions() as s:
+        ops.record_heartbeat(s, hostname="h", pid=1)
+        first = s.get(WorkerHeartbeat, ("h", 1)).last_seen
+        ops.record_heartbeat(s, hostname="h", pid=1, device="cuda:0")
+        rows = s.scalars(select(WorkerHeartbeat)).all()
+    assert len(rows) == 1 and rows[0].device == "cuda:0" and rows[0].last_seen >= first
+
+
+def test_concurrent_completions_finalize_once_threads(sessions):
+    n = 40
+    job_id = new_job(sessions, n=n)
+    with sessions() as s:
+        ops.enqueue_pending(s, job_id, n)
+    winners = []
+
+    def complete(indices):
+        with sessions() as s:
+            for i in indices:
+                ops.complete_frame(s, job_id, i)
+                ops.complete_frame(s, job_id, (i + 1) % n)  # duplicates must not double-count
+                state = ops.finalize_if_complete(s, job_id)
+                if state is not None:
+                    winners.append(state)
+
+    threads = [threading.Thread(target=complete, args=(range(k, n, 4),)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert winners == ["succeeded"]
+    assert job(sessions, job_id).frames_done == n
+
+
+WORKER = textwrap.dedent("""
+    import os, sys, time
+    from blockreg.db import make_engine, ops, session_factory
+    url, job_id, k, n, go = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+    sessions = session_factory(make_engine(url))
+    while not os.path.exists(go):
+        time.sleep(0.01)
+    wins = 0
+    with sessions() as s:
+        for i in range(n):
+            if i % 3 == k or i % 4 == k:  # overlapping subsets: some frames completed twice
+                ops.complete_frame(s, job_id, i)
+                wins += ops.finalize_if_complete(s, job_id) is not None
+    print(wins)
+""")
+
+
+@pytest.mark.slow
+def test_concurrent_completions_finalize_once_processes(sessions, url, tmp_path):
+    n = 60
+    job_id = new_job(sessions, n=n)
+    with sessions() as s:
+        ops.enqueue_pending(s, job_id, n)
+    go = tmp_path / "go"
+    procs = [subprocess.Popen([sys.executable, "-c", WORKER, url, str(job_id), str(k), str(n), str(go)],
+                              stdout=subprocess.PIPE, text=True) for k in range(3)]
+    time.sleep(1.0)  # let the interpreters start, then release them together
+    go.touch()
+    wins = [int(p.communicate(timeout=120)[0].strip()) for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    assert sum(wins) == 1
+    j = job(sessions, job_id)
+    assert (j.state, j.frames_done) == ("succeeded", n)
