@@ -162,9 +162,7 @@ def time_stages(c, nframes: int) -> dict:
     br = c["api"]
     plan = br.MismatchPlan(c["fixed"], c["gridsize"], c["maxshift"], normalization="pixels")
     ap = br.AffinePenalty(c["nodes"], c["lam"])
-    ndim = len(c["shape"])
-    # the original's default threshold: a fraction 0.5**N of an aperture's pixels
-    thresh = 0.5**ndim / np.prod(c["gridsize"]) * np.prod(c["shape"])
+    thresh = br.Apertures.default_thresh(c["fixed"], c["gridsize"])
     times = {s: [] for s in STAGES}
     for t in range(min(nframes, len(c["movie"])) + 1):   # +1: frame 0 is a warm-up
         frame = c["movie"][t % len(c["movie"])]
@@ -178,7 +176,7 @@ def time_stages(c, nframes: int) -> dict:
         t3 = time.perf_counter()
         phi, _ = br.fixed_lambda(cs, Qs, c["nodes"], ap, mmis)
         t4 = time.perf_counter()
-        br.warp(frame.astype(np.float32), phi)
+        br.warp(moving, phi)          # "warped" warps the preprocessed frame
         t5 = time.perf_counter()
         if t:
             for s, dt in zip(STAGES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
@@ -270,7 +268,9 @@ def translation_check(c, shift, threads: int) -> dict:
     alg = make_algorithm(cc)
     alg.prepare()
     u = dense(alg.run_frame(movie[0], 0, ("u",))["u"], c["nodes"], c["shape"])
-    out["blockreg_median_u"] = np.median(u[interior(c["shape"], c["maxshift"])], axis=0).tolist()
+    ndim = fixed.ndim
+    inner = interior(c["shape"], c["maxshift"])
+    out["blockreg_median_u"] = np.median(u[inner].reshape(-1, ndim), axis=0).tolist()
     if fixed.ndim == 2:
         try:
             import torch
@@ -280,7 +280,7 @@ def translation_check(c, shift, threads: int) -> dict:
             return out
         _, u2 = suite2p_peer.register_movie(suite2p_peer.to_int16(movie), suite2p_peer.to_int16(fixed),
                                             settings)
-        out["suite2p_median_u"] = np.median(u2[0][interior(c["shape"], c["maxshift"])], axis=0).tolist()
+        out["suite2p_median_u"] = np.median(u2[0][inner].reshape(-1, ndim), axis=0).tolist()
     for key in ("blockreg_median_u", "suite2p_median_u"):
         if key in out and not np.allclose(out[key], shift, atol=0.5):
             raise RuntimeError(f"sign check failed: {key}={out[key]} for a shift of {shift}")
