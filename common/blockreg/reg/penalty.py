@@ -17,6 +17,7 @@ References
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 
@@ -69,9 +70,13 @@ def interpolate_mm(mms, bc: str = "flat"):
     return array_module(coefs).ascontiguousarray(coefs)
 
 
-def _stencil_offsets(N: int) -> np.ndarray:
-    """All 3**N neighbour offsets (-1, 0, 1 per axis), shape (3**N, N)."""
-    return np.array(list(itertools.product((-1, 0, 1), repeat=N)), dtype=np.int64)
+@functools.lru_cache(maxsize=32)
+def _gather_layout(shift_shape: tuple[int, ...]):
+    """C-order strides of the shift axes, and the flat offsets of the 3**N-point stencil."""
+    N = len(shift_shape)
+    strides = np.array([math.prod(shift_shape[a + 1 :]) for a in range(N)], dtype=np.int64)
+    offsets = np.array(list(itertools.product((-1, 0, 1), repeat=N)), dtype=np.int64)
+    return strides, offsets @ strides
 
 
 def _check_u_against(u, grid_shape, N, name="u"):
@@ -123,48 +128,41 @@ def data_penalty(u, mmis, keep=None):
         keep_flat = keep.reshape(n).astype(bool)
 
     U = u.reshape(n, N)
+    if keep is not None:
+        # Excluded apertures may lie anywhere (even NaN): read them at zero shift, then drop them.
+        U = xp.where(keep_flat[:, None], U, 0.0)
     m_arr = xp.asarray(np.asarray(m, dtype=np.float64))
-    inside = xp.all(xp.abs(U) < m_arr - 0.5, axis=1)
-    if not bool(xp.all(inside | ~keep_flat)):
+    if not bool(xp.all(xp.abs(U) < m_arr - 0.5)):
         return math.nan, xp.full(u.shape, xp.nan, dtype=xp.result_type(u.dtype, np.float64))
 
     i, w, dw = bspline.stencil(U + m_arr)  # (n, N), (n, N, 3), (n, N, 3)
-    # Excluded apertures may lie anywhere (even NaN); pin them inside so the gather stays valid.
-    i = xp.where(keep_flat[:, None], i, xp.asarray(np.asarray(m, dtype=np.int64)))
-    w = xp.where(keep_flat[:, None, None], w, 0.0)
-    dw = xp.where(keep_flat[:, None, None], dw, 0.0)
-
-    offsets = to_device(_stencil_offsets(N), xp)  # (S, N), S = 3**N, C order of (3,) * N
-    strides = to_device(np.array([math.prod(shift_shape[a + 1 :]) for a in range(N)]), xp)
+    strides, stencil_index = (to_device(a, xp) for a in _gather_layout(shift_shape))
     npos = math.prod(shift_shape)
-    # Flat index of every stencil coefficient of every aperture's num; denom is npos further.
-    flat_index = (i * strides).sum(axis=1)[:, None] + (offsets * strides).sum(axis=1)[None, :]
-    flat_index += xp.arange(n)[:, None] * (2 * npos)
+    # Flat index of every stencil coefficient of every aperture, num then denom: (n, 2, 3**N).
+    start = (i * strides).sum(axis=1) + xp.arange(n) * (2 * npos)
+    flat_index = start[:, None, None] + stencil_index[None, None, :]
     coefs = xp.ascontiguousarray(mmis).reshape(-1)
-    num_vals = xp.take(coefs, flat_index)  # (n, S)
-    den_vals = xp.take(coefs, flat_index + npos)
+    vals = xp.take(coefs, flat_index + xp.asarray([0, npos])[None, :, None])
 
-    # Tensor-product weights over the 3**N stencil in the same C order as `offsets`; the
+    # Tensor-product weights over the 3**N stencil in C order (matching stencil_index); the
     # derivative along axis a swaps in dw for w on that axis only (no division by w).
     def outer(factors):
         out = factors[0]
         for f in factors[1:]:
-            out = out[..., None] * f.reshape((f.shape[0],) + (1,) * (out.ndim - 1) + (3,))
+            out = out[..., None] * f.reshape((n,) + (1,) * (out.ndim - 1) + (3,))
         return out.reshape(n, -1)
 
     weight = outer([w[:, a] for a in range(N)])  # (n, S)
     dweight = xp.stack(
         [outer([dw[:, b] if b == a else w[:, b] for b in range(N)]) for a in range(N)], axis=1
     )  # (n, N, S)
-
-    num_k = xp.sum(num_vals * weight, axis=1)
-    den_k = xp.sum(den_vals * weight, axis=1)
-    dnum_k = xp.einsum("kas,ks->ka", dweight, num_vals)
-    dden_k = xp.einsum("kas,ks->ka", dweight, den_vals)
-    num = xp.sum(xp.where(keep_flat, num_k, 0.0))
-    den = xp.sum(xp.where(keep_flat, den_k, 0.0))
-    grad = (dnum_k * den - num * dden_k) / den**2
-    grad = xp.where(keep_flat[:, None], grad, 0.0)
+    nd_k = (vals @ weight[:, :, None])[..., 0]  # (n, 2): num_k, denom_k
+    dnd_k = vals @ xp.swapaxes(dweight, 1, 2)  # (n, 2, N)
+    if keep is not None:
+        nd_k = nd_k * keep_flat[:, None]
+        dnd_k = dnd_k * keep_flat[:, None, None]
+    num, den = nd_k.sum(axis=0)
+    grad = (dnd_k[:, 0] * den - num * dnd_k[:, 1]) / den**2
     return float(num / den), grad.reshape(u.shape)
 
 
