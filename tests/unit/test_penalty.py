@@ -275,3 +275,14 @@ def test_total_penalty_series_gradient():
         rtol=1e-5,
         atol=1e-6,
     )
+
+
+def test_affine_penalty_on_a_grid_with_a_single_row():
+    # C has rank N (not N + 1) when a grid axis has one node; affine fields must still cost 0.
+    nodes = (np.array([24.5]), np.linspace(0, 99, 5))
+    ap = AffinePenalty(nodes, 1.0)
+    u = affine_u(nodes, np.array([[1.0, 0.02], [0.0, 1.05]]), np.array([1.0, -2.0]))
+    value, grad = ap(u)
+    assert abs(value) < 1e-12 and np.max(np.abs(grad)) < 1e-12
+    u[0, 2, 1] += 1.0
+    assert ap(u)[0] > 1e-3
