@@ -201,13 +201,13 @@ def cmd_up(args) -> int:
                   "Ctrl-C stops it", flush=True)
             while stack.alive():
                 time.sleep(0.5)
-            raise CliError(f"up: {', '.join(stack.dead_children())} stopped; "
+            raise CliError(f"{', '.join(stack.dead_children())} stopped; "
                            f"see the logs in {stack.log_dir}")
     except KeyboardInterrupt:
         print("blockreg stopped", file=sys.stderr)
         return EXIT_OK
     except RuntimeError as exc:
-        raise CliError(f"up: {exc}") from None
+        raise CliError(str(exc)) from None
 
 
 def cmd_demo(args) -> int:

@@ -52,7 +52,8 @@ def write_demo_movie(folder, frames: int, seed: int = 0) -> tuple[Path, np.ndarr
                                             max_local=DEMO_LOCAL, bias=DEMO_BIAS, seed=seed)
     template = np.rint(fixed_clean).astype(movie.dtype)
     path = folder / "movie.tif"
-    tifffile.imwrite(path, np.concatenate([template[None], movie]), metadata={"axes": "TYX"})
+    tifffile.imwrite(path, np.concatenate([template[None], movie]), photometric="minisblack",
+                     metadata={"axes": "TYX"})
     np.save(folder / "u_true.npy", u_true.astype(np.float32))
     return path, u_true
 
@@ -155,7 +156,7 @@ def run_demo(home=None, frames: int = 12, workers: int = 2, keep_running: bool =
             try:
                 server = stack.enter_context(EmbeddedStack(home, port=port, workers=workers)).url
             except RuntimeError as exc:
-                raise CliError(f"demo: {exc}") from None
+                raise CliError(str(exc)) from None
         movie_path, u_true = write_demo_movie(home / "data" / "demo", frames)
         spec = demo_spec(movie_path, frames)
         client = Client(server)

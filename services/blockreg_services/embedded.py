@@ -249,9 +249,16 @@ class EmbeddedStack:
         return bool(self._children) and all(p.poll() is None for _, p in self._children)
 
     def dead_children(self) -> list[str]:
-        """Names of children that exited (with their exit code), for error messages."""
-        return [f"{name} (exit code {p.returncode})" for name, p in self._children
-                if p.poll() is not None]
+        """Children that exited, with their exit code and last log line, for error messages."""
+        return [f"{name} (exit code {proc.returncode}: {self._last_log_line(name)})"
+                for name, proc in self._children if proc.poll() is not None]
+
+    def _last_log_line(self, name: str) -> str:
+        try:
+            lines = (self.log_dir / f"{name}.log").read_text(errors="replace").splitlines()
+        except OSError:
+            return "no log"
+        return next((line.strip() for line in reversed(lines) if line.strip()), "empty log")
 
     # -- helpers -----------------------------------------------------------------------------
     def _spawn(self, name: str, argv: list[str]) -> None:
