@@ -60,6 +60,7 @@ _EXPORTS = {
     "AffinePenalty": ".reg.penalty",
     "temporal_penalty": ".reg.penalty",
     "total_penalty": ".reg.penalty",
+    "total_penalty_series": ".reg.penalty",
     "initial_deformation": ".reg.optimize",
     "optimize_deformation": ".reg.optimize",
     "fixed_lambda": ".reg.optimize",
