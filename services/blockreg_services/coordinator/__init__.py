@@ -90,6 +90,14 @@ def create_app(config: dict | None = None) -> Flask:
     services = Services(engine, sessions, celery)
     app.extensions["blockreg"] = services
 
+    # Import the planning stack now, not in the first submit (which must answer in seconds).
+    # The coordinator never forks workers, so loading zarr and the algorithms here is harmless.
+    import blockreg.algorithms.apertures  # noqa: F401
+    import blockreg.io  # noqa: F401
+    import blockreg.jobs  # noqa: F401
+    import blockreg.store  # noqa: F401
+    import zarr  # noqa: F401
+
     app.register_blueprint(api.bp)
     app.teardown_appcontext(api.close_db)
     app.register_error_handler(404, api.json_http_errors)
