@@ -158,6 +158,9 @@ class MismatchPlan:
                            for p, s in zip(self.padded_shape, m))
         self._pads = {}
         self._presence = {}
+        # With no NaN in the fixed image, every aperture's fixed presence mask is a box (its range
+        # clipped to the image), so corr(theta_f, m**2) is a box sum: no FFT needed for it.
+        self._fixed_is_box = not bool(xp.isnan(fixed).any())
         self._fixed_spectra = self._spectra_of_fixed(fixed.astype(self.dtype, copy=False))
 
     # --- gathering aperture windows ---------------------------------------------------------
@@ -285,6 +288,38 @@ class MismatchPlan:
             self._presence[shape] = terms
         return self._presence[shape]
 
+    def _box_sums(self, values, shape):
+        """``sum of values(x + s)`` over each aperture's in-image range, for every shift ``s``.
+
+        ``values`` is a padded component image (as from :meth:`_components`). Separable running
+        sums (float64): along each axis in turn, a cumulative sum and two row gathers replace that
+        axis by (aperture, shift) pairs. Returns ``(K, *(2m + 1))``.
+        """
+        xp = self._xp
+        lo, _ = self._padding(shape)
+        n = len(shape)
+        # Only coordinates -m .. n_fixed + m - 1 can be read; crop to them before summing.
+        origin = [p - m for p, m in zip(lo, self.maxshift)]
+        x = values[tuple(slice(o, o + f + 2 * m)
+                         for o, f, m in zip(origin, self.fixed_shape, self.maxshift))]
+        # Last axis first: contiguous cumulative sums, and the big spatial axes shrink early.
+        for a in reversed(range(n)):
+            first = np.maximum(self._starts[a], 0)
+            last = np.minimum(self._starts[a] + self._lengths[a], self.fixed_shape[a])
+            shifts = np.arange(2 * self.maxshift[a] + 1)
+            begin = (first[:, None] + shifts).ravel()
+            end = (last[:, None] + shifts).ravel()
+            running = xp.cumsum(x, axis=a, dtype=np.float64)
+            # sum over [begin, end) = running[end - 1] - running[begin - 1] (0 for begin = 0)
+            upper = xp.take(running, to_device(end - 1, xp), axis=a)
+            lower = xp.take(running, to_device(np.maximum(begin - 1, 0), xp), axis=a)
+            zero = to_device((begin == 0).reshape([-1 if b == a else 1 for b in range(n)]), xp)
+            x = upper - xp.where(zero, 0, lower)
+        sizes = [2 * m + 1 for m in self.maxshift]
+        x = x.reshape([v for g, s in zip(self.gridsize, sizes) for v in (g, s)])
+        x = xp.transpose(x, tuple(range(0, 2 * n, 2)) + tuple(range(1, 2 * n, 2)))
+        return x.reshape((-1,) + tuple(sizes)).astype(self.dtype)
+
     # --- per frame --------------------------------------------------------------------------
 
     def compute(self, moving):
@@ -314,8 +349,25 @@ class MismatchPlan:
         out = xp.empty((int(np.prod(self.gridsize)), 2) + tuple(2 * s + 1 for s in self.maxshift),
                        dtype=self.dtype)
         pixels = self.normalization == "pixels"
+        fast = nan_free and self._fixed_is_box
+        if fast:
+            box = self._box_sums(comps[1], shape)  # corr(theta_f, m**2)
+            comps = comps[:1]
         for c, (chunk, (ftheta, f1, f2)) in enumerate(zip(self._chunks(), self._fixed_spectra)):
             spec = self._rfft(self._windows(comps, shape, chunk))
+            rows = slice(chunk[0], chunk[-1] + 1)
+            if fast:
+                # One forward and one inverse FFT: only corr(f, m) needs the spectra.
+                cross = self._inverse_at_lags(xp.multiply(f1, spec[0]))
+                del spec
+                cross += box[rows]
+                if pixels:
+                    out[rows, 0] = presence[c][:, 0] + cross
+                    out[rows, 1] = presence[c][:, 1]
+                else:
+                    out[rows, 1] = presence[c][:, 0] + box[rows]
+                    out[rows, 0] = presence[c][:, 0] + cross
+                continue
             if nan_free:
                 m1, m2 = spec
                 if pixels:
