@@ -77,12 +77,10 @@ def default_server() -> str:
     """``$BLOCKREG_SERVER``, else the URL the running embedded stack wrote, else the default port."""
     if os.environ.get("BLOCKREG_SERVER"):
         return os.environ["BLOCKREG_SERVER"]
-    from .embedded import default_home
+    from .embedded import default_home, running_stack
 
-    try:
-        return json.loads((default_home() / "server.json").read_text())["url"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return FALLBACK_SERVER
+    info = running_stack(default_home())
+    return info["url"] if info and isinstance(info.get("url"), str) else FALLBACK_SERVER
 
 
 def _client(args):

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import requests
 
-__all__ = ["EmbeddedStack", "find_redis_server", "default_home"]
+__all__ = ["EmbeddedStack", "find_redis_server", "default_home", "running_stack"]
 
 # Linux refuses unix socket paths longer than sun_path (108 bytes including the NUL).
 _MAX_SOCKET_PATH = 100
@@ -36,6 +36,19 @@ _MAX_SOCKET_PATH = 100
 def default_home() -> Path:
     """The embedded stack's folder: ``$BLOCKREG_HOME`` or ``~/.blockreg``."""
     return Path(os.environ.get("BLOCKREG_HOME") or Path.home() / ".blockreg").expanduser()
+
+
+def running_stack(home) -> dict | None:
+    """``server.json`` of the stack running in ``home`` ({url, pid}), or None.
+
+    A file left behind by a killed ``blockreg up`` (its pid is gone) counts as none.
+    """
+    try:
+        info = json.loads((Path(home) / "server.json").read_text())
+        os.kill(int(info["pid"]), 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return info
 
 
 def find_redis_server() -> str:
@@ -182,6 +195,11 @@ class EmbeddedStack:
 
     def start(self) -> None:
         """Start Redis, the coordinator and the workers; return once the API answers."""
+        other = running_stack(self.home)
+        if other is not None:
+            # two stacks on one SQLite file and one socket would corrupt each other's queue
+            raise RuntimeError(f"a stack is already running in {self.home} "
+                               f"(pid {other['pid']}, {other['url']})")
         for folder in (self.home, self.data_dir / "results", self.log_dir):
             folder.mkdir(parents=True, exist_ok=True)
         if self.broker_url is None:

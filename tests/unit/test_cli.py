@@ -5,6 +5,8 @@ import json
 import os
 import re
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -131,7 +133,8 @@ def test_default_server_prefers_env_then_running_stack_then_default_port(tmp_pat
     monkeypatch.setenv("BLOCKREG_HOME", str(tmp_path))
     assert default_home() == tmp_path
     assert cli.default_server() == "http://127.0.0.1:8750"
-    (tmp_path / "server.json").write_text(json.dumps({"url": "http://127.0.0.1:9999", "pid": 1}))
+    (tmp_path / "server.json").write_text(json.dumps({"url": "http://127.0.0.1:9999",
+                                                      "pid": os.getpid()}))
     assert cli.default_server() == "http://127.0.0.1:9999"
     monkeypatch.setenv("BLOCKREG_SERVER", "http://lab:8750")
     assert cli.default_server() == "http://lab:8750"
@@ -142,6 +145,29 @@ def test_default_server_ignores_a_corrupt_server_file(tmp_path, monkeypatch):
     monkeypatch.setenv("BLOCKREG_HOME", str(tmp_path))
     (tmp_path / "server.json").write_text("{not json")
     assert cli.default_server() == cli.FALLBACK_SERVER
+
+
+def test_default_server_ignores_the_file_of_a_killed_stack(tmp_path, monkeypatch):
+    monkeypatch.delenv("BLOCKREG_SERVER", raising=False)
+    monkeypatch.setenv("BLOCKREG_HOME", str(tmp_path))
+    (tmp_path / "server.json").write_text(json.dumps({"url": "http://127.0.0.1:9999",
+                                                      "pid": _dead_pid()}))
+    assert cli.default_server() == cli.FALLBACK_SERVER
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_second_stack_in_the_same_home_is_refused(tmp_path):
+    (tmp_path / "server.json").write_text(json.dumps({"url": "http://127.0.0.1:9999",
+                                                      "pid": os.getpid()}))
+    with pytest.raises(RuntimeError, match="already running"):
+        with EmbeddedStack(tmp_path, port=0, workers=1):
+            pass
+    assert (tmp_path / "server.json").exists()  # the running stack's file is left alone
 
 
 def test_progress_bar_draws_one_line_per_change(tmp_path):
