@@ -1,0 +1,169 @@
+"""The Algorithm interface and the Apertures algorithm: parameters, context, outputs, validation."""
+import json
+import pickle
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+import blockreg.reg.warp as warp_module
+from blockreg.algorithms.apertures import Apertures
+from blockreg.algorithms.base import Algorithm, ArrayDecl
+from blockreg.reg.deformation import GridDeformation, nodes_for_shape
+from blockreg.reg.preprocess import PreprocessSNF
+
+
+def _texture(shape, seed=0):
+    rng = np.random.default_rng(seed)
+    return ndi.gaussian_filter(rng.random(shape), 2.0) * 1000.0 + 100.0
+
+
+@pytest.fixture(scope="module")
+def scene():
+    big = _texture((100, 110), seed=3)
+    fixed = big[15:75, 15:85]
+    d = (2, -1)
+    moving = big[15 - d[0]:75 - d[0], 15 - d[1]:85 - d[1]]      # moving(x) = fixed(x - d)
+    return fixed, moving, np.array(d, dtype=float)
+
+
+def _alg(fixed, gridsize=(3, 4), maxshift=(5, 5), lam=1e-3, **kw):
+    return Apertures(fixed, nodes_for_shape(fixed.shape, gridsize), maxshift, lam, **kw)
+
+
+def test_arraydecl_normalises():
+    assert ArrayDecl([3, np.int64(2)], "f8") == ArrayDecl((3, 2), "float64")
+    with pytest.raises(TypeError):
+        Algorithm()  # abstract
+
+
+def test_default_thresh_matches_original():
+    # RegisterWorkerApertures: (0.5^2 / 25) * length(fixed) for :pixels, * sum(fixed^2) for :intensity
+    fixed = _texture((40, 50))
+    alg = _alg(fixed, gridsize=(5, 5))
+    assert alg.thresh == pytest.approx(0.25 / 25 * fixed.size)
+    alg = _alg(fixed, gridsize=(5, 5), normalization="intensity")
+    assert alg.thresh == pytest.approx(0.25 / 25 * np.sum(fixed.astype(np.float64) ** 2))
+    assert _alg(fixed, gridsize=(5, 5), thresh=17.0).thresh == 17.0
+    assert _alg(fixed, gridsize=(5, 5), thresh_fac=0.1).thresh == pytest.approx(0.1 / 25 * fixed.size)
+    vol = _texture((10, 12, 14))
+    alg = Apertures(vol, nodes_for_shape(vol.shape, (2, 2, 2)), (2, 2, 2), 1e-3)
+    assert alg.thresh == pytest.approx(0.125 / 8 * vol.size)
+    with pytest.raises(ValueError, match="normalization"):
+        _alg(fixed, normalization="bogus")
+
+
+def test_declare_describe_and_only_wanted(scene):
+    fixed, moving, d = scene
+    pp = PreprocessSNF(bias=50, sigma_lp=0, sigma_hp=(10, 10))
+    alg = _alg(pp(fixed), preprocess=pp)
+    decl = alg.declare()
+    assert decl["u"] == ArrayDecl((3, 4, 2), "float64")
+    assert decl["warped"] == ArrayDecl(fixed.shape, "float32")
+    assert "lambdas" not in decl
+    desc = alg.describe()
+    json.dumps(desc, allow_nan=True)
+    assert desc["preprocess"] == pp.to_dict() and desc["gridsize"] == [3, 4] and desc["lam"] == 1e-3
+    out = alg.run_frame(moving, 0, ("u",))
+    assert set(out) == {"u"} and out["u"].shape == (3, 4, 2) and out["u"].dtype == np.float64
+    with pytest.raises(ValueError, match="monitor.*'nope'"):
+        alg.run_frame(moving, 0, ("u", "nope"))
+
+
+def test_translation_and_warped_outputs_agree_with_warp(scene):
+    fixed, moving, d = scene
+    pp = PreprocessSNF(bias=50, sigma_lp=0, sigma_hp=(10, 10))
+    alg = _alg(pp(fixed), preprocess=pp)
+    out = alg.run_frame(moving, 3, ("u", "mismatch", "lambda", "warped", "warped0"))
+    assert np.abs(out["u"][1:-1, 1:-1] - d).max() < 0.5
+    assert out["lambda"] == 1e-3 and np.isfinite(out["mismatch"])
+    phi = GridDeformation(out["u"], alg.nodes)
+    np.testing.assert_allclose(out["warped"], warp_module.warp(pp(moving), phi), rtol=1e-6, equal_nan=True)
+    np.testing.assert_allclose(out["warped0"], warp_module.warp(moving.astype(np.float32), phi),
+                               rtol=1e-6, equal_nan=True)
+    assert out["warped"].dtype == np.float32 and out["warped0"].dtype == np.float32
+
+
+def test_warping_skipped_unless_asked(scene, monkeypatch):
+    fixed, moving, d = scene
+    calls = []
+    real = warp_module.warp
+    monkeypatch.setattr(warp_module, "warp", lambda *a, **k: calls.append(1) or real(*a, **k))
+    alg = _alg(fixed)
+    alg.run_frame(moving, 0, ("u", "mismatch"))
+    assert calls == []
+    alg.run_frame(moving, 0, ("warped",))
+    assert len(calls) == 1
+
+
+def test_prepare_idempotent_close_reprepare_and_pickle(scene):
+    fixed, moving, d = scene
+    alg = _alg(fixed)
+    alg.prepare()
+    ctx = alg._context
+    alg.prepare()
+    assert alg._context is ctx
+    first = alg.run_frame(moving, 0, ("u",))["u"]
+    alg.close()
+    assert alg._context is None
+    np.testing.assert_array_equal(alg.run_frame(moving, 0, ("u",))["u"], first)
+    clone = pickle.loads(pickle.dumps(alg))
+    assert clone._context is None                     # the context never travels
+    np.testing.assert_array_equal(clone.run_frame(moving, 0, ("u",))["u"], first)
+
+
+def test_auto_lambda_outputs(scene):
+    fixed, moving, d = scene
+    alg = _alg(fixed, lam=(1e-4, 1.0))
+    decl = alg.declare()
+    out = alg.run_frame(moving, 0, ("u", "lambda", "lambdas", "datapenalty", "sigmoid_quality"))
+    assert out["lambdas"].shape == decl["lambdas"].shape == out["datapenalty"].shape
+    np.testing.assert_allclose(out["lambdas"], 1e-4 * 2.0 ** np.arange(decl["lambdas"].shape[0]))
+    assert out["lambda"] in out["lambdas"]
+    assert np.abs(out["u"][1:-1, 1:-1] - d).max() < 0.5
+
+
+def test_two_passes_and_correct_bias_run(scene):
+    fixed, moving, d = scene
+    for kw in (dict(passes=2), dict(correct_bias=True)):
+        out = _alg(fixed, **kw).run_frame(moving, 0, ("u",))
+        assert np.abs(out["u"][1:-1, 1:-1] - d).max() < 0.5
+
+
+@pytest.mark.parametrize("kw,match", [
+    (dict(gridsize=(70, 4)), "nodes.*larger than the image"),
+    (dict(maxshift=(60, 5)), "maxshift.*not smaller"),
+    (dict(maxshift=(0, 5)), "maxshift"),
+    (dict(maxshift=(5, 5, 5)), "maxshift"),
+    (dict(lam=-1.0), "lam"),
+    (dict(lam=(1.0, 0.1)), "lam"),
+    (dict(lam=(0.1, 0.1)), "lam"),
+    (dict(lam=(-1.0, 1.0)), "lam.*negative"),
+    (dict(passes=3), "passes"),
+    (dict(overlap=-1), "overlap"),
+    (dict(preprocess=5), "preprocess"),
+])
+def test_parameter_validation(scene, kw, match):
+    with pytest.raises(ValueError, match=match):
+        _alg(scene[0], **kw)
+
+
+def test_nodes_must_span_the_corners(scene):
+    fixed = scene[0]
+    nodes = nodes_for_shape(fixed.shape, (3, 4))
+    shifted = (nodes[0] + 1, nodes[1])
+    with pytest.raises(ValueError, match="nodes.*corner-spanning"):
+        Apertures(fixed, shifted, (5, 5), 1e-3)
+    with pytest.raises(ValueError, match="fixed.*finite"):
+        Apertures(np.full(fixed.shape, np.nan), nodes, (5, 5), 1e-3)
+
+
+def test_frame_validation(scene):
+    fixed, moving, d = scene
+    alg = _alg(fixed)
+    with pytest.raises(ValueError, match="frame.*dimensions"):
+        alg.run_frame(moving[None], 0, ("u",))
+    with pytest.raises(ValueError, match="frame.*shape"):
+        alg.run_frame(moving[:-1], 0, ("u",))
+    with pytest.raises(ValueError, match="frame.*NaN"):
+        alg.run_frame(np.full(fixed.shape, np.nan), 4, ("u",))
