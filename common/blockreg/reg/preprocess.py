@@ -116,8 +116,8 @@ def _normalized_gaussian(data, sigma, xp):
         return xp.full_like(data, xp.nan)
     # Filtering data - mean keeps the FFT round-off relative to the fluctuations, not the offset:
     # a flat region then comes out flat to ~1e-7 of its contrast instead of ~1e-7 of its level.
-    offset = data[valid].astype(np.float64).mean() if n_valid < data.size else data.mean(dtype=np.float64)
-    offset = data.dtype.type(offset)
+    mean = data[valid].mean(dtype=np.float64) if n_valid < data.size else data.mean(dtype=np.float64)
+    offset = data.dtype.type(float(mean))
     centered = xp.where(valid, data - offset, 0)
     if n_valid == data.size:
         # No NaN: the mask is all ones and its blur is separable, so one N-d FFT suffices.
