@@ -129,11 +129,14 @@ def textured(rng, shape, nan_fraction):
 
 
 @pytest.mark.parametrize("normalization", ["pixels", "intensity"])
-@pytest.mark.parametrize("nan_fraction", [0.0, 0.05])
-def test_plan_equals_brute_force_2d(normalization, nan_fraction):
+@pytest.mark.parametrize("fixed_nans, moving_nans", [(0.0, 0.0), (0.05, 0.05), (0.05, 0.0),
+                                                     (0.0, 0.05)])
+def test_plan_equals_brute_force_2d(normalization, fixed_nans, moving_nans):
+    # NaN patterns that take each of the plan's code paths: box sums (no NaN), cached presence
+    # terms (NaN in fixed only) and the general one (NaN in moving).
     rng = np.random.default_rng(3)
-    fixed = textured(rng, (17, 14), nan_fraction)
-    moving = textured(rng, (17, 14), nan_fraction)
+    fixed = textured(rng, (17, 14), fixed_nans)
+    moving = textured(rng, (17, 14), moving_nans)
     mms = MismatchPlan(fixed, (3, 2), (3, 2), normalization=normalization).compute(moving)
     expected = brute_force_apertures(fixed, moving, (3, 2), (3, 2), normalization)
     np.testing.assert_allclose(mms, expected, rtol=1e-10, atol=1e-10)

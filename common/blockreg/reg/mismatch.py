@@ -16,8 +16,8 @@ from __future__ import annotations
 import numpy as np
 
 from .._backend import array_module, float_dtype, to_device
-from .mismatch_plan import (MismatchPlan, check_maxshift, check_normalization, check_pair,
-                            _working_dtype)
+from ._common import check_normalization, check_pair, working_dtype
+from .mismatch_plan import MismatchPlan
 
 __all__ = ["mismatch", "mismatch_apertures", "MismatchPlan", "mismatch_zeroshift",
            "register_translate", "ratio", "argmin_mismatch", "correct_bias", "truncate_noise",
@@ -246,7 +246,7 @@ def nanpad(fixed, moving):
     shape = tuple(max(a, b) for a, b in zip(fixed.shape, moving.shape))
     out = []
     for img in (fixed, moving):
-        padded = xp.full(shape, xp.nan, dtype=_working_dtype(img.dtype))
+        padded = xp.full(shape, xp.nan, dtype=working_dtype(img.dtype))
         padded[tuple(slice(0, n) for n in img.shape)] = img
         out.append(padded)
     return tuple(out)

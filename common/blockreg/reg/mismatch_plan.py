@@ -9,8 +9,10 @@ compares ``f(x)`` with ``m(x + s)`` over pairs where both are present (not NaN):
 with ``w = theta_f(x) * theta_m(x+s)`` (theta = 1 where the value is present). Expanding the square
 turns every term into a cross-correlation ``corr(a, b)(s) = sum_x a(x) b(x+s)`` of one of
 ``theta, f, f**2`` with one of ``theta, m, m**2``; a correlation is a product of spectra, so a frame
-costs three forward FFTs of the moving windows plus two inverse FFTs (num and denom), for all
-apertures at once. The fixed image's spectra are computed once per plan.
+costs at most three forward FFTs of the moving windows plus two inverse FFTs (num and denom), for
+all apertures at once. The fixed image's spectra are computed once per plan. In the common case of
+NaN-free images it costs one forward and one inverse FFT: ``theta_m`` then depends only on the
+frame's shape (its terms are cached) and ``corr(theta_f, m**2)`` is a box sum over each aperture.
 
 References
 ----------
@@ -23,53 +25,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._backend import array_module, fft_module, float_dtype, to_device
+from .._backend import array_module, fft_module, to_device
+from ._common import check_maxshift, check_normalization, fft_kwargs, working_dtype
 from .apertures import aperture_grid, aperture_range, default_aperture_width
-from .preprocess import _fft_kwargs
-
-NORMALIZATIONS = ("intensity", "pixels")
-
-
-def _working_dtype(dtype):
-    # FFTs have no float16, and integer camera data are computed in float32 as in the original.
-    dt = float_dtype(dtype)
-    return np.dtype(np.float32) if dt.itemsize < 4 else dt
-
-
-def check_maxshift(maxshift, shape):
-    """Validate ``maxshift`` against an image ``shape``; return it as a tuple of ints."""
-    try:
-        m = tuple(int(v) for v in np.atleast_1d(maxshift))
-    except (TypeError, ValueError):
-        raise ValueError(f"maxshift must be a sequence of ints, got {maxshift!r}") from None
-    if not np.array_equal(np.atleast_1d(np.asarray(maxshift, dtype=float)), m):
-        raise ValueError(f"maxshift must be integers, got {maxshift!r}")
-    if len(m) != len(shape):
-        raise ValueError(f"maxshift has {len(m)} entries but the image has {len(shape)} axes")
-    if any(v < 0 for v in m):
-        raise ValueError(f"maxshift must be non-negative, got {m}")
-    if any(v >= n for v, n in zip(m, shape)):
-        raise ValueError(f"maxshift {m} must be smaller than the image size {tuple(shape)}")
-    return m
-
-
-def check_normalization(normalization):
-    if normalization not in NORMALIZATIONS:
-        raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
-    return normalization
-
-
-def check_pair(fixed, moving):
-    """Return ``(xp, fixed, moving)`` as arrays of one module; ValueError on an ndim mismatch."""
-    xp = array_module(fixed, moving)
-    fixed, moving = to_device(fixed, xp), to_device(moving, xp)
-    if fixed.ndim != moving.ndim:
-        raise ValueError(f"fixed and moving must have the same number of axes, got fixed.ndim="
-                         f"{fixed.ndim} and moving.ndim={moving.ndim}")
-    if fixed.ndim == 0:
-        raise ValueError("fixed must have at least one axis")
-    return xp, fixed, moving
-
 
 class MismatchPlan:
     """Apertured mismatch of a fixed image against any number of moving frames.
@@ -139,7 +97,7 @@ class MismatchPlan:
         self._xp = xp
         self.normalization = check_normalization(normalization)
         self.maxshift = check_maxshift(maxshift, fixed.shape)
-        self.dtype = _working_dtype(fixed.dtype if dtype is None else dtype)
+        self.dtype = working_dtype(fixed.dtype if dtype is None else dtype)
         if max_batch_bytes is not None and int(max_batch_bytes) <= 0:
             raise ValueError(f"max_batch_bytes must be positive, got {max_batch_bytes!r}")
         self.max_batch_bytes = max_batch_bytes
@@ -228,7 +186,7 @@ class MismatchPlan:
     def _rfft(self, windows):
         xp = self._xp
         axes = tuple(range(-len(self.padded_shape), 0))
-        return fft_module(xp).rfftn(windows, axes=axes, **_fft_kwargs(xp))
+        return fft_module(xp).rfftn(windows, axes=axes, **fft_kwargs(xp))
 
     def _inverse_at_lags(self, spec):
         """Inverse real FFT over the last N axes, keeping only lags ``-m .. m`` of each axis.
@@ -238,7 +196,7 @@ class MismatchPlan:
         """
         xp = self._xp
         fft = fft_module(xp)
-        kw = _fft_kwargs(xp)
+        kw = fft_kwargs(xp)
         n = len(self.padded_shape)
         for a in range(n - 1):
             axis = spec.ndim - n + a
@@ -322,6 +280,50 @@ class MismatchPlan:
 
     # --- per frame --------------------------------------------------------------------------
 
+    def _combine_general(self, spec, fixed_spec):
+        """num and denom at lags ``-m .. m`` from the spectra of ``(theta_m, m, m**2)``."""
+        xp = self._xp
+        ftheta, f1, f2 = fixed_spec  # conjugated; f1 carries the factor -2
+        mtheta, m1, m2 = spec
+        pair = xp.empty((mtheta.shape[0], 2) + mtheta.shape[1:], dtype=mtheta.dtype)
+        num, den = pair[:, 0], pair[:, 1]
+        if self.normalization == "pixels":
+            xp.multiply(ftheta, mtheta, out=den)
+            xp.multiply(f2, mtheta, out=num)
+            num += ftheta * m2
+        else:
+            xp.multiply(f2, mtheta, out=den)
+            den += ftheta * m2
+            num[...] = den
+        num += f1 * m1
+        return self._inverse_at_lags(pair)
+
+    def _combine_nan_free(self, spec, fixed_spec, presence, box):
+        """num and denom for a NaN-free frame, reusing its frame-independent presence terms.
+
+        ``spec`` holds the spectra of ``(m, m**2)``, or of ``(m,)`` alone when ``box`` already
+        gives ``corr(theta_f, m**2)``.
+        """
+        xp = self._xp
+        ftheta, f1, _ = fixed_spec
+        fixed_sq, overlap = presence[:, 0], presence[:, 1]   # corr(f**2, theta_m), corr(theta_f, theta_m)
+        pixels = self.normalization == "pixels"
+        if box is not None:
+            cross = self._inverse_at_lags(xp.multiply(f1, spec[0]))    # -2 corr(f, m)
+            moving_sq, rest = box, cross + box
+        else:
+            m1, m2 = spec
+            rest = xp.multiply(f1, m1)
+            moving_sq = xp.multiply(ftheta, m2)
+            rest += moving_sq
+            if pixels:
+                rest = self._inverse_at_lags(rest)
+            else:
+                rest, moving_sq = xp.moveaxis(
+                    self._inverse_at_lags(xp.stack([rest, moving_sq], axis=1)), 1, 0)
+        den = overlap if pixels else fixed_sq + moving_sq
+        return xp.stack([fixed_sq + rest, den], axis=1)
+
     def compute(self, moving):
         """Mismatch of every aperture against ``moving``.
 
@@ -348,60 +350,19 @@ class MismatchPlan:
         presence = self._presence_terms(shape) if nan_free else None
         out = xp.empty((int(np.prod(self.gridsize)), 2) + tuple(2 * s + 1 for s in self.maxshift),
                        dtype=self.dtype)
-        pixels = self.normalization == "pixels"
-        fast = nan_free and self._fixed_is_box
-        if fast:
-            box = self._box_sums(comps[1], shape)  # corr(theta_f, m**2)
+        box = None
+        if nan_free and self._fixed_is_box:
+            box = self._box_sums(comps[1], shape)  # corr(theta_f, m**2) without an FFT
             comps = comps[:1]
-        for c, (chunk, (ftheta, f1, f2)) in enumerate(zip(self._chunks(), self._fixed_spectra)):
+        for c, (chunk, fixed_spec) in enumerate(zip(self._chunks(), self._fixed_spectra)):
             spec = self._rfft(self._windows(comps, shape, chunk))
             rows = slice(chunk[0], chunk[-1] + 1)
-            if fast:
-                # One forward and one inverse FFT: only corr(f, m) needs the spectra.
-                cross = self._inverse_at_lags(xp.multiply(f1, spec[0]))
-                del spec
-                cross += box[rows]
-                if pixels:
-                    out[rows, 0] = presence[c][:, 0] + cross
-                    out[rows, 1] = presence[c][:, 1]
-                else:
-                    out[rows, 1] = presence[c][:, 0] + box[rows]
-                    out[rows, 0] = presence[c][:, 0] + cross
-                continue
-            if nan_free:
-                m1, m2 = spec
-                if pixels:
-                    # denom = corr(theta_f, theta_m) is frame-independent: one inverse FFT.
-                    num = xp.multiply(ftheta, m2)
-                    num += f1 * m1
-                    del spec
-                    both = presence[c][:, 0] + self._inverse_at_lags(num)
-                    out[chunk[0]:chunk[-1] + 1, 0] = both
-                    out[chunk[0]:chunk[-1] + 1, 1] = presence[c][:, 1]
-                    continue
-                pair = xp.empty((len(chunk), 2) + spec.shape[2:], dtype=spec.dtype)
-                xp.multiply(ftheta, m2, out=pair[:, 1])
-                xp.multiply(f1, m1, out=pair[:, 0])
-                pair[:, 0] += pair[:, 1]
-                del spec
-                lagged = self._inverse_at_lags(pair)
-                lagged += presence[c][:, :1]
+            if presence is None:
+                out[rows] = self._combine_general(spec, fixed_spec)
             else:
-                mtheta, m1, m2 = spec
-                pair = xp.empty((len(chunk), 2) + spec.shape[2:], dtype=spec.dtype)
-                num, den = pair[:, 0], pair[:, 1]
-                if pixels:
-                    xp.multiply(ftheta, mtheta, out=den)
-                    xp.multiply(f2, mtheta, out=num)
-                    num += ftheta * m2
-                else:
-                    xp.multiply(f2, mtheta, out=den)
-                    den += ftheta * m2
-                    num[...] = den
-                num += f1 * m1
-                del spec
-                lagged = self._inverse_at_lags(pair)
-            out[chunk[0]:chunk[-1] + 1] = lagged
+                out[rows] = self._combine_nan_free(spec, fixed_spec, presence[c],
+                                                   None if box is None else box[rows])
+        pixels = self.normalization == "pixels"
         if pixels:
             # Pixel counts are integers; rounding removes FFT round-off (and tiny negatives).
             out[:, 1] = xp.rint(out[:, 1])

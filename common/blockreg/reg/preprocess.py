@@ -12,34 +12,15 @@ References
 from __future__ import annotations
 
 import math
-import os
 
 import numpy as np
 
-from .._backend import array_module, fft_module, float_dtype, is_cupy, to_device
+from .._backend import array_module, fft_module, to_device
+from ._common import fft_kwargs, working_dtype
 
 # Kernel radius in standard deviations; the same default as scipy.ndimage.gaussian_filter, so the
 # filtered values agree with it and the truncated tail (mass 6e-5) is below what matters here.
 _TRUNCATE = 4.0
-
-
-def _fft_kwargs(xp):
-    # scipy.fft parallelises over `workers` threads; cupyx.scipy.fft has no such argument.
-    if is_cupy(xp):
-        return {}
-    workers = os.environ.get("BLOCKREG_FFT_WORKERS")
-    if workers is None:
-        try:
-            workers = len(os.sched_getaffinity(0))
-        except AttributeError:  # not on Linux
-            workers = os.cpu_count() or 1
-    return {"workers": int(workers)}
-
-
-def _working_dtype(dtype):
-    # FFTs have no float16; everything narrower than float32 is computed in float32.
-    dt = float_dtype(dtype)
-    return np.dtype(np.float32) if dt.itemsize < 4 else dt
 
 
 def _per_axis(sigma, ndim, name):
@@ -83,13 +64,13 @@ def _gaussian_fft(stack, sigma, xp):
     padded = [fft.next_fast_len(shape[a] + int(_TRUNCATE * sigma[a] + 0.5) + 1, real=True)
               for a in axes]
     fft_axes = tuple(a + 1 for a in axes)
-    spectrum = fft.rfftn(stack, s=padded, axes=fft_axes, **_fft_kwargs(xp))
+    spectrum = fft.rfftn(stack, s=padded, axes=fft_axes, **fft_kwargs(xp))
     for i, (a, p) in enumerate(zip(axes, padded)):
         transfer = _gaussian_transfer(shape[a], sigma[a], p, real=(i == len(axes) - 1))
         bshape = [1] * spectrum.ndim
         bshape[a + 1] = transfer.size
         spectrum *= to_device(transfer.astype(stack.dtype).reshape(bshape), xp)
-    out = fft.irfftn(spectrum, s=padded, axes=fft_axes, **_fft_kwargs(xp))
+    out = fft.irfftn(spectrum, s=padded, axes=fft_axes, **fft_kwargs(xp))
     return out[(slice(None),) + tuple(slice(0, n) for n in shape)]
 
 
@@ -167,7 +148,7 @@ def highpass(data, sigma, clamp=False):
     xp = array_module(data)
     data = xp.asarray(data)
     sigma = _per_axis(sigma, data.ndim, "sigma")
-    out = data.astype(_working_dtype(data.dtype), copy=True)
+    out = data.astype(working_dtype(data.dtype), copy=True)
     if any(math.isinf(s) for s in sigma):
         return out
     out = out - _normalized_gaussian(out, sigma, xp)
@@ -198,7 +179,7 @@ def lowpass(data, sigma):
     sigma = _per_axis(sigma, data.ndim, "sigma")
     if any(math.isinf(s) for s in sigma):
         raise ValueError(f"sigma must be finite for a low-pass, got {sigma}")
-    out = data.astype(_working_dtype(data.dtype), copy=True)
+    out = data.astype(working_dtype(data.dtype), copy=True)
     if not any(sigma):
         return out
     return _normalized_gaussian(out, sigma, xp)
@@ -295,7 +276,7 @@ def clip_bright(img, threshold):
     if math.isnan(threshold):
         raise ValueError("threshold must not be NaN")
     img = xp.asarray(img)
-    out = img.astype(_working_dtype(img.dtype), copy=True)
+    out = img.astype(working_dtype(img.dtype), copy=True)
     out[out > threshold] = xp.nan
     return out
 
@@ -328,7 +309,7 @@ def temporal_median(movie, t, window):
     frames = [movie[i] for i in range(lo, hi + 1)]
     xp = array_module(*frames)
     stack = xp.stack([xp.asarray(f) for f in frames])
-    stack = stack.astype(_working_dtype(stack.dtype), copy=False)
+    stack = stack.astype(working_dtype(stack.dtype), copy=False)
     if len(frames) == 1:
         return stack[0].copy()
     return xp.nanmedian(stack, axis=0)
