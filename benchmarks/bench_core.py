@@ -89,6 +89,8 @@ def machine_info(threads: int) -> dict:
         "blas": [{k: d.get(k) for k in ("internal_api", "num_threads", "version", "architecture")}
                  for d in threadpool_info()],
         "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"),
+        # the machine is shared: a load above the thread count means the timings are pessimistic
+        "loadavg_1_5_15": list(os.getloadavg()),
         "versions": versions,
         "git": commit,
     }
@@ -119,8 +121,8 @@ def make_case(name: str, nframes: int, seed: int, params: dict):
                 pp=pp, fixed=pp(fixed_clean), lam=params["lam"], api=blockreg)
 
 
-# Registration parameters, as in the demo job (services/blockreg_services/demo.py); CLI overrides.
-DEFAULT_PARAMS = {"bias": 100.0, "sigma_lp": 1.0, "sigma_hp": 16.0, "lam": 1e-3}
+# Registration parameters as in the core's accuracy runs (no low-pass, sigma_hp 25 px); CLI overrides.
+DEFAULT_PARAMS = {"bias": 100.0, "sigma_lp": 0.0, "sigma_hp": 25.0, "lam": 1e-3}
 
 
 def interior(shape, maxshift):
@@ -153,52 +155,74 @@ def dense(u_nodes, nodes, shape) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- blockreg
-def make_algorithm(c):
-    return c["api"].Apertures(c["fixed"], c["nodes"], c["maxshift"], c["lam"], preprocess=c["pp"])
+def make_algorithm(c, passes: int = 1):
+    return c["api"].Apertures(c["fixed"], c["nodes"], c["maxshift"], c["lam"], preprocess=c["pp"],
+                              passes=passes)
 
 
 def time_stages(c, nframes: int) -> dict:
-    """Median seconds per frame of each stage, called one by one as ``Apertures`` chains them."""
+    """Seconds per frame of each stage, called one by one as ``Apertures`` chains them.
+
+    Returns ``{"wall": {stage: median}, "cpu": {stage: median}}``; CPU time is the robust one on
+    a shared machine when the run is single-threaded.
+    """
     br = c["api"]
     plan = br.MismatchPlan(c["fixed"], c["gridsize"], c["maxshift"], normalization="pixels")
     ap = br.AffinePenalty(c["nodes"], c["lam"])
     thresh = br.Apertures.default_thresh(c["fixed"], c["gridsize"])
-    times = {s: [] for s in STAGES}
+    clocks = {"wall": time.perf_counter, "cpu": time.process_time}
+    times = {k: {s: [] for s in STAGES} for k in clocks}
+
+    def stamp():
+        return {k: f() for k, f in clocks.items()}
+
     for t in range(min(nframes, len(c["movie"])) + 1):   # +1: frame 0 is a warm-up
         frame = c["movie"][t % len(c["movie"])]
-        t0 = time.perf_counter()
+        marks = [stamp()]
         moving = c["pp"](frame)
-        t1 = time.perf_counter()
+        marks.append(stamp())
         mms = plan.compute(moving)
-        t2 = time.perf_counter()
+        marks.append(stamp())
         _, cs, Qs = br.mms_to_fit(mms, thresh)
         mmis = br.interpolate_mm(mms)
-        t3 = time.perf_counter()
+        marks.append(stamp())
         phi, _ = br.fixed_lambda(cs, Qs, c["nodes"], ap, mmis)
-        t4 = time.perf_counter()
+        marks.append(stamp())
         br.warp(moving, phi)          # "warped" warps the preprocessed frame
-        t5 = time.perf_counter()
+        marks.append(stamp())
         if t:
-            for s, dt in zip(STAGES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
-                times[s].append(dt)
-    return {s: float(np.median(v)) for s, v in times.items()}
+            for k in clocks:
+                for i, s in enumerate(STAGES):
+                    times[k][s].append(marks[i + 1][k] - marks[i][k])
+    return {k: {s: float(np.median(v)) for s, v in per.items()} for k, per in times.items()}
 
 
-def run_blockreg(c) -> dict:
+def throughput(frames: int, walls, cpus) -> dict:
+    """Frames/s from repeated timings: the best wall time (least disturbed by other processes on a
+    shared machine), the median wall time, and the best CPU time (what one thread costs)."""
+    return {"frames": frames, "repeats": len(walls), "seconds": min(walls),
+            "fps": frames / min(walls), "fps_median": frames / float(np.median(walls)),
+            "fps_cpu": frames / min(cpus)}
+
+
+def run_blockreg(c, passes: int = 1, repeats: int = 1) -> dict:
     """Frames/s of ``run_frame`` with warped output, and the displacement RMSE of its ``u``."""
-    alg = make_algorithm(c)
+    alg = make_algorithm(c, passes)
     alg.prepare()
     wanted = ("u", "warped")
     alg.run_frame(c["movie"][0], 0, wanted)          # warm-up: lazy imports, FFT plans
-    us = []
-    t0 = time.perf_counter()
-    for t, frame in enumerate(c["movie"]):
-        us.append(np.asarray(alg.run_frame(frame, t, wanted)["u"]))
-    seconds = time.perf_counter() - t0
+    walls, cpus = [], []
+    for _ in range(repeats):
+        us = []
+        t0, c0 = time.perf_counter(), time.process_time()
+        for t, frame in enumerate(c["movie"]):
+            us.append(np.asarray(alg.run_frame(frame, t, wanted)["u"]))
+        walls.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
     alg.close()
     u_dense = np.stack([dense(u, c["nodes"], c["shape"]) for u in us])
-    res = {"frames": len(us), "seconds": seconds, "fps": len(us) / seconds,
-           "rmse_px": displacement_rmse(u_dense, c["u_true"], c["maxshift"])}
+    res = throughput(len(us), walls, cpus) | {
+        "rmse_px": displacement_rmse(u_dense, c["u_true"], c["maxshift"])}
     if len(c["shape"]) == 3:
         res["rmse_inplane_px"] = displacement_rmse(u_dense, c["u_true"], c["maxshift"], axes=(1, 2))
     return res
@@ -223,7 +247,7 @@ def profile_blockreg(c, nframes: int, out_dir: Path) -> str:
 
 
 # ----------------------------------------------------------------------------- suite2p
-def run_suite2p(c, threads: int) -> dict | None:
+def run_suite2p(c, threads: int, repeats: int = 1) -> dict | None:
     """suite2p on the same movie (int16, true template); 3-D movies plane by plane."""
     try:
         import torch
@@ -235,17 +259,22 @@ def run_suite2p(c, threads: int) -> dict | None:
     ref = suite2p_peer.to_int16(c["fixed_clean"])
     planes = [(movie, ref)] if movie.ndim == 3 else [(movie[:, z], ref[z]) for z in range(movie.shape[1])]
     suite2p_peer.register_movie(planes[0][0][:4], planes[0][1], settings)    # warm-up
-    seconds, fields = 0.0, []
-    for mov, r in planes:
-        dt, u = suite2p_peer.register_movie(mov, r, settings)
-        seconds += dt
-        fields.append(u)
+    walls, cpus = [], []
+    for _ in range(repeats):
+        wall = cpu = 0.0
+        fields = []
+        for mov, r in planes:
+            dt, dc, u = suite2p_peer.register_movie(mov, r, settings)
+            wall, cpu = wall + dt, cpu + dc
+            fields.append(u)
+        walls.append(wall)
+        cpus.append(cpu)
     if movie.ndim == 3:
         u_dense = fields[0]
     else:   # suite2p cannot move along z: its z displacement is 0
         u_yx = np.stack(fields, axis=1)
         u_dense = np.concatenate([np.zeros_like(u_yx[..., :1]), u_yx], axis=-1)
-    res = {"frames": len(movie), "seconds": seconds, "fps": len(movie) / seconds,
+    res = throughput(len(movie), walls, cpus) | {
            "rmse_px": displacement_rmse(u_dense, c["u_true"], c["maxshift"]),
            "block_size": list(settings["block_size"]), "maxregshiftNR": settings["maxregshiftNR"]}
     if movie.ndim == 4:
@@ -278,7 +307,7 @@ def translation_check(c, shift, threads: int) -> dict:
             settings = suite2p_peer.default_registration_settings((64, 64))
         except ImportError:
             return out
-        _, u2 = suite2p_peer.register_movie(suite2p_peer.to_int16(movie), suite2p_peer.to_int16(fixed),
+        _, _, u2 = suite2p_peer.register_movie(suite2p_peer.to_int16(movie), suite2p_peer.to_int16(fixed),
                                             settings)
         out["suite2p_median_u"] = np.median(u2[0][inner].reshape(-1, ndim), axis=0).tolist()
     for key in ("blockreg_median_u", "suite2p_median_u"):
@@ -326,25 +355,34 @@ def _memory_probe_child(name: str, params: dict) -> dict:
 def markdown(results: dict) -> str:
     info = results["machine"]
     lines = [f"Machine: {info['cpu_model']}, nproc {info['nproc']}, {info['threads']} thread(s) "
-             f"for both; {info['date']}; `{info['command']}`", ""]
-    lines += ["| case | stage | blockreg ms/frame |", "|---|---|---|"]
+             f"for both; load average {info['loadavg_1_5_15'][0]:.1f} at start, "
+             f"{results['loadavg_at_end'][0]:.1f} at end; {info['date']}; `{info['command']}`", ""]
+    lines += ["| case | stage | blockreg ms/frame (wall, median) | (CPU, median) |", "|---|---|---|---|"]
     for name, r in results["cases"].items():
-        for s in STAGES:
-            lines.append(f"| {name} | {s} | {1e3 * r['stages_s'][s]:.1f} |")
-        lines.append(f"| {name} | sum of stages | {1e3 * sum(r['stages_s'].values()):.1f} |")
-    lines += ["", "| case | frames | blockreg frames/s | suite2p frames/s | fps ratio (blockreg/suite2p) "
-              "| blockreg RMSE px | suite2p RMSE px | RMSE ratio (blockreg/suite2p) |",
-              "|---|---|---|---|---|---|---|---|"]
+        wall, cpu = r["stages_s"]["wall"], r["stages_s"]["cpu"]
+        for st in STAGES:
+            lines.append(f"| {name} | {st} | {1e3 * wall[st]:.1f} | {1e3 * cpu[st]:.1f} |")
+        lines.append(f"| {name} | sum of stages | {1e3 * sum(wall.values()):.1f} | "
+                     f"{1e3 * sum(cpu.values()):.1f} |")
+    lines += ["", "frames/s: best wall time of the repeats / CPU time; ratios blockreg ÷ suite2p", "",
+              "| case | frames | blockreg fps | suite2p fps | fps ratio | blockreg fps (CPU) "
+              "| suite2p fps (CPU) | fps ratio (CPU) | blockreg RMSE px | suite2p RMSE px | RMSE ratio |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    fmt = lambda v, f="{:.2f}": "n/a" if v is None else f.format(v)  # noqa: E731
     for name, r in results["cases"].items():
-        b, s = r["blockreg"], r.get("suite2p")
-        fmt = lambda v, f="{:.2f}": "n/a" if v is None else f.format(v)  # noqa: E731
-        lines.append(" | ".join([
-            f"| {name}", str(b["frames"]), fmt(b["fps"]), fmt(s and s["fps"]),
-            fmt(s and b["fps"] / s["fps"]), fmt(b["rmse_px"], "{:.3f}"),
-            fmt(s and s["rmse_px"], "{:.3f}"), fmt(s and b["rmse_px"] / s["rmse_px"]) + " |"]))
-        if "rmse_inplane_px" in b:
-            lines.append(f"| {name} in-plane (y,x) only | | | | | {b['rmse_inplane_px']:.3f} | "
-                         f"{fmt(s and s.get('rmse_inplane_px'), '{:.3f}')} | |")
+        s = r.get("suite2p")
+        for key in sorted(k for k in r if k.startswith("blockreg")):
+            b = r[key]
+            label = f"{name}, passes={b['passes']}"
+            lines.append(" | ".join([
+                f"| {label}", str(b["frames"]), fmt(b["fps"]), fmt(s and s["fps"]),
+                fmt(s and b["fps"] / s["fps"]), fmt(b["fps_cpu"]), fmt(s and s["fps_cpu"]),
+                fmt(s and b["fps_cpu"] / s["fps_cpu"]), fmt(b["rmse_px"], "{:.3f}"),
+                fmt(s and s["rmse_px"], "{:.3f}"), fmt(s and b["rmse_px"] / s["rmse_px"]) + " |"]))
+            if "rmse_inplane_px" in b:
+                lines.append(f"| {label}, in-plane (y,x) only | | | | | | | | "
+                             f"{b['rmse_inplane_px']:.3f} | "
+                             f"{fmt(s and s.get('rmse_inplane_px'), '{:.3f}')} | |")
     for name, r in results["cases"].items():
         m = r.get("memory")
         if m:
@@ -362,6 +400,10 @@ def main(argv=None) -> dict:
     p.add_argument("--frames-3d", type=int, default=8)
     p.add_argument("--cases", default="2d,3d", help="comma-separated subset of: 2d,3d")
     p.add_argument("--stage-frames", type=int, default=10, help="frames timed stage by stage")
+    p.add_argument("--passes", type=lambda v: [int(x) for x in v.split(",")], default=[1, 2],
+                   help="blockreg passes to measure (2 = the refinement recipe), e.g. 1 or 1,2")
+    p.add_argument("--repeats", type=int, default=3,
+                   help="timed runs per tool; the best is reported (the machine may be shared)")
     p.add_argument("--skip-suite2p", action="store_true")
     p.add_argument("--skip-memory", action="store_true")
     p.add_argument("--profile", action="store_true", help="also cProfile run_frame (2-D)")
@@ -374,6 +416,10 @@ def main(argv=None) -> dict:
     params = DEFAULT_PARAMS | args.params
     if set(params) != set(DEFAULT_PARAMS):
         raise ValueError(f"--params: unknown keys {sorted(set(params) - set(DEFAULT_PARAMS))}")
+    if not args.passes or any(n not in (1, 2) for n in args.passes):
+        raise ValueError(f"--passes: each must be 1 or 2, got {args.passes}")
+    if args.repeats < 1:
+        raise ValueError(f"--repeats: must be >= 1, got {args.repeats}")
     if args.threads < 1:
         raise ValueError(f"--threads: must be >= 1, got {args.threads}")
 
@@ -396,10 +442,12 @@ def main(argv=None) -> dict:
             r["sign_check"] = translation_check(c, shift, args.threads)
             print(f"[{name}] sign check {r['sign_check']}", flush=True)
             r["stages_s"] = time_stages(c, args.stage_frames)
-            r["blockreg"] = run_blockreg(c)
-            print(f"[{name}] blockreg {r['blockreg']}", flush=True)
+            for passes in args.passes:
+                key = "blockreg" if passes == 1 else f"blockreg_passes{passes}"
+                r[key] = run_blockreg(c, passes, args.repeats) | {"passes": passes}
+                print(f"[{name}] {key} {r[key]}", flush=True)
             if not args.skip_suite2p:
-                r["suite2p"] = run_suite2p(c, args.threads)
+                r["suite2p"] = run_suite2p(c, args.threads, args.repeats)
                 print(f"[{name}] suite2p {r['suite2p']}", flush=True)
             if not args.skip_memory:
                 r["memory"] = memory_probe(name, args.threads, params)
@@ -407,6 +455,7 @@ def main(argv=None) -> dict:
                 r["profile_top"] = profile_blockreg(c, args.stage_frames, args.out)
                 print(r["profile_top"], flush=True)
             results["cases"][name] = r
+    results["loadavg_at_end"] = list(os.getloadavg())
     table = markdown(results)
     print(table)
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
