@@ -74,11 +74,6 @@ def _store_attrs(movie, algorithm, frames, attrs):
     return meta
 
 
-def _as_host_result(value):
-    value = to_host(value)
-    return value
-
-
 # --- process pool: one algorithm copy per process, prepared once -------------------------------
 
 _worker_algorithm = None
@@ -94,7 +89,8 @@ def _init_worker(algorithm):
 
 def _run_in_worker(frame, t, monitor):
     result = _worker_algorithm.run_frame(frame, t, monitor)
-    return {name: _as_host_result(v) for name, v in result.items()}
+    # results cross the process boundary: CuPy arrays must come back as NumPy
+    return {name: to_host(v) for name, v in result.items()}
 
 
 def register(movie, algorithm, monitor=("u", "mismatch"), out=None, workers=1, frames=None, attrs=None):
@@ -151,7 +147,7 @@ def register(movie, algorithm, monitor=("u", "mismatch"), out=None, workers=1, f
         missing = [name for name in monitor if name not in result]
         if missing:
             raise RuntimeError(f"{type(algorithm).__name__}.run_frame did not return {missing}")
-        result = {name: _as_host_result(result[name]) for name in monitor}
+        result = {name: to_host(result[name]) for name in monitor}
         for name in monitor:
             results[name][position] = result[name]
         if group is not None:

@@ -128,3 +128,17 @@ def test_process_pool_gives_the_same_results(tmp_path, movie):
         np.testing.assert_array_equal(pooled[name], serial[name])
     np.testing.assert_array_equal(read_results(tmp_path / "p.zarr")["t"], np.arange(5))
     assert alg.closed == 0
+
+
+@pytest.mark.slow
+def test_pool_with_apertures_matches_serial(tmp_path):
+    from blockreg.algorithms.apertures import Apertures
+    from blockreg.reg.deformation import nodes_for_shape
+    from blockreg.synthetic import make_movie
+
+    movie, fixed, _ = make_movie((48, 48), 3, max_translation=3, max_local=1, seed=4)
+    alg = Apertures(fixed, nodes_for_shape(fixed.shape, (3, 3)), (5, 5), 1e-3)
+    serial = register(movie, alg, monitor=("u", "mismatch"))
+    pooled = register(movie, alg, monitor=("u", "mismatch"), workers=2)
+    np.testing.assert_allclose(pooled["u"], serial["u"], atol=1e-9)
+    np.testing.assert_allclose(pooled["mismatch"], serial["mismatch"], rtol=1e-9)
