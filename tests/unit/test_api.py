@@ -322,3 +322,29 @@ def test_spec_is_stored_and_round_trips(client, movie_path):
     stored = client.get(f"/api/v1/jobs/{job_id}").json["spec"]
     json.dumps(stored, allow_nan=False)  # PostgreSQL's JSON type accepts no Infinity/NaN
     assert JobSpec.model_validate(stored).params.lam == 0.01
+
+
+def test_dispatcher_thread_sends_after_submit(tmp_path, monkeypatch, movie_path):
+    """With the background dispatcher on, a submit is enqueued without waiting for a tick."""
+    import time
+
+    from blockreg_services.coordinator import create_app
+
+    fakes.install(monkeypatch)
+    broker = fakes.FakeBroker()
+    app = create_app({"DATABASE_URL": f"sqlite:///{tmp_path / 'bg.db'}",
+                      "DATA_DIR": str(tmp_path / "data"), "ALLOWED_ROOTS": None,
+                      "CELERY": broker, "BATCH_FRAMES": 4, "MAX_BATCHES_PER_JOB": 2,
+                      "DISPATCH_INTERVAL_S": 60.0})
+    services = app.extensions["blockreg"]
+    try:
+        job_id = app.test_client().post("/api/v1/jobs", json=spec_for(movie_path)).json["id"]
+        deadline = time.monotonic() + 10
+        while len(broker.sent) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert [args for _, args, _ in broker.sent] == [(job_id, [0, 1, 2, 3]), (job_id, [4, 5, 6, 7])]
+        assert app.test_client().get(f"/api/v1/jobs/{job_id}").json["state"] == "running"
+    finally:
+        services.dispatcher.stop()
+        services.engine.dispose()
+    assert not services.dispatcher.is_alive()

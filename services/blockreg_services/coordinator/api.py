@@ -178,7 +178,8 @@ def submit_job():
         plan = plan_job(spec)
         fixed = plan.load_fixed()
         declarations = plan.declarations()
-    except ValueError as exc:
+    except (ValueError, OSError) as exc:
+        # validation passed, so this is the input itself (e.g. a fixed frame with no finite pixel)
         raise ApiError(422, "invalid job spec",
                        [{"field": "input.path", "problem": f"cannot be planned: {exc}"}]) from None
 

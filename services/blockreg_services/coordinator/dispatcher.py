@@ -95,20 +95,20 @@ class Dispatcher(threading.Thread):
         self._interval = float(interval_s)
         self._options = options
         self._wake = threading.Event()
-        self._stop = threading.Event()
+        self._stopping = threading.Event()
 
     def wake(self) -> None:
         """Dispatch now (e.g. right after a submit) instead of at the next tick."""
         self._wake.set()
 
     def stop(self, timeout: float | None = 5.0) -> None:
-        self._stop.set()
+        self._stopping.set()
         self._wake.set()
         if self.is_alive():
             self.join(timeout)
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._stopping.is_set():
             try:
                 with self._sessions() as session:
                     dispatch_once(session, self._celery, **self._options)

@@ -102,7 +102,7 @@ def _scalars(values: dict) -> dict:
     return {name: float(v) for name, v in values.items() if np.ndim(v) == 0}
 
 
-def run_frames(job_id: int, frames, *, worker: str, sessions=None) -> dict:
+def run_frames(job_id: int, frames, *, worker: str, sessions=None, queue: str = "cpu") -> dict:
     """Register ``frames`` (output positions) of job ``job_id``; return counts by outcome.
 
     Frames already done, being run elsewhere, or of a job no longer active are skipped.  A frame
@@ -117,7 +117,7 @@ def run_frames(job_id: int, frames, *, worker: str, sessions=None) -> dict:
     sessions = sessions or _session_factory()
     counts = {"done": 0, "failed": 0, "skipped": 0}
     with sessions() as session:
-        ops.record_heartbeat(session, hostname=worker, pid=os.getpid(), queues="cpu",
+        ops.record_heartbeat(session, hostname=worker, pid=os.getpid(), queues=queue,
                              device="cpu")
         ctx = None
         context_error = None
@@ -164,5 +164,6 @@ def run_frames(job_id: int, frames, *, worker: str, sessions=None) -> dict:
 def register_frames(self, job_id: int, frames: list[int]) -> None:
     """Celery task: register a small batch of frames of one job (see :func:`run_frames`)."""
     worker = self.request.hostname or socket.gethostname()
-    counts = run_frames(int(job_id), list(frames), worker=worker)
+    queue = (self.request.delivery_info or {}).get("routing_key") or "cpu"
+    counts = run_frames(int(job_id), list(frames), worker=worker, queue=queue)
     log.info("job %s frames %s: %s", job_id, frames, counts)
