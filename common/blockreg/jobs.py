@@ -182,8 +182,11 @@ def plan_job(spec, *, fixed=None, check: bool = False) -> JobPlan:
 
 
 def read_frame(plan: JobPlan, t: int) -> np.ndarray:
-    """Read source frame ``t`` of the plan's series, cropped to the ROI (raw, not preprocessed)."""
-    return np.asarray(plan.series[int(t)])[plan.roi]
+    """Read source frame ``t`` of the plan's series, cropped to the ROI (raw, not preprocessed).
+
+    Only the ROI is read where the format allows (``reader[t, *region]``).
+    """
+    return np.asarray(plan.series[(int(t),) + plan.roi])
 
 
 class _CroppedSeries:
