@@ -33,9 +33,15 @@ class MismatchPlan:
     """Apertured mismatch of a fixed image against any number of moving frames.
 
     Building the plan computes, once, the spectra of every aperture of the fixed image (its
-    presence mask, values and squared values); :meth:`compute` then costs three batched forward and
-    two batched inverse real FFTs per moving frame, with all apertures in one FFT call (or a few
-    chunks when ``max_batch_bytes`` says so).
+    presence mask, values and squared values); :meth:`compute` then costs one batched forward and
+    one batched inverse real FFT per NaN-free moving frame (at most three and two when there are
+    NaNs), with all apertures in one FFT call (or a few chunks when ``max_batch_bytes`` says so).
+
+    Examples
+    --------
+    >>> plan = MismatchPlan(fixed, gridsize=(8, 8), maxshift=(15, 15))   # doctest: +SKIP
+    >>> for t, frame in enumerate(movie):                                 # doctest: +SKIP
+    ...     mms = plan.compute(pp(frame))                                 # (8, 8, 2, 31, 31)
 
     Parameters
     ----------
