@@ -49,7 +49,8 @@ def read_spec(path: str | os.PathLike) -> dict:
         data = absolute_paths(load_spec_file(path), Path.cwd())
     except ValueError as exc:
         raise CliError(str(exc)) from None
-    input_path = (data.get("input") or {}).get("path") if isinstance(data.get("input"), dict) else None
+    section = data.get("input")
+    input_path = section.get("path") if isinstance(section, dict) else None
     try:
         validate_spec(data, check_input=bool(input_path) and Path(input_path).exists())
     except SpecError as exc:
