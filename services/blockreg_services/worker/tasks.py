@@ -30,10 +30,14 @@ _sessions = None
 
 @worker_process_init.connect
 def _init_process(**_):
-    # The engine is created in the child: pooled connections must never cross a fork.
+    # The engine is created here, in the pool child: pooled connections must never cross a fork.
     global _sessions
     _sessions = None
     _contexts.clear()
+    try:
+        _session_factory()
+    except ValueError:  # no database configured: every task will report it
+        log.exception("worker process has no database")
 
 
 def _session_factory():
