@@ -157,24 +157,17 @@ class MismatchPlan:
         view = xp.lib.stride_tricks.sliding_window_view(comps, self.padded_shape, axis=axes)
         return view[(slice(None),) + corners]
 
-    def _components(self, img, with_theta=True):
-        """Padded stack of ``(theta, value, value**2)`` of ``img`` (NaN -> 0, padding -> 0).
-
-        Without ``with_theta`` only ``(value, value**2)`` (for frames known to have no NaN).
-        """
+    def _components(self, img):
+        """Padded stack of ``(theta, value, value**2)`` of ``img`` (NaN -> 0, padding -> 0)."""
         xp = self._xp
         lo, hi = self._padding(tuple(img.shape))
         padded_shape = tuple(n + a + b for n, a, b in zip(img.shape, lo, hi))
-        first = 1 if with_theta else 0
-        comps = xp.zeros((first + 2,) + padded_shape, dtype=self.dtype)
+        comps = xp.zeros((3,) + padded_shape, dtype=self.dtype)
         inner = tuple(slice(a, a + n) for a, n in zip(lo, img.shape))
-        if with_theta:
-            valid = ~xp.isnan(img)
-            comps[(0,) + inner] = valid
-            comps[(1,) + inner] = xp.where(valid, img, 0)
-        else:
-            comps[(0,) + inner] = img
-        xp.multiply(comps[first], comps[first], out=comps[first + 1])
+        valid = ~xp.isnan(img)
+        comps[(0,) + inner] = valid
+        comps[(1,) + inner] = xp.where(valid, img, 0)
+        xp.multiply(comps[1], comps[1], out=comps[2])
         return comps
 
     def _chunks(self):
@@ -286,49 +279,49 @@ class MismatchPlan:
 
     # --- per frame --------------------------------------------------------------------------
 
-    def _combine_general(self, spec, fixed_spec):
-        """num and denom at lags ``-m .. m`` from the spectra of ``(theta_m, m, m**2)``."""
-        xp = self._xp
-        ftheta, f1, f2 = fixed_spec  # conjugated; f1 carries the factor -2
-        mtheta, m1, m2 = spec
-        pair = xp.empty((mtheta.shape[0], 2) + mtheta.shape[1:], dtype=mtheta.dtype)
-        num, den = pair[:, 0], pair[:, 1]
-        if self.normalization == "pixels":
-            xp.multiply(ftheta, mtheta, out=den)
-            xp.multiply(f2, mtheta, out=num)
-            num += ftheta * m2
-        else:
-            xp.multiply(f2, mtheta, out=den)
-            den += ftheta * m2
-            num[...] = den
-        num += f1 * m1
-        return self._inverse_at_lags(pair)
+    def _evaluate(self, terms):
+        """Sum of correlation terms given as (spectrum or None, lag-domain array or None) pairs.
 
-    def _combine_nan_free(self, spec, fixed_spec, presence, box):
-        """num and denom for a NaN-free frame, reusing its frame-independent presence terms.
-
-        ``spec`` holds the spectra of ``(m, m**2)``, or of ``(m,)`` alone when ``box`` already
-        gives ``corr(theta_f, m**2)``.
+        Spectral parts are added before a single inverse FFT.
         """
-        xp = self._xp
-        ftheta, f1, _ = fixed_spec
-        fixed_sq, overlap = presence[:, 0], presence[:, 1]   # corr(f**2, theta_m), corr(theta_f, theta_m)
-        pixels = self.normalization == "pixels"
-        if box is not None:
-            cross = self._inverse_at_lags(xp.multiply(f1, spec[0]))    # -2 corr(f, m)
-            moving_sq, rest = box, cross + box
+        spectral = [t[0] for t in terms if t[0] is not None]
+        lagged = [t[1] for t in terms if t[1] is not None]
+        total = None
+        if spectral:
+            # A new array for the sum: the same spectrum may appear in num's and denom's terms.
+            acc = spectral[0] if len(spectral) == 1 else spectral[0] + spectral[1]
+            for x in spectral[2:]:
+                acc += x
+            total = self._inverse_at_lags(acc)
+        for x in lagged:
+            total = x if total is None else total + x
+        return total
+
+    def _combine(self, spectra, fixed_spec, presence, box_sq, box_theta):
+        """num and denom ``(Kc, 2, *(2m + 1))`` of one chunk of apertures.
+
+        Each correlation comes from the cheapest source available: ``presence`` (cached terms of a
+        NaN-free frame), box sums (NaN-free fixed image), or else the spectra (``spectra`` maps
+        ``"theta"``, ``"m"``, ``"m2"`` to the moving windows' spectra, where needed).
+        """
+        ftheta, f1, f2 = fixed_spec  # conjugated; f1 carries the factor -2
+        cross = (f1 * spectra["m"], None)                              # -2 corr(f, m)
+        if box_sq is not None:
+            moving_sq = (None, box_sq)                                 # corr(theta_f, m**2)
         else:
-            m1, m2 = spec
-            rest = xp.multiply(f1, m1)
-            moving_sq = xp.multiply(ftheta, m2)
-            rest += moving_sq
-            if pixels:
-                rest = self._inverse_at_lags(rest)
-            else:
-                rest, moving_sq = xp.moveaxis(
-                    self._inverse_at_lags(xp.stack([rest, moving_sq], axis=1)), 1, 0)
-        den = overlap if pixels else fixed_sq + moving_sq
-        return xp.stack([fixed_sq + rest, den], axis=1)
+            moving_sq = (ftheta * spectra["m2"], None)
+        if presence is not None:
+            fixed_sq, overlap = (None, presence[:, 0]), (None, presence[:, 1])
+        else:
+            fixed_sq = (f2 * spectra["theta"], None)                   # corr(f**2, theta_m)
+            overlap = ((None, box_theta) if box_theta is not None     # corr(theta_f, theta_m)
+                       else (ftheta * spectra["theta"], None))
+        if self.normalization == "pixels":
+            num, den = [fixed_sq, moving_sq, cross], [overlap]
+        else:
+            den = [fixed_sq, moving_sq]
+            num = den + [cross]
+        return self._xp.stack([self._evaluate(num), self._evaluate(den)], axis=1)
 
     def compute(self, moving):
         """Mismatch of every aperture against ``moving``.
@@ -352,24 +345,26 @@ class MismatchPlan:
         shape = tuple(moving.shape)
         moving = moving.astype(self.dtype, copy=False)
         nan_free = not bool(xp.isnan(moving).any())
-        comps = self._components(moving, with_theta=not nan_free)
+        comps = self._components(moving)
         presence = self._presence_terms(shape) if nan_free else None
+        box_sq = box_theta = None
+        if self._fixed_is_box:
+            box_sq = self._box_sums(comps[2], shape)
+            if not nan_free:
+                box_theta = self._box_sums(comps[0], shape)
+        names = ([] if nan_free else ["theta"]) + ["m"] + ([] if self._fixed_is_box else ["m2"])
+        index = {"theta": 0, "m": 1, "m2": 2}
+        comps = comps[[index[n] for n in names]] if len(names) < 3 else comps
         out = xp.empty((int(np.prod(self.gridsize)), 2) + tuple(2 * s + 1 for s in self.maxshift),
                        dtype=self.dtype)
-        box = None
-        if nan_free and self._fixed_is_box:
-            box = self._box_sums(comps[1], shape)  # corr(theta_f, m**2) without an FFT
-            comps = comps[:1]
         for c, (chunk, fixed_spec) in enumerate(zip(self._chunks(), self._fixed_spectra)):
-            spec = self._rfft(self._windows(comps, shape, chunk))
             rows = slice(chunk[0], chunk[-1] + 1)
-            if presence is None:
-                out[rows] = self._combine_general(spec, fixed_spec)
-            else:
-                out[rows] = self._combine_nan_free(spec, fixed_spec, presence[c],
-                                                   None if box is None else box[rows])
-        pixels = self.normalization == "pixels"
-        if pixels:
+            spectra = dict(zip(names, self._rfft(self._windows(comps, shape, chunk))))
+            out[rows] = self._combine(spectra, fixed_spec, None if presence is None else presence[c],
+                                      None if box_sq is None else box_sq[rows],
+                                      None if box_theta is None else box_theta[rows])
+            del spectra
+        if self.normalization == "pixels":
             # Pixel counts are integers; rounding removes FFT round-off (and tiny negatives).
             out[:, 1] = xp.rint(out[:, 1])
         return out.reshape(self.gridsize + out.shape[1:])
