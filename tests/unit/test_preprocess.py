@@ -114,6 +114,8 @@ def test_bad_sigma_raises():
         PreprocessSNF(0, 0, -1)
     with pytest.raises(ValueError, match="sigma_lp"):
         PreprocessSNF(0, np.inf, 1)
+    with pytest.raises(ValueError, match="sigma_hp"):
+        PreprocessSNF(0, 0, [1, 2, 3])(np.ones((4, 4)))
 
 
 def test_preprocess_dict_round_trip_and_repr():

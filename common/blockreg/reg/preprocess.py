@@ -239,6 +239,8 @@ class PreprocessSNF:
         """Preprocess one frame (NumPy or CuPy); returns float32, NaN where the input was NaN."""
         xp = array_module(img)
         a = xp.asarray(img).astype(np.float32, copy=True)
+        for name in ("sigma_lp", "sigma_hp"):
+            _per_axis(getattr(self, name), a.ndim, name)  # name the field if it does not fit img
         a -= np.float32(self.bias)
         # maximum (not fmax) keeps NaN as NaN: a missing pixel stays missing.
         a = xp.sqrt(xp.maximum(a, np.float32(0)))
