@@ -231,3 +231,14 @@ def test_bad_arguments_raise():
         mismatch(a, a, (1, 1), normalization="nope")
     with pytest.raises(ValueError, match="thresh"):
         argmin_mismatch(np.ones((2, 3, 3)))
+
+
+@pytest.mark.parametrize("normalization", ["intensity", "pixels"])
+def test_one_dimensional_and_zero_maxshift_axes(normalization):
+    rng = np.random.default_rng(9)
+    f, m = rng.random(12), rng.random(14)
+    np.testing.assert_allclose(mismatch(f, m, (3,), normalization),
+                               direct_mismatch(f, m, (3,), normalization), rtol=1e-10, atol=1e-10)
+    f, m = rng.random((6, 9)), rng.random((6, 9))
+    np.testing.assert_allclose(mismatch(f, m, (0, 2), normalization),
+                               direct_mismatch(f, m, (0, 2), normalization), rtol=1e-10, atol=1e-10)
