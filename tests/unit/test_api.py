@@ -140,6 +140,8 @@ def test_responses_match_the_openapi_models(app, client, broker, movie_path):
     openapi.Health.model_validate(client.get("/api/v1/health").json)
     doc = client.get("/api/v1/openapi.json").json
     assert doc["openapi"].startswith("3.1")
+    validator = pytest.importorskip("openapi_spec_validator")
+    validator.validate(doc)  # a well-formed OpenAPI 3.1 document
     assert "lambda" in doc["components"]["schemas"]["ParamsSpec"]["properties"]
     for path in ("/api/v1/jobs", "/api/v1/jobs/{job_id}", "/api/v1/jobs/{job_id}/frames",
                  "/api/v1/jobs/{job_id}/cancel", "/api/v1/health"):
@@ -348,3 +350,14 @@ def test_dispatcher_thread_sends_after_submit(tmp_path, monkeypatch, movie_path)
         services.dispatcher.stop()
         services.engine.dispose()
     assert not services.dispatcher.is_alive()
+
+
+def test_missing_store_fails_every_frame_with_the_reason(app, client, broker, movie_path):
+    import shutil
+
+    created = client.post("/api/v1/jobs", json=spec_for(movie_path)).json
+    shutil.rmtree(created["output_path"])  # e.g. the shared volume is not mounted on the worker
+    run_all(app, broker)
+    status = client.get(f"/api/v1/jobs/{created['id']}").json
+    assert status["state"] == "failed" and status["frames_failed"] == 12
+    assert "does not exist" in status["error"]
