@@ -136,7 +136,8 @@ def run_demo(home=None, frames: int = 12, workers: int = 2, keep_running: bool =
     keep_running : bool
         Keep the embedded stack up after the demo, until Ctrl-C.
     server : str, optional
-        Use this coordinator instead of starting a stack (it must see ``home``'s files).
+        Use this coordinator instead of starting a stack (it must see ``home``'s files). By
+        default the stack already running in ``home`` is used, else one is started.
     port : int
         Port of the embedded coordinator (0: a free one).
     out : file, optional
@@ -145,10 +146,12 @@ def run_demo(home=None, frames: int = 12, workers: int = 2, keep_running: bool =
     from blockreg import Client
 
     from .cli import CliError, _call, wait_with_progress
-    from .embedded import EmbeddedStack, default_home
+    from .embedded import EmbeddedStack, default_home, running_stack
 
     out = out or sys.stdout
     home = Path(home).expanduser().resolve() if home else default_home()
+    if server is None and running_stack(home):  # `blockreg up` already serves this home
+        server = running_stack(home)["url"]
     with contextlib.ExitStack() as stack:
         own_stack = server is None
         if own_stack:
