@@ -9,11 +9,11 @@ Each function commits the session it is given.
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 from sqlalchemy import case, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
+from .migrate import MIGRATIONS_DIR, alembic_config, migrate
 from .models import (
     ACTIVE_JOB_STATES,
     Frame,
@@ -26,11 +26,10 @@ from .models import (
 
 __all__ = [
     "utcnow", "create_job", "claim_frame", "complete_frame", "fail_frame", "finalize_if_complete",
-    "cancel_job", "requeue_stale", "enqueue_pending", "release_frames", "count_frames", "list_jobs", "list_frames",
-    "get_job", "record_heartbeat", "migrate", "MIGRATIONS_DIR",
+    "cancel_job", "requeue_stale", "enqueue_pending", "release_frames", "count_frames",
+    "list_jobs", "list_frames", "get_job", "record_heartbeat", "migrate", "alembic_config", "MIGRATIONS_DIR",
 ]
 
-MIGRATIONS_DIR = Path(__file__).resolve().parents[3] / "migrations"
 _OPEN_FRAME_STATES = (FrameState.PENDING.value, FrameState.QUEUED.value, FrameState.RUNNING.value)
 _MAX_ERROR_CHARS = 4000
 
@@ -383,25 +382,3 @@ def record_heartbeat(session: Session, *, hostname: str, pid: int, queues: str =
         session.add(WorkerHeartbeat(hostname=hostname, pid=pid, queues=queues, device=device,
                                     last_seen=now))
     session.commit()
-
-
-def migrate(url: str | None = None, revision: str = "head") -> None:
-    """Bring the database at ``url`` (default ``$BLOCKREG_DATABASE_URL``) to ``revision``."""
-    from alembic import command
-
-    command.upgrade(alembic_config(url), revision)
-
-
-def alembic_config(url: str | None = None):
-    """An Alembic ``Config`` for the repository's ``migrations/`` and ``url``."""
-    from alembic.config import Config
-
-    from .session import database_url
-
-    if not (MIGRATIONS_DIR / "env.py").is_file():
-        raise ValueError(f"migrations: {MIGRATIONS_DIR} not found (is the repository checked out?)")
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-    # passed as an attribute, not an ini option: configparser would mangle '%' in passwords
-    cfg.attributes["url"] = database_url(url)
-    return cfg
