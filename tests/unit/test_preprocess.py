@@ -167,3 +167,12 @@ def test_temporal_median_reads_only_window_and_ignores_nan():
     np.testing.assert_allclose(edge, np.median(frames[0:3], axis=0))
     with pytest.raises(ValueError, match="window"):
         temporal_median(movie, 0, 0)
+
+
+def test_wide_gaussian_on_short_axis_matches_spatial_filter():
+    # sigma far beyond the axis length: padding is capped at the axis length, results unchanged.
+    rng = np.random.default_rng(6)
+    a = rng.random((5, 40))
+    a[2, 7] = np.nan
+    out = highpass(a, (25, 3))
+    np.testing.assert_allclose(out, a - normalized_gaussian_reference(a, (25, 3)), atol=1e-10)

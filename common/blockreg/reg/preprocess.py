@@ -37,14 +37,25 @@ def _per_axis(sigma, ndim, name):
     return tuple(float(v) for v in s)
 
 
+def _reach(n, sigma):
+    """Kernel radius that matters on an axis of ``n`` samples.
+
+    Offsets beyond ``n - 1`` never pair two samples of the image, so a wide Gaussian on a short
+    axis (e.g. a few z-planes) needs no more padding than the axis itself.
+    """
+    return min(int(_TRUNCATE * sigma + 0.5), n - 1)
+
+
 def _gaussian_transfer(n, sigma, padded, real):
     """DFT of a sampled, truncated, unit-sum Gaussian placed circularly on ``padded`` samples."""
     radius = int(_TRUNCATE * sigma + 0.5)
     offsets = np.arange(-radius, radius + 1)
     kernel = np.exp(-0.5 * (offsets / sigma) ** 2)
     kernel /= kernel.sum()
+    reach = _reach(n, sigma)
+    inside = np.abs(offsets) <= reach
     circular = np.zeros(padded)
-    circular[offsets % padded] = kernel
+    circular[offsets[inside] % padded] = kernel[inside]
     # The kernel is symmetric, so its transform is real.
     return (np.fft.rfft(circular) if real else np.fft.fft(circular)).real
 
@@ -61,7 +72,7 @@ def _gaussian_fft(stack, sigma, xp):
     axes = [a for a, s in enumerate(sigma) if s > 0]
     if not axes:
         return stack
-    padded = [fft.next_fast_len(shape[a] + int(_TRUNCATE * sigma[a] + 0.5) + 1, real=True)
+    padded = [fft.next_fast_len(shape[a] + _reach(shape[a], sigma[a]) + 1, real=True)
               for a in axes]
     fft_axes = tuple(a + 1 for a in axes)
     spectrum = fft.rfftn(stack, s=padded, axes=fft_axes, **fft_kwargs(xp))
