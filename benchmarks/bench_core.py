@@ -24,25 +24,23 @@ from __future__ import annotations
 import argparse
 import cProfile
 import datetime as _dt
-import importlib.metadata
 import io
 import json
 import os
-import platform
 import pstats
 import subprocess
 import sys
-import tempfile
 import time
 import zlib
 from pathlib import Path
 
 import numpy as np
-from threadpoolctl import threadpool_info, threadpool_limits
+from threadpoolctl import threadpool_limits
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-import suite2p_peer  # noqa: E402  (a sibling script module, not part of the package)
+import suite2p_peer  # noqa: E402  (sibling script modules, not part of the package)
+from bench_report import STAGES, machine_info, markdown  # noqa: E402
 
 # The targets of issue 2: (shape, gridsize, maxshift); frame counts are set on the command line.
 # The true motion (global translation + local deformation, per axis) stays inside maxshift, else no
@@ -54,48 +52,9 @@ CASES = {
     "3d": dict(shape=(24, 256, 256), gridsize=(4, 8, 8), maxshift=(3, 10, 10),
                motion=dict(max_translation=(1.5, 6.0, 6.0), max_local=(1.0, 3.0, 3.0))),
 }
-STAGES = ("preprocess", "mismatch", "fit", "optimise", "warp")
 
 
 # ----------------------------------------------------------------------------- set-up helpers
-def machine_info(threads: int) -> dict:
-    """What a reader needs to reproduce or discount the figures."""
-    model = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    versions = {"python": platform.python_version()}
-    for name in ("numpy", "scipy", "torch", "suite2p", "blockreg"):
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:  # a peer not installed is reported, not fatal
-            versions[name] = None
-    try:
-        commit = subprocess.run(["git", "-C", str(HERE), "describe", "--always", "--dirty"],
-                                capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = None
-    return {
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "nproc": os.cpu_count(),
-        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "cpu_model": model,
-        "threads": threads,
-        "blas": [{k: d.get(k) for k in ("internal_api", "num_threads", "version", "architecture")}
-                 for d in threadpool_info()],
-        "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"),
-        # the machine is shared: a load above the thread count means the timings are pessimistic
-        "loadavg_1_5_15": list(os.getloadavg()),
-        "versions": versions,
-        "git": commit,
-    }
-
-
 def make_case(name: str, nframes: int, seed: int, params: dict):
     """The synthetic movie of one case with its ground truth and the blockreg objects for it."""
     import blockreg
@@ -145,6 +104,11 @@ def displacement_rmse(u_est, u_true, maxshift, axes=None) -> float:
     if axes is not None:
         diff = diff[..., list(axes)]
     return float(np.sqrt(np.mean(np.sum(diff**2, axis=-1))))
+
+
+def rmse_per_axis(u_est, u_true, maxshift) -> list:
+    """The RMSE of each displacement component (axis order), to see which axis limits accuracy."""
+    return [displacement_rmse(u_est, u_true, maxshift, axes=(a,)) for a in range(u_true.shape[-1])]
 
 
 def dense(u_nodes, nodes, shape) -> np.ndarray:
@@ -222,7 +186,8 @@ def run_blockreg(c, passes: int = 1, repeats: int = 1) -> dict:
     alg.close()
     u_dense = np.stack([dense(u, c["nodes"], c["shape"]) for u in us])
     res = throughput(len(us), walls, cpus) | {
-        "rmse_px": displacement_rmse(u_dense, c["u_true"], c["maxshift"])}
+        "rmse_px": displacement_rmse(u_dense, c["u_true"], c["maxshift"]),
+        "rmse_per_axis_px": rmse_per_axis(u_dense, c["u_true"], c["maxshift"])}
     if len(c["shape"]) == 3:
         res["rmse_inplane_px"] = displacement_rmse(u_dense, c["u_true"], c["maxshift"], axes=(1, 2))
     return res
@@ -276,6 +241,7 @@ def run_suite2p(c, threads: int, repeats: int = 1) -> dict | None:
         u_dense = np.concatenate([np.zeros_like(u_yx[..., :1]), u_yx], axis=-1)
     res = throughput(len(movie), walls, cpus) | {
            "rmse_px": displacement_rmse(u_dense, c["u_true"], c["maxshift"]),
+           "rmse_per_axis_px": rmse_per_axis(u_dense, c["u_true"], c["maxshift"]),
            "block_size": list(settings["block_size"]), "maxregshiftNR": settings["maxregshiftNR"]}
     if movie.ndim == 4:
         res["rmse_inplane_px"] = displacement_rmse(u_dense, c["u_true"], c["maxshift"], axes=(1, 2))
@@ -351,48 +317,6 @@ def _memory_probe_child(name: str, params: dict) -> dict:
             "maxrss_growth_bytes": (rss1 - rss0) * 1024}
 
 
-# ----------------------------------------------------------------------------- report
-def markdown(results: dict) -> str:
-    info = results["machine"]
-    lines = [f"Machine: {info['cpu_model']}, nproc {info['nproc']}, {info['threads']} thread(s) "
-             f"for both; load average {info['loadavg_1_5_15'][0]:.1f} at start, "
-             f"{results['loadavg_at_end'][0]:.1f} at end; {info['date']}; `{info['command']}`", ""]
-    lines += ["| case | stage | blockreg ms/frame (wall, median) | (CPU, median) |", "|---|---|---|---|"]
-    for name, r in results["cases"].items():
-        wall, cpu = r["stages_s"]["wall"], r["stages_s"]["cpu"]
-        for st in STAGES:
-            lines.append(f"| {name} | {st} | {1e3 * wall[st]:.1f} | {1e3 * cpu[st]:.1f} |")
-        lines.append(f"| {name} | sum of stages | {1e3 * sum(wall.values()):.1f} | "
-                     f"{1e3 * sum(cpu.values()):.1f} |")
-    lines += ["", "frames/s: best wall time of the repeats / CPU time; ratios blockreg ÷ suite2p", "",
-              "| case | frames | blockreg fps | suite2p fps | fps ratio | blockreg fps (CPU) "
-              "| suite2p fps (CPU) | fps ratio (CPU) | blockreg RMSE px | suite2p RMSE px | RMSE ratio |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]
-    fmt = lambda v, f="{:.2f}": "n/a" if v is None else f.format(v)  # noqa: E731
-    for name, r in results["cases"].items():
-        s = r.get("suite2p")
-        for key in sorted(k for k in r if k.startswith("blockreg")):
-            b = r[key]
-            label = f"{name}, passes={b['passes']}"
-            lines.append(" | ".join([
-                f"| {label}", str(b["frames"]), fmt(b["fps"]), fmt(s and s["fps"]),
-                fmt(s and b["fps"] / s["fps"]), fmt(b["fps_cpu"]), fmt(s and s["fps_cpu"]),
-                fmt(s and b["fps_cpu"] / s["fps_cpu"]), fmt(b["rmse_px"], "{:.3f}"),
-                fmt(s and s["rmse_px"], "{:.3f}"), fmt(s and b["rmse_px"] / s["rmse_px"]) + " |"]))
-            if "rmse_inplane_px" in b:
-                lines.append(f"| {label}, in-plane (y,x) only | | | | | | | | "
-                             f"{b['rmse_inplane_px']:.3f} | "
-                             f"{fmt(s and s.get('rmse_inplane_px'), '{:.3f}')} | |")
-    for name, r in results["cases"].items():
-        m = r.get("memory")
-        if m:
-            lines.append(f"\nPeak memory of one run_frame ({name}, tracemalloc): "
-                         f"{m['run_frame_peak_bytes'] / 2**20:.1f} MiB = "
-                         f"{m['run_frame_peak_per_frame']:.1f}x the float32 frame; prepare(): "
-                         f"{m['prepare_peak_per_frame']:.1f}x")
-    return "\n".join(lines)
-
-
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--threads", type=int, default=1, help="BLAS/OpenMP/torch threads for both tools")
@@ -406,7 +330,7 @@ def main(argv=None) -> dict:
                    help="timed runs per tool; the best is reported (the machine may be shared)")
     p.add_argument("--skip-suite2p", action="store_true")
     p.add_argument("--skip-memory", action="store_true")
-    p.add_argument("--profile", action="store_true", help="also cProfile run_frame (2-D)")
+    p.add_argument("--profile", action="store_true", help="also cProfile run_frame")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=HERE / "out")
     p.add_argument("--params", type=json.loads, default={},
@@ -451,8 +375,9 @@ def main(argv=None) -> dict:
                 print(f"[{name}] suite2p {r['suite2p']}", flush=True)
             if not args.skip_memory:
                 r["memory"] = memory_probe(name, args.threads, params)
-            if args.profile and name == "2d":
-                r["profile_top"] = profile_blockreg(c, args.stage_frames, args.out)
+            if args.profile:
+                r["profile_top"] = profile_blockreg(c, min(args.stage_frames, len(c["movie"])),
+                                                    args.out)
                 print(r["profile_top"], flush=True)
             results["cases"][name] = r
     results["loadavg_at_end"] = list(os.getloadavg())
