@@ -130,7 +130,10 @@ class MismatchPlan:
     # --- gathering aperture windows ---------------------------------------------------------
 
     def _padding(self, shape):
-        """NaN padding (low, high) per axis so every aperture window lies inside the padded image."""
+        """Padding (low, high) per axis so every aperture window lies inside the padded image.
+
+        Padded samples are missing (presence 0, value 0), like NaN pixels.
+        """
         if shape not in self._pads:
             lo, hi = [], []
             for starts, s, p, n in zip(self._starts, self.maxshift, self.padded_shape, shape):
