@@ -151,7 +151,7 @@ def test_submit_100k_frame_job_through_the_api(pg_url, tmp_path, monkeypatch):
             pass
 
     movie = tmp_path / "long.npy"
-    np.save(movie, np.random.default_rng(0).integers(100, 200, size=(100_000, 16, 16)).astype(np.uint16))
+    np.save(movie, np.random.default_rng(0).integers(100, 200, size=(100_000, 8, 8)).astype(np.uint16))
     app = create_app({"DATABASE_URL": pg_url, "DATA_DIR": str(tmp_path / "data"),
                       "ALLOWED_ROOTS": None, "DISPATCHER": False, "CELERY": Broker()})
     spec = {"input": {"path": str(movie)},
