@@ -379,3 +379,28 @@ def test_submit_of_100k_frames_returns_quickly(app, client, broker, tmp_path):
     assert response.status_code == 201 and elapsed < 5.0
     assert broker.sent == []  # submit only records; the dispatcher sends a bounded number later
     assert client.get(f"/api/v1/jobs/{response.json['id']}").json["frames_total"] == 100_000
+
+
+def test_time_limit_fails_the_frame_and_releases_the_rest(app, client, broker, movie_path,
+                                                           monkeypatch):
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    from blockreg_services.coordinator.dispatcher import dispatch_once
+    from blockreg_services.worker.tasks import run_frames
+
+    job_id = client.post("/api/v1/jobs", json=spec_for(movie_path)).json["id"]
+    sessions = app.extensions["blockreg"].sessions
+    with sessions() as session:
+        dispatch_once(session, broker, batch_frames=4, max_batches=1)
+    batch = broker.sent[0][1][1]
+
+    def too_slow(self, frame, t, wanted):
+        raise SoftTimeLimitExceeded()
+
+    monkeypatch.setattr(fakes.MeanShiftAlgorithm, "run_frame", too_slow)
+    counts = run_frames(job_id, batch, worker="w", sessions=sessions)
+    assert counts == {"done": 0, "failed": 1, "skipped": 0}
+    with sessions() as session:
+        assert ops.count_frames(session, job_id, "failed") == 1
+        assert ops.count_frames(session, job_id, "queued") == 0
+        assert ops.count_frames(session, job_id, "pending") == 11

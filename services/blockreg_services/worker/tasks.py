@@ -125,8 +125,8 @@ def run_frames(job_id: int, frames, *, worker: str, sessions=None, queue: str = 
                              device="cpu")
         ctx = None
         context_error = None
-        for index in frames:
-            index = int(index)
+        frames = [int(i) for i in frames]
+        for position, index in enumerate(frames):
             source_t = ops.claim_frame(session, job_id, index, worker)
             if source_t is None:
                 counts["skipped"] += 1
@@ -145,9 +145,13 @@ def run_frames(job_id: int, frames, *, worker: str, sessions=None, queue: str = 
                                    duration_s=time.perf_counter() - start)
                 counts["done"] += 1
             except SoftTimeLimitExceeded:
+                session.rollback()
                 ops.fail_frame(session, job_id, index, "task time limit exceeded",
                                duration_s=time.perf_counter() - start)
                 counts["failed"] += 1
+                # the frames this batch will not reach go back to the dispatcher now, not after
+                # the queued lease
+                ops.release_frames(session, job_id, frames[position + 1:])
                 break
             except Exception as exc:  # noqa: BLE001 - recorded on the frame, the batch goes on
                 if ctx is None:
