@@ -47,7 +47,8 @@ class Client:
     Parameters
     ----------
     url : str, optional
-        Base URL of the coordinator (default ``$BLOCKREG_URL`` or ``http://127.0.0.1:8750``).
+        Base URL of the coordinator (default ``$BLOCKREG_SERVER`` — the variable the
+        ``blockreg`` command reads too — or ``http://127.0.0.1:8750``).
     timeout : float
         Seconds to wait for each HTTP response.
     session : requests.Session, optional
@@ -57,7 +58,7 @@ class Client:
     def __init__(self, url: str | None = None, *, timeout: float = 30.0, session=None):
         import requests
 
-        self.url = (url or os.environ.get("BLOCKREG_URL") or DEFAULT_URL).rstrip("/")
+        self.url = (url or os.environ.get("BLOCKREG_SERVER") or DEFAULT_URL).rstrip("/")
         self.timeout = float(timeout)
         self._http = session or requests.Session()
 

@@ -144,5 +144,5 @@ def test_unreachable_server_is_a_connection_error():
 
 
 def test_default_url_from_environment(monkeypatch):
-    monkeypatch.setenv("BLOCKREG_URL", "http://lab-server:9000/")
+    monkeypatch.setenv("BLOCKREG_SERVER", "http://lab-server:9000/")
     assert Client().url == "http://lab-server:9000"
