@@ -78,8 +78,10 @@ def fit_sigmoid(data):
     def objective(p):
         bottom, top, center, width = p
         span = top - bottom
-        if span == 0:
-            return math.inf
+        if abs(span) <= 1e-12 * (hi - lo):
+            # The normalised residual is singular at bottom == top. A large finite value (not inf)
+            # keeps L-BFGS-B's finite-difference gradients free of inf - inf = NaN.
+            return 1e12 * n
         return float(np.sum(((y - bottom) / span - _logistic(k, center, width)) ** 2))
 
     bounds = [(lo, hi), (lo, hi), (1.0, float(n)), (0.1, float(n))]
