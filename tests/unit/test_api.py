@@ -5,9 +5,7 @@ run_frames -> finalisation; results are checked against values computed directly
 """
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,10 +13,7 @@ import pytest
 from blockreg.db import ops
 from blockreg.store import open_store
 
-_spec = importlib.util.spec_from_file_location(
-    "service_fakes", Path(__file__).with_name("service_fakes.py"))
-fakes = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(fakes)
+from helpers import service_fakes as fakes
 
 
 @pytest.fixture

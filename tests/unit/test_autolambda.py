@@ -6,22 +6,7 @@ import pytest
 
 from blockreg.reg.autolambda import auto_lambda, auto_lambda_t, fit_sigmoid
 from blockreg.reg.penalty import AffinePenalty, data_penalty, interpolate_mm
-
-
-def quadratic_mms(cs, Qs, maxshift):
-    """Mismatches num_k(s) = (s - c_k)^T Q_k (s - c_k), denom_k = 1."""
-    gridsize = cs.shape[:-1]
-    shifts = np.stack(np.meshgrid(*[np.arange(-m, m + 1) for m in maxshift], indexing="ij"), -1)
-    out = np.empty(gridsize + (2,) + shifts.shape[:-1])
-    for k in np.ndindex(gridsize):
-        d = shifts - cs[k]
-        out[k][0] = np.einsum("...i,ij,...j->...", d, Qs[k], d)
-        out[k][1] = 1.0
-    return out
-
-
-def nodes_over(shape, gridsize):
-    return tuple(np.linspace(0, n - 1, g) for n, g in zip(shape, gridsize))
+from helpers.quadratics import nodes_over, quadratic_mms
 
 
 @pytest.mark.parametrize("params", [(0.2, 3.0, 14.3, 1.5), (5.0, 6.5, 16.0, 2.0)])

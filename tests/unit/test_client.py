@@ -1,9 +1,7 @@
 """blockreg.Client against the real coordinator app (Flask test client as its HTTP transport)."""
 from __future__ import annotations
 
-import importlib.util
 import socket
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -11,10 +9,7 @@ import pytest
 
 from blockreg.client import ApiError, Client
 
-_spec = importlib.util.spec_from_file_location(
-    "service_fakes", Path(__file__).with_name("service_fakes.py"))
-fakes = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(fakes)
+from helpers import service_fakes as fakes
 
 
 class _Response:

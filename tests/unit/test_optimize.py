@@ -6,23 +6,7 @@ import pytest
 
 from blockreg.reg.optimize import fixed_lambda, initial_deformation, optimize_deformation
 from blockreg.reg.penalty import AffinePenalty, interpolate_mm, total_penalty
-
-
-def quadratic_mms(cs, Qs, maxshift):
-    """Mismatches num_k(s) = (s - c_k)^T Q_k (s - c_k), denom_k = 1."""
-    cs = np.asarray(cs, float)
-    gridsize = cs.shape[:-1]
-    shifts = np.stack(np.meshgrid(*[np.arange(-m, m + 1) for m in maxshift], indexing="ij"), -1)
-    out = np.empty(gridsize + (2,) + shifts.shape[:-1])
-    for k in np.ndindex(gridsize):
-        d = shifts - cs[k]
-        out[k][0] = np.einsum("...i,ij,...j->...", d, Qs[k], d)
-        out[k][1] = 1.0
-    return out
-
-
-def nodes_over(shape, gridsize):
-    return tuple(np.linspace(0, n - 1, g) for n, g in zip(shape, gridsize))
+from helpers.quadratics import nodes_over, quadratic_mms
 
 
 def node_positions(nodes):

@@ -16,6 +16,7 @@ from blockreg.reg.penalty import (
     total_penalty,
     total_penalty_series,
 )
+from helpers.quadratics import nodes_over, quadratic_mms
 
 
 def numeric_grad(f, u, h=1e-6):
@@ -28,23 +29,6 @@ def numeric_grad(f, u, h=1e-6):
         um[idx] -= h
         g[idx] = (f(up) - f(um)) / (2 * h)
     return g
-
-
-def quadratic_mms(cs, Qs, maxshift, denom=None):
-    """Mismatches num_k(s) = (s - c_k)^T Q_k (s - c_k), denom_k = 1 (or ``denom``)."""
-    cs = np.asarray(cs, float)
-    gridsize, N = cs.shape[:-1], cs.shape[-1]
-    shifts = np.stack(np.meshgrid(*[np.arange(-m, m + 1) for m in maxshift], indexing="ij"), -1)
-    out = np.empty(gridsize + (2,) + shifts.shape[:-1])
-    for k in np.ndindex(gridsize):
-        d = shifts - cs[k]
-        out[k][0] = np.einsum("...i,ij,...j->...", d, Qs[k], d)
-        out[k][1] = 1.0 if denom is None else denom[k]
-    return out
-
-
-def nodes_over(shape, gridsize):
-    return tuple(np.linspace(0, n - 1, g) for n, g in zip(shape, gridsize))
 
 
 # ---------------------------------------------------------------- AffinePenalty
