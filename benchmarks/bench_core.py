@@ -77,11 +77,13 @@ def make_case(name: str, nframes: int, seed: int, params: dict):
     pp = blockreg.PreprocessSNF(bias=params["bias"], sigma_lp=params["sigma_lp"],
                                 sigma_hp=params["sigma_hp"])
     return dict(case, name=name, movie=movie, fixed_clean=fixed_clean, u_true=u_true, nodes=nodes,
-                pp=pp, fixed=pp(fixed_clean), lam=params["lam"], api=blockreg)
+                pp=pp, fixed=pp(fixed_clean), lam=params["lam"], thresh_fac=params["thresh_fac"],
+                api=blockreg)
 
 
 # Registration parameters as in the core's accuracy runs (no low-pass, sigma_hp 25 px); CLI overrides.
-DEFAULT_PARAMS = {"bias": 100.0, "sigma_lp": 0.0, "sigma_hp": 25.0, "lam": 1e-3}
+# thresh_fac None = Apertures' default (the original's 0.5**N).
+DEFAULT_PARAMS = {"bias": 100.0, "sigma_lp": 0.0, "sigma_hp": 25.0, "lam": 1e-3, "thresh_fac": None}
 
 
 def interior(shape, maxshift):
@@ -121,43 +123,52 @@ def dense(u_nodes, nodes, shape) -> np.ndarray:
 # ----------------------------------------------------------------------------- blockreg
 def make_algorithm(c, passes: int = 1):
     return c["api"].Apertures(c["fixed"], c["nodes"], c["maxshift"], c["lam"], preprocess=c["pp"],
-                              passes=passes)
+                              passes=passes, thresh_fac=c["thresh_fac"])
 
 
-def time_stages(c, nframes: int) -> dict:
-    """Seconds per frame of each stage, called one by one as ``Apertures`` chains them.
-
-    Returns ``{"wall": {stage: median}, "cpu": {stage: median}}``; CPU time is the robust one on
-    a shared machine when the run is single-threaded.
-    """
+def stage_runner(c):
+    """One frame through the stages as ``Apertures.run_frame`` chains them, calling
+    ``checkpoint(stage)`` after each so a caller can time or measure it."""
     br = c["api"]
     plan = br.MismatchPlan(c["fixed"], c["gridsize"], c["maxshift"], normalization="pixels")
     ap = br.AffinePenalty(c["nodes"], c["lam"])
-    thresh = br.Apertures.default_thresh(c["fixed"], c["gridsize"])
-    clocks = {"wall": time.perf_counter, "cpu": time.process_time}
-    times = {k: {s: [] for s in STAGES} for k in clocks}
+    thresh = br.Apertures.default_thresh(c["fixed"], c["gridsize"], thresh_fac=c["thresh_fac"])
 
-    def stamp():
-        return {k: f() for k, f in clocks.items()}
-
-    for t in range(min(nframes, len(c["movie"])) + 1):   # +1: frame 0 is a warm-up
-        frame = c["movie"][t % len(c["movie"])]
-        marks = [stamp()]
+    def run(frame, checkpoint):
         moving = c["pp"](frame)
-        marks.append(stamp())
+        checkpoint("preprocess")
         mms = plan.compute(moving)
-        marks.append(stamp())
+        checkpoint("mismatch")
         _, cs, Qs = br.mms_to_fit(mms, thresh)
         mmis = br.interpolate_mm(mms)
-        marks.append(stamp())
+        checkpoint("fit")
         phi, _ = br.fixed_lambda(cs, Qs, c["nodes"], ap, mmis)
-        marks.append(stamp())
+        checkpoint("optimise")
         br.warp(moving, phi)          # "warped" warps the preprocessed frame
-        marks.append(stamp())
-        if t:
-            for k in clocks:
-                for i, s in enumerate(STAGES):
-                    times[k][s].append(marks[i + 1][k] - marks[i][k])
+        checkpoint("warp")
+
+    return run
+
+
+def time_stages(c, nframes: int) -> dict:
+    """Seconds per frame of each stage: ``{"wall": {stage: median}, "cpu": {stage: median}}``.
+
+    CPU time is the robust figure on a shared machine when the run is single-threaded.
+    """
+    run = stage_runner(c)
+    clocks = {"wall": time.perf_counter, "cpu": time.process_time}
+    times = {k: {s: [] for s in STAGES} for k in clocks}
+    for t in range(min(nframes, len(c["movie"])) + 1):   # +1: frame 0 is a warm-up
+        last = {k: f() for k, f in clocks.items()}
+
+        def checkpoint(stage):
+            for k, f in clocks.items():
+                now = f()
+                if t:
+                    times[k][stage].append(now - last[k])
+                last[k] = f()
+
+        run(c["movie"][t % len(c["movie"])], checkpoint)
     return {k: {s: float(np.median(v)) for s, v in per.items()} for k, per in times.items()}
 
 
@@ -310,8 +321,20 @@ def _memory_probe_child(name: str, params: dict) -> dict:
     alg.run_frame(frame, 1, ("u", "warped"))
     peak = tracemalloc.get_traced_memory()[1] - base
     rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # which stage needs the memory: peak above the memory held before the frame, stage by stage
+    run = stage_runner(c)
+    run(frame, lambda stage: None)
+    stage_peaks = {}
+
+    def checkpoint(stage):
+        stage_peaks[stage] = tracemalloc.get_traced_memory()[1] - base
+        tracemalloc.reset_peak()
+
+    tracemalloc.reset_peak()
+    base = tracemalloc.get_traced_memory()[0]
+    run(frame, checkpoint)
     frame_f32 = frame.size * 4
-    return {"frame_shape": list(frame.shape), "frame_float32_bytes": frame_f32,
+    return {"stage_peak_per_frame": {k: v / frame_f32 for k, v in stage_peaks.items()},"frame_shape": list(frame.shape), "frame_float32_bytes": frame_f32,
             "run_frame_peak_bytes": peak, "run_frame_peak_per_frame": peak / frame_f32,
             "prepare_peak_bytes": prepare_peak, "prepare_peak_per_frame": prepare_peak / frame_f32,
             "maxrss_growth_bytes": (rss1 - rss0) * 1024}

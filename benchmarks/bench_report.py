@@ -91,5 +91,6 @@ def markdown(results: dict) -> str:
             lines.append(f"\nPeak memory of one run_frame ({name}, tracemalloc): "
                          f"{m['run_frame_peak_bytes'] / 2**20:.1f} MiB = "
                          f"{m['run_frame_peak_per_frame']:.1f}x the float32 frame; prepare(): "
-                         f"{m['prepare_peak_per_frame']:.1f}x")
+                         f"{m['prepare_peak_per_frame']:.1f}x; by stage: "
+                         + ", ".join(f"{k} {v:.1f}x" for k, v in m["stage_peak_per_frame"].items()))
     return "\n".join(lines)
