@@ -7,49 +7,26 @@ tests are skipped, except under CI (``$CI`` set), where they must run and so fai
 """
 from __future__ import annotations
 
-import os
-import socket
 import uuid
 
 import pytest
 
-PG_HOST, PG_PORT, PG_ADMIN_DB = "127.0.0.1", 5432, "test"
-REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
+from helpers.services import REDIS_HOST, REDIS_PORT, fresh_postgres_database, require_reachable
+
 CLAIM_KEY = "blockreg:integration-claim"
-
-
-def _unreachable(what: str, host: str, port: int) -> None:
-    try:
-        socket.create_connection((host, port), timeout=2).close()
-        return
-    except OSError as exc:
-        message = f"{what} is not reachable at {host}:{port} ({exc})"
-    if os.environ.get("CI"):
-        pytest.fail(message + "; under CI the integration tests must run")
-    pytest.skip(message)
 
 
 @pytest.fixture(scope="session")
 def database_url():
     """URL of a fresh PostgreSQL database, dropped at the end of the session."""
-    _unreachable("PostgreSQL", PG_HOST, PG_PORT)
-    import psycopg
-
-    name = f"blockreg_it_{uuid.uuid4().hex[:12]}"
-    admin = f"postgresql://postgres@{PG_HOST}:{PG_PORT}/{PG_ADMIN_DB}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+psycopg://postgres@{PG_HOST}:{PG_PORT}/{name}"
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_postgres_database() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
 def redis_url():
     """URL of a Redis database number nobody else uses now; only that database is flushed."""
-    _unreachable("Redis", REDIS_HOST, REDIS_PORT)
+    require_reachable("Redis", REDIS_HOST, REDIS_PORT)
     import redis
 
     token = uuid.uuid4().hex

@@ -5,41 +5,23 @@ from the end-to-end stack's, because these tests downgrade and rebuild the schem
 """
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
 import sys
 import textwrap
 import time
-import uuid
 
 import pytest
 from sqlalchemy import inspect, select
 
-pytestmark = pytest.mark.integration
+from helpers.services import fresh_postgres_database
 
-PG = ("127.0.0.1", 5432)
+pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def pg_url():
-    try:
-        socket.create_connection(PG, timeout=2).close()
-    except OSError as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL unreachable at {PG}: {exc}; under CI it must run")
-        pytest.skip(f"PostgreSQL unreachable at {PG}: {exc}")
-    import psycopg
-
-    name = f"blockreg_it_{uuid.uuid4().hex[:12]}"
-    admin = f"postgresql://postgres@{PG[0]}:{PG[1]}/test"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+psycopg://postgres@{PG[0]}:{PG[1]}/{name}"
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_postgres_database() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
