@@ -48,15 +48,8 @@ def _check_movie(movie):
 
 
 def _check_monitor(algorithm, monitor):
-    if isinstance(monitor, str):
-        monitor = (monitor,)
-    monitor = tuple(monitor)
+    monitor = algorithm.check_wanted(monitor)
     declared = algorithm.declare()
-    unknown = [name for name in monitor if name not in declared]
-    if unknown:
-        raise ValueError(
-            f"monitor: unknown variable(s) {unknown}; valid names are {sorted(declared)}"
-        )
     if not monitor:
         raise ValueError(f"monitor: name at least one of {sorted(declared)}")
     return monitor, {name: declared[name] for name in monitor}
