@@ -99,15 +99,16 @@ class InputSpec(_Strict):
 class PreprocessSpec(_Strict):
     """Shot-noise / filtering preprocessing (:class:`blockreg.PreprocessSNF`)."""
 
-    bias: float = Field(0.0, description="Camera bias subtracted before the sqrt transform.")
+    bias: float = Field(0.0, allow_inf_nan=False,
+                        description="Camera bias subtracted before the sqrt transform.")
     sigma_lp: Sigma = Field(0.0, description="Lowpass sigma in pixels (number or per axis).")
     sigma_hp: Sigma = Field(math.inf, description="Highpass sigma in pixels (number or per axis).")
     clamp: bool = Field(False, description="Clamp negative values after preprocessing.")
 
 
 Lambda = Union[
-    NonNegativeFloat,
-    Annotated[list[Annotated[float, Field(gt=0)]], Field(min_length=2, max_length=2)],
+    Annotated[float, Field(ge=0, allow_inf_nan=False)],
+    Annotated[list[Annotated[float, Field(gt=0, allow_inf_nan=False)]], Field(min_length=2, max_length=2)],
 ]
 
 
@@ -130,6 +131,14 @@ class ParamsSpec(_Strict):
     def _lambda_range(cls, lam):
         if isinstance(lam, list) and not lam[0] < lam[1]:
             raise ValueError(f"range [min, max] needs min < max, got {lam}")
+        # The algorithm's own rule (e.g. an auto-lambda range must span at least 4 steps of 2x),
+        # applied here so a bad value is a 422 naming params.lambda, not an error at planning.
+        from .algorithms.apertures import check_lambda
+
+        try:
+            check_lambda(lam)
+        except ValueError as exc:
+            raise ValueError(str(exc).removeprefix("lam: ")) from None
         return lam
 
     @model_validator(mode="after")

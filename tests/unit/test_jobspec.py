@@ -200,3 +200,22 @@ def test_load_spec_file_errors(tmp_path):
     listed.write_text("- 1\n- 2\n")
     with pytest.raises(ValueError, match="mapping"):
         load_spec_file(listed)
+
+
+@pytest.mark.parametrize("lam", [[0.001, 0.004], "Infinity", float("nan"), -1.0])
+def test_lambda_the_algorithm_would_refuse_is_a_spec_error(lam):
+    # These used to pass the schema and fail later inside the algorithm (HTTP 500, CLI traceback).
+    data = {"input": {"path": "/nonexistent.npy"}, "algorithm": "apertures",
+            "params": {"gridsize": [4, 4], "maxshift": [5, 5], "lambda": lam}}
+    with pytest.raises(SpecError) as info:
+        validate_spec(data, check_input=False)
+    assert [e["field"] for e in info.value.errors] == ["params.lambda"]
+
+
+def test_nan_bias_is_a_spec_error():
+    data = {"input": {"path": "/nonexistent.npy"}, "algorithm": "apertures",
+            "preprocess": {"bias": float("nan")},
+            "params": {"gridsize": [4, 4], "maxshift": [5, 5], "lambda": 0.01}}
+    with pytest.raises(SpecError) as info:
+        validate_spec(data, check_input=False)
+    assert [e["field"] for e in info.value.errors] == ["preprocess.bias"]

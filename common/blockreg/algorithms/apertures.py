@@ -16,13 +16,15 @@ import numpy as np
 from .._backend import array_module, to_host
 from .base import Algorithm, ArrayDecl
 
-__all__ = ["Apertures"]
+__all__ = ["Apertures", "check_lambda"]
 
 _NORMALIZATIONS = ("pixels", "intensity")
 
 
-def _check_lam(lam):
-    """Return ``(lam, lam_range)``: a number for fixed lambda, or None and a (min, max) pair."""
+def check_lambda(lam):
+    """Validate an affine-penalty weight (the ``lam`` argument of :class:`Apertures`).
+
+    Return ``(lam, lam_range)``: a number for fixed lambda, or None and a (min, max) pair."""
     if isinstance(lam, numbers.Real) and not isinstance(lam, bool):
         lam = float(lam)
         if not (math.isfinite(lam) and lam >= 0):
@@ -129,7 +131,7 @@ class Apertures(Algorithm):
                 raise ValueError(
                     f"maxshift: {m} along axis {a} is not smaller than the image ({n} pixels)"
                 )
-        self.lam, self.lam_range = _check_lam(lam)
+        self.lam, self.lam_range = check_lambda(lam)
         if preprocess is not None and not callable(preprocess):
             raise ValueError(f"preprocess: must be callable or None, got {type(preprocess).__name__}")
         self.preprocess = preprocess
