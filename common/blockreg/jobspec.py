@@ -309,7 +309,11 @@ def _check_against_input(spec: JobSpec, errors: list[dict]) -> None:
         errors.append({"field": "input.frames", "problem": "selects no frames"})
     if errors:
         return
-    known = known_variables(spec, spatial)
+    try:
+        known = known_variables(spec, spatial)
+    except ValueError as exc:  # the algorithm refused its parameters: report, never a 500
+        errors.append({"field": "params", "problem": str(exc)})
+        return
     for i, name in enumerate(spec.monitor):
         if name not in known:
             errors.append({"field": f"monitor.{i}", "problem":
