@@ -296,7 +296,7 @@ def translation_check(c, shift, threads: int) -> dict:
 def memory_probe(name: str, threads: int, params: dict) -> dict:
     """Peak memory of one ``run_frame`` in a fresh interpreter (so nothing else is counted)."""
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
-               MKL_NUM_THREADS=str(threads))
+               MKL_NUM_THREADS=str(threads), BLOCKREG_FFT_WORKERS=str(threads))
     cmd = [sys.executable, str(Path(__file__)), "--memory-probe", name, "--threads", str(threads),
            "--params", json.dumps(params)]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
@@ -370,6 +370,8 @@ def main(argv=None) -> dict:
     if args.threads < 1:
         raise ValueError(f"--threads: must be >= 1, got {args.threads}")
 
+    # blockreg's FFTs thread through scipy.fft's `workers`, which it reads from this variable
+    os.environ["BLOCKREG_FFT_WORKERS"] = str(args.threads)
     with threadpool_limits(args.threads):
         if args.memory_probe:
             print(json.dumps(_memory_probe_child(args.memory_probe, params)))

@@ -46,6 +46,7 @@ def machine_info(threads: int) -> dict:
         "blas": [{k: d.get(k) for k in ("internal_api", "num_threads", "version", "architecture")}
                  for d in threadpool_info()],
         "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"),
+        "blockreg_fft_workers": os.environ.get("BLOCKREG_FFT_WORKERS"),
         # the machine is shared: a load above the thread count means the timings are pessimistic
         "loadavg_1_5_15": list(os.getloadavg()),
         "versions": versions,
