@@ -27,8 +27,9 @@ import numpy as np
 def to_int16(a: np.ndarray) -> np.ndarray:
     """Camera counts as suite2p wants them (int16).
 
-    suite2p's own TIFF reader halves uint16 data that would overflow int16; do the same, and only
-    when needed, so both the movie and its template go through the same mapping.
+    suite2p's TIFF reader halves every uint16 movie (``im // 2``); here counts are halved only when
+    int16 would overflow, so small counts keep full precision (our synthetic movies stay below 400).
+    Movie and template must go through the same call so they share the mapping.
     """
     a = np.asarray(a)
     if a.size and float(np.nanmax(a)) > np.iinfo(np.int16).max:
