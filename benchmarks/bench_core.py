@@ -231,8 +231,9 @@ def run_suite2p(c, threads: int, repeats: int = 1) -> dict | None:
     except ImportError:
         return None
     torch.set_num_threads(threads)
-    movie = suite2p_peer.to_int16(c["movie"])
-    ref = suite2p_peer.to_int16(c["fixed_clean"])
+    halve = float(np.max(c["movie"])) > np.iinfo(np.int16).max
+    movie = suite2p_peer.to_int16(c["movie"], halve)
+    ref = suite2p_peer.to_int16(c["fixed_clean"], halve)
     planes = [(movie, ref)] if movie.ndim == 3 else [(movie[:, z], ref[z]) for z in range(movie.shape[1])]
     suite2p_peer.register_movie(planes[0][0][:4], planes[0][1], settings)    # warm-up
     walls, cpus = [], []
@@ -284,8 +285,9 @@ def translation_check(c, shift, threads: int) -> dict:
             settings = suite2p_peer.default_registration_settings((64, 64))
         except ImportError:
             return out
-        _, _, u2 = suite2p_peer.register_movie(suite2p_peer.to_int16(movie), suite2p_peer.to_int16(fixed),
-                                            settings)
+        halve = float(np.max(movie)) > np.iinfo(np.int16).max
+        _, _, u2 = suite2p_peer.register_movie(suite2p_peer.to_int16(movie, halve),
+                                               suite2p_peer.to_int16(fixed, halve), settings)
         out["suite2p_median_u"] = np.median(u2[0][inner].reshape(-1, ndim), axis=0).tolist()
     for key in ("blockreg_median_u", "suite2p_median_u"):
         if key in out and not np.allclose(out[key], shift, atol=0.5):

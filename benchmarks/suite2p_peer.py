@@ -24,15 +24,18 @@ import time
 import numpy as np
 
 
-def to_int16(a: np.ndarray) -> np.ndarray:
+def to_int16(a: np.ndarray, halve: bool | None = None) -> np.ndarray:
     """Camera counts as suite2p wants them (int16).
 
     suite2p's TIFF reader halves every uint16 movie (``im // 2``); here counts are halved only when
-    int16 would overflow, so small counts keep full precision (our synthetic movies stay below 400).
-    Movie and template must go through the same call so they share the mapping.
+    int16 would overflow (``halve=None``), so small counts keep full precision (our synthetic
+    movies stay below 400). Pass the movie's decision as ``halve`` when converting its template,
+    so both share one mapping.
     """
     a = np.asarray(a)
-    if a.size and float(np.nanmax(a)) > np.iinfo(np.int16).max:
+    if halve is None:
+        halve = bool(a.size) and float(np.nanmax(a)) > np.iinfo(np.int16).max
+    if halve:
         a = a / 2
     return np.clip(np.rint(a), np.iinfo(np.int16).min, np.iinfo(np.int16).max).astype(np.int16)
 

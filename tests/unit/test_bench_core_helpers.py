@@ -123,3 +123,5 @@ def test_to_int16_halves_only_when_uint16_would_overflow():
     np.testing.assert_array_equal(peer.to_int16(small), small.astype(np.int16))
     big = np.array([0, 1000, 65534], dtype=np.uint16)
     np.testing.assert_array_equal(peer.to_int16(big), [0, 500, 32767])
+    # a template converted with its movie's decision gets the same mapping even when it is dim
+    np.testing.assert_array_equal(peer.to_int16(small, halve=True), [0, 500, 16384])
