@@ -336,7 +336,8 @@ def _memory_probe_child(name: str, params: dict) -> dict:
     base = tracemalloc.get_traced_memory()[0]
     run(frame, checkpoint)
     frame_f32 = frame.size * 4
-    return {"stage_peak_per_frame": {k: v / frame_f32 for k, v in stage_peaks.items()},"frame_shape": list(frame.shape), "frame_float32_bytes": frame_f32,
+    return {"stage_peak_per_frame": {k: v / frame_f32 for k, v in stage_peaks.items()},
+            "frame_shape": list(frame.shape), "frame_float32_bytes": frame_f32,
             "run_frame_peak_bytes": peak, "run_frame_peak_per_frame": peak / frame_f32,
             "prepare_peak_bytes": prepare_peak, "prepare_peak_per_frame": prepare_peak / frame_f32,
             "maxrss_growth_bytes": (rss1 - rss0) * 1024}

@@ -89,7 +89,8 @@ def dense_field(yoff, xoff, yoff1, xoff1, yblock, xblock, nblocks, shape) -> np.
     yoff = np.asarray(yoff, dtype=np.float64)
     xoff = np.asarray(xoff, dtype=np.float64)
     if yoff.ndim != 1 or yoff.shape != xoff.shape:
-        raise ValueError(f"yoff/xoff: expected two 1-D arrays of equal length, got {yoff.shape}, {xoff.shape}")
+        raise ValueError("yoff/xoff: expected two 1-D arrays of equal length, "
+                         f"got {yoff.shape}, {xoff.shape}")
     ly, lx = shape
     nframes = yoff.shape[0]
     u = np.empty((nframes, ly, lx, 2), dtype=np.float32)
@@ -124,8 +125,8 @@ def register_movie(movie_i16: np.ndarray, ref_i16: np.ndarray, settings: dict, d
 
     Returns ``(wall_seconds, cpu_seconds, u)`` with ``u`` the dense field of :func:`dense_field`,
     shape ``(T, Ly, Lx, 2)``; CPU time (all threads of this process) is what the run would take on
-    an idle machine when it runs single-threaded. The registered frames are written to a separate output array so the input
-    stays untouched for the next run.
+    an idle machine when it runs single-threaded. The registered frames go to a separate output
+    array so the input stays untouched for the next run.
     """
     import torch
     from suite2p.registration import register
