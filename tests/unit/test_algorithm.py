@@ -37,20 +37,56 @@ def test_arraydecl_normalises():
         Algorithm()  # abstract
 
 
-def test_default_thresh_matches_original():
+def test_original_thresh_is_available_and_explicit_thresh_is_kept():
     # RegisterWorkerApertures: (0.5^2 / 25) * length(fixed) for :pixels, * sum(fixed^2) for :intensity
     fixed = _texture((40, 50))
-    alg = _alg(fixed, gridsize=(5, 5))
-    assert alg.thresh == pytest.approx(0.25 / 25 * fixed.size)
-    alg = _alg(fixed, gridsize=(5, 5), normalization="intensity")
-    assert alg.thresh == pytest.approx(0.25 / 25 * np.sum(fixed.astype(np.float64) ** 2))
-    assert _alg(fixed, gridsize=(5, 5), thresh=17.0).thresh == 17.0
-    assert _alg(fixed, gridsize=(5, 5), thresh_fac=0.1).thresh == pytest.approx(0.1 / 25 * fixed.size)
+    assert Apertures.default_thresh(fixed, (5, 5)) == pytest.approx(0.25 / 25 * fixed.size)
+    assert Apertures.default_thresh(fixed, (5, 5), "intensity") == pytest.approx(
+        0.25 / 25 * np.sum(fixed.astype(np.float64) ** 2))
     vol = _texture((10, 12, 14))
-    alg = Apertures(vol, nodes_for_shape(vol.shape, (2, 2, 2)), (2, 2, 2), 1e-3)
-    assert alg.thresh == pytest.approx(0.125 / 8 * vol.size)
+    assert Apertures.default_thresh(vol, (2, 2, 2)) == pytest.approx(0.125 / 8 * vol.size)
+    assert np.all(_alg(fixed, gridsize=(5, 5), thresh=17.0).thresh == 17.0)
     with pytest.raises(ValueError, match="normalization"):
         _alg(fixed, normalization="bogus")
+    with pytest.raises(ValueError, match="thresh"):
+        _alg(fixed, gridsize=(5, 5), thresh=np.ones((4, 4)))
+
+
+def test_default_thresh_is_per_aperture():
+    # Counted independently: each aperture's pixels inside the image, times thresh_fac.
+    fixed = _texture((41, 51))
+    fixed[3, 4] = np.nan
+    alg = _alg(fixed, gridsize=(5, 6), thresh_fac=0.3)
+    w = (40 / 4, 50 / 5)
+    expected = np.empty((5, 6))
+    for i in range(5):
+        for j in range(6):
+            lo = [int(np.ceil(c - ww / 2)) for c, ww in zip((i * w[0], j * w[1]), w)]
+            hi = [int(np.ceil(c + ww / 2)) for c, ww in zip((i * w[0], j * w[1]), w)]
+            block = fixed[max(lo[0], 0):min(hi[0], 41), max(lo[1], 0):min(hi[1], 51)]
+            expected[i, j] = 0.3 * np.isfinite(block).sum()
+    np.testing.assert_allclose(alg.thresh, expected)
+    intensity = _alg(fixed, gridsize=(5, 6), normalization="intensity")
+    assert intensity.thresh[2, 3] == pytest.approx(
+        0.25 * 2 * np.sum(fixed[15:25, 25:35].astype(np.float64) ** 2))
+
+
+def test_corner_aperture_keeps_its_true_shift_when_motion_leaves_the_image():
+    # A translation pointing out of the image at corner (7, 0): the quarter aperture there overlaps
+    # the moving frame over fewer pixels than the original's global threshold, so with that
+    # threshold its fit cannot see the true minimum; the per-aperture default can.
+    big = _texture((300, 300), seed=7)
+    d = (7, -9)
+    fixed = big[40:240, 40:240]
+    moving = big[40 - d[0]:240 - d[0], 40 - d[1]:240 - d[1]]    # moving(x) = fixed(x - d)
+    kw = dict(gridsize=(8, 8), maxshift=(15, 15))
+    corner = (7, 0)
+    u = _alg(fixed, **kw).run_frame(moving, 0, ("u",))["u"]
+    assert np.abs(u[corner] - d).max() < 0.5
+    assert np.abs(u - d).max() < 0.5
+    original = _alg(fixed, thresh=Apertures.default_thresh(fixed, (8, 8)), **kw)
+    u_original = original.run_frame(moving, 0, ("u",))["u"]
+    assert np.abs(u_original[corner] - d).max() > 2     # the failure this default avoids
 
 
 def test_declare_describe_and_only_wanted(scene):

@@ -193,6 +193,22 @@ def test_mms_to_fit_equals_qfit_per_aperture(gridsize, m, opt):
         np.testing.assert_allclose(Qs[idx], Q, rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("opt", [False, True])
+def test_mms_to_fit_per_aperture_thresholds(opt):
+    rng = np.random.default_rng(11)
+    gridsize, m = (3, 2), (2, 3)
+    mms = quadratic_mms(rng, gridsize, m, 2)
+    thresh = rng.random(gridsize) + 0.2          # the scale factors are in [0.5, 1.5)
+    E0s, cs, Qs = mms_to_fit(mms, thresh, opt=opt)
+    for idx in np.ndindex(*gridsize):
+        E0, u0, Q = qfit(mms[idx], thresh[idx], opt=opt)
+        assert E0s[idx] == pytest.approx(E0, abs=1e-12)
+        np.testing.assert_array_equal(cs[idx], u0)
+        np.testing.assert_allclose(Qs[idx], Q, rtol=1e-9, atol=1e-12)
+    with pytest.raises(ValueError):
+        mms_to_fit(mms, np.ones((2, 2)))
+
+
 def test_mms_to_fit_float32_uses_float32_eps():
     rng = np.random.default_rng(8)
     mms = quadratic_mms(rng, (2, 2), (2, 2), 2).astype(np.float32)

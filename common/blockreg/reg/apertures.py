@@ -93,3 +93,42 @@ def aperture_range(center, width):
     if (width <= 0).any():
         raise ValueError(f"width must be positive, got {tuple(width.tolist())}")
     return tuple(slice(math.ceil(c - w / 2), math.ceil(c + w / 2)) for c, w in zip(center, width))
+
+
+def aperture_content(fixed, gridsize, overlap=0, normalization="pixels"):
+    """Each aperture's own zero-shift mismatch denominator of ``fixed`` against itself.
+
+    The number of valid (non-NaN) pixels of the aperture inside the image (``"pixels"``), or
+    ``2 * sum(fixed**2)`` over them (``"intensity"``): the largest denominator the aperture can
+    reach.  Edge and corner apertures hang over the image border, so theirs are about 1/2 and
+    1/2**N of an interior aperture's.
+
+    Parameters
+    ----------
+    fixed : ndarray
+        The fixed image (NumPy or CuPy), NaN = missing.
+    gridsize : tuple of int
+    overlap : float or tuple of float
+    normalization : {"pixels", "intensity"}
+
+    Returns
+    -------
+    ndarray of float64, shape ``gridsize`` (on the device of ``fixed``)
+    """
+    from .._backend import array_module
+
+    xp = array_module(fixed)
+    fixed = xp.asarray(fixed)
+    if normalization not in ("pixels", "intensity"):
+        raise ValueError(f"normalization must be 'pixels' or 'intensity', got {normalization!r}")
+    valid = ~xp.isnan(fixed)
+    weight = valid if normalization == "pixels" else 2 * xp.where(valid, fixed, 0).astype(np.float64) ** 2
+    centers = aperture_grid(fixed.shape, gridsize)
+    width = default_aperture_width(fixed.shape, gridsize, overlap)
+    out = np.empty(tuple(gridsize))
+    # A loop over apertures is fine here: it runs once per fixed image, not per frame.
+    for idx in np.ndindex(*gridsize):
+        region = tuple(slice(max(r.start, 0), min(r.stop, n))
+                       for r, n in zip(aperture_range(centers[idx], width), fixed.shape))
+        out[idx] = float(weight[region].sum())
+    return xp.asarray(out)

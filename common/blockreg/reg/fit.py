@@ -126,8 +126,8 @@ def mms_to_fit(mms, thresh, opt=False):
     ----------
     mms : ndarray, shape ``(*gridsize, 2, *(2m + 1))``
         NumPy or CuPy; the heuristic fit (``opt=False``) runs on the array's own device.
-    thresh : float
-        Denominator threshold (see :func:`qfit`).
+    thresh : float or ndarray of shape ``gridsize``
+        Denominator threshold (see :func:`qfit`), one for all apertures or one per aperture.
     opt : bool, optional
         See :func:`qfit`; ``opt=True`` fits each aperture on the host.
 
@@ -149,9 +149,10 @@ def mms_to_fit(mms, thresh, opt=False):
         raise ValueError(f"mms must have shape (*gridsize, 2, *(2m+1)), got {tuple(mms.shape)}")
     gridsize, shape = mms.shape[:axis], mms.shape[axis + 1:]
     n = len(shape)
+    thresh = np.broadcast_to(np.asarray(to_host(thresh), dtype=np.float64), gridsize)
     if opt:
         host = to_host(mms).reshape((-1, 2) + shape)
-        fits = [qfit(mm, thresh, opt=True) for mm in host]
+        fits = [qfit(mm, t, opt=True) for mm, t in zip(host, thresh.ravel())]
         E0s = np.array([f[0] for f in fits]).reshape(gridsize)
         cs = np.stack([f[1] for f in fits]).reshape(gridsize + (n,))
         Qs = np.stack([f[2] for f in fits]).reshape(gridsize + (n, n))
@@ -162,7 +163,7 @@ def mms_to_fit(mms, thresh, opt=False):
     flat = xp.swapaxes(mms.reshape((k, 2) + shape).astype(np.float64), 0, 1)
     flat = xp.transpose(flat, (0, 1) + tuple(range(n + 1, 1, -1))).reshape(2, k, -1)
     num, den = flat
-    valid = den > thresh
+    valid = den > xp.asarray(thresh.reshape(k, 1))
     r = xp.where(valid, num / xp.where(valid, den, 1), xp.inf)
     r = xp.where(xp.isnan(r), xp.inf, r)
     kmin = xp.argmin(r, axis=1)
