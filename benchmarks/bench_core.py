@@ -132,7 +132,7 @@ def stage_runner(c):
     br = c["api"]
     plan = br.MismatchPlan(c["fixed"], c["gridsize"], c["maxshift"], normalization="pixels")
     ap = br.AffinePenalty(c["nodes"], c["lam"])
-    thresh = br.Apertures.default_thresh(c["fixed"], c["gridsize"], thresh_fac=c["thresh_fac"])
+    thresh = make_algorithm(c).thresh          # whatever threshold run_frame itself uses
 
     def run(frame, checkpoint):
         moving = c["pp"](frame)
