@@ -10,8 +10,8 @@ One run measures, on the same synthetic movies with known displacements (``block
   ``maxshift`` excluded;
 * the peak memory of registering one frame with blockreg, in a fresh process.
 
-Both run with the same number of threads (BLAS/OpenMP through threadpoolctl, torch through
-``torch.set_num_threads``). Results are printed as Markdown and written as JSON to
+Both run with the same number of threads (BLAS/OpenMP through threadpoolctl, blockreg's FFTs
+through ``BLOCKREG_FFT_WORKERS``, torch through ``torch.set_num_threads``). Results are printed as Markdown and written as JSON to
 ``benchmarks/out/``. Run it in the peers' environment (``benchmarks/peers_env.sh``)::
 
     /work/peers-venv/bin/python benchmarks/bench_core.py --threads 1
@@ -71,8 +71,9 @@ def make_case(name: str, nframes: int, seed: int, params: dict):
     else:
         movie, fixed_clean, u_true = synthetic.make_movie(case["shape"], nframes, bias=params["bias"],
                                                           seed=seed, **case["motion"])
+        u_true = u_true.astype(np.float32)     # as cached, so a first run and a re-run agree
         cache.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(cache, movie=movie, fixed_clean=fixed_clean, u_true=u_true.astype(np.float32))
+        np.savez(cache, movie=movie, fixed_clean=fixed_clean, u_true=u_true)
     nodes = tuple(np.linspace(0.0, n - 1.0, g) for n, g in zip(case["shape"], case["gridsize"]))
     pp = blockreg.PreprocessSNF(bias=params["bias"], sigma_lp=params["sigma_lp"],
                                 sigma_hp=params["sigma_hp"])
@@ -122,6 +123,7 @@ def dense(u_nodes, nodes, shape) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- blockreg
 def make_algorithm(c, passes: int = 1):
+    """The ``Apertures`` algorithm for a case, with the benchmark's parameters."""
     return c["api"].Apertures(c["fixed"], c["nodes"], c["maxshift"], c["lam"], preprocess=c["pp"],
                               passes=passes, thresh_fac=c["thresh_fac"])
 
