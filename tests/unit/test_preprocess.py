@@ -176,3 +176,36 @@ def test_wide_gaussian_on_short_axis_matches_spatial_filter():
     a[2, 7] = np.nan
     out = highpass(a, (25, 3))
     np.testing.assert_allclose(out, a - normalized_gaussian_reference(a, (25, 3)), atol=1e-10)
+
+
+@pytest.mark.parametrize("direct_max", [0, 8, 10_000])
+def test_matrix_and_fft_paths_agree_with_spatial_filter(monkeypatch, direct_max):
+    # direct_max picks which axes are filtered by matrix products (none, the short one, all);
+    # every split must give the spatial filter's result, with and without NaN.
+    from blockreg.reg import preprocess as pre
+
+    monkeypatch.setattr(pre, "_DIRECT_MAX", direct_max)
+    rng = np.random.default_rng(7)
+    a = rng.random((6, 30, 20))
+    np.testing.assert_allclose(highpass(a, (25, 4, 0)),
+                               a - normalized_gaussian_reference(a, (25, 4, 0)), atol=1e-10)
+    a[3, 11, 5] = np.nan
+    np.testing.assert_allclose(highpass(a, (2, 4, 3)),
+                               a - normalized_gaussian_reference(a, (2, 4, 3)), atol=1e-10,
+                               equal_nan=True)
+
+
+def test_cached_denominator_is_reused_and_read_only():
+    # NaN-free frames of one shape share the blurred all-ones image; it must equal the blur of
+    # ones computed afresh, and nobody may write into the shared copy.
+    from blockreg.reg import preprocess as pre
+
+    first = pre._separable_ones((9, 13), (3.0, 25.0), np.float64, np)
+    again = pre._separable_ones((9, 13), (3.0, 25.0), np.float64, np)
+    assert again is first
+    assert not first.flags.writeable
+    np.testing.assert_allclose(first, ndi.gaussian_filter(np.ones((9, 13)), (3, 25), mode="constant"),
+                               atol=1e-12)
+    frame = np.random.default_rng(8).random((9, 13))
+    np.testing.assert_allclose(highpass(frame, (3, 25)),
+                               frame - normalized_gaussian_reference(frame, (3, 25)), atol=1e-10)

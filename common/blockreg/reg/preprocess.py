@@ -11,6 +11,7 @@ References
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -21,6 +22,12 @@ from ._common import fft_kwargs, working_dtype
 # Kernel radius in standard deviations; the same default as scipy.ndimage.gaussian_filter, so the
 # filtered values agree with it and the truncated tail (mass 6e-5) is below what matters here.
 _TRUNCATE = 4.0
+
+# Axes up to this length are filtered by a dense matrix product instead of an FFT. A matrix product
+# costs n multiply-adds per sample but needs no zero padding (which an FFT over the other axes pays
+# for as well); measured with 1 thread, sigma 25: a 24x256x256 volume 16 ms by matrices vs 99 ms by
+# a padded FFT, while a 512x512 image is faster by FFT (4.2 vs 7.1 ms).
+_DIRECT_MAX = 256
 
 
 def _per_axis(sigma, ndim, name):
@@ -85,16 +92,65 @@ def _gaussian_fft(stack, sigma, xp):
     return out[(slice(None),) + tuple(slice(0, n) for n in shape)]
 
 
-def _separable_ones(shape, sigma, dtype, xp):
-    """``G_sigma`` applied to an all-ones image: the outer product of the 1-D filtered ones."""
+@functools.lru_cache(maxsize=32)
+def _gaussian_matrix(n, sigma):
+    """The zero-border Gaussian filter of an ``n``-sample axis as an ``(n, n)`` float64 matrix.
+
+    Row ``i`` holds the truncated, unit-sum kernel centred on ``i`` (the same taps as
+    :func:`_gaussian_transfer`); taps outside the axis are the zero border. Read-only (cached).
+    """
+    radius = int(_TRUNCATE * sigma + 0.5)
+    offsets = np.arange(-radius, radius + 1)
+    kernel = np.exp(-0.5 * (offsets / sigma) ** 2)
+    kernel /= kernel.sum()
+    lag = np.subtract.outer(np.arange(n), np.arange(n))
+    matrix = np.where(np.abs(lag) <= radius, kernel[np.clip(lag + radius, 0, 2 * radius)], 0.0)
+    matrix.flags.writeable = False
+    return matrix
+
+
+def _gaussian_filter(stack, sigma, xp):
+    """:func:`_gaussian_fft`'s result, with short axes filtered by matrix products (same operator).
+
+    Axes of at most ``_DIRECT_MAX`` samples are multiplied by :func:`_gaussian_matrix`; the others
+    go through one zero-padded FFT.
+    """
+    shape = stack.shape[1:]
+    direct = [a for a, s in enumerate(sigma) if s > 0 and shape[a] <= _DIRECT_MAX]
+    for a in direct:
+        matrix = to_device(_gaussian_matrix(shape[a], sigma[a]).astype(stack.dtype), xp)
+        if a == len(shape) - 1:
+            # The matrix is symmetric; multiplying from the right keeps the result contiguous.
+            stack = xp.matmul(stack, matrix)
+        else:
+            # matmul contracts the second-to-last axis of its right operand
+            stack = xp.moveaxis(xp.matmul(matrix, xp.moveaxis(stack, a + 1, -2)), -2, a + 1)
+    rest = tuple(0.0 if a in direct else s for a, s in enumerate(sigma))
+    return _gaussian_fft(stack, rest, xp)
+
+
+@functools.lru_cache(maxsize=4)
+def _separable_ones_host(shape, sigma, dtype):
+    """Host ``G_sigma`` of an all-ones image of ``shape``, read-only.
+
+    It depends only on the shape, so NaN-free frames share it; a few entries cover the fixed image
+    and the movie's frames without holding many frame-sized arrays.
+    """
     out = None
     for a, (n, s) in enumerate(zip(shape, sigma)):
         line = np.ones((1, n))
         if s > 0:
-            line = _gaussian_fft(line, (s,), np)
+            line = _gaussian_filter(line, (s,), np)
         line = line.reshape([n if b == a else 1 for b in range(len(shape))])
         out = line if out is None else out * line
-    return to_device(out.astype(dtype), xp)
+    out = np.ascontiguousarray(np.broadcast_to(out, shape), dtype=dtype)
+    out.flags.writeable = False
+    return out
+
+
+def _separable_ones(shape, sigma, dtype, xp):
+    """``G_sigma`` applied to an all-ones image: the outer product of the 1-D filtered ones."""
+    return to_device(_separable_ones_host(tuple(shape), tuple(sigma), np.dtype(dtype).str), xp)
 
 
 def _normalized_gaussian(data, sigma, xp):
@@ -102,21 +158,24 @@ def _normalized_gaussian(data, sigma, xp):
 
     Returns the filtered values; where no valid pixel lies within the kernel the result is NaN.
     """
+    if not bool(xp.isnan(data).any()):
+        # No NaN: the mask is all ones and its blur (cached per shape) is separable, so a single
+        # filtering pass suffices; in-place steps spare frame-sized temporaries.
+        offset = data.dtype.type(float(data.mean(dtype=np.float64)))
+        num = _gaussian_filter((data - offset)[None], sigma, xp)[0]
+        num /= _separable_ones(data.shape, sigma, data.dtype, xp)
+        num += offset
+        return num
     valid = ~xp.isnan(data)
     n_valid = int(valid.sum())
     if n_valid == 0:
         return xp.full_like(data, xp.nan)
     # Filtering data - mean keeps the FFT round-off relative to the fluctuations, not the offset:
     # a flat region then comes out flat to ~1e-7 of its contrast instead of ~1e-7 of its level.
-    mean = data[valid].mean(dtype=np.float64) if n_valid < data.size else data.mean(dtype=np.float64)
-    offset = data.dtype.type(float(mean))
+    offset = data.dtype.type(float(data[valid].mean(dtype=np.float64)))
     centered = xp.where(valid, data - offset, 0)
-    if n_valid == data.size:
-        # No NaN: the mask is all ones and its blur is separable, so one N-d FFT suffices.
-        num = _gaussian_fft(centered[None], sigma, xp)[0]
-        return num / _separable_ones(data.shape, sigma, data.dtype, xp) + offset
     stack = xp.stack([centered, valid.astype(data.dtype)])
-    num, den = _gaussian_fft(stack, sigma, xp)
+    num, den = _gaussian_filter(stack, sigma, xp)
     # den is a weight in [0, 1]; below a few ulps it is FFT round-off, not support.
     tiny = 100 * np.finfo(data.dtype).eps
     out = xp.where(den > tiny, num / xp.where(den > tiny, den, 1) + offset, xp.nan)
@@ -162,7 +221,7 @@ def highpass(data, sigma, clamp=False):
     out = data.astype(working_dtype(data.dtype), copy=True)
     if any(math.isinf(s) for s in sigma):
         return out
-    out = out - _normalized_gaussian(out, sigma, xp)
+    out -= _normalized_gaussian(out, sigma, xp)
     if clamp:
         out[out < 0] = 0
     return out
