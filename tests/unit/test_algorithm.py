@@ -203,3 +203,28 @@ def test_frame_validation(scene):
         alg.run_frame(moving[:-1], 0, ("u",))
     with pytest.raises(ValueError, match="frame.*NaN"):
         alg.run_frame(np.full(fixed.shape, np.nan), 4, ("u",))
+
+
+def test_blas_limited_to_one_thread_during_a_frame_also_after_pickling(scene, monkeypatch):
+    # The prepared ThreadpoolController must cap BLAS as threadpool_limits did, also in a clone
+    # that was pickled (as to a spawned worker) and prepared anew.
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    fixed, moving, _ = scene
+    seen = []
+    original = Apertures._run
+
+    def spy(self, raw, t, wanted):
+        blas = [i["num_threads"] for i in threadpoolctl.threadpool_info()
+                if i["user_api"] == "blas"]
+        seen.append(blas)
+        return original(self, raw, t, wanted)
+
+    monkeypatch.setattr(Apertures, "_run", spy)
+    alg = _alg(fixed)
+    clone = pickle.loads(pickle.dumps(alg))
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):   # so that 1 is not a given
+        u = alg.run_frame(moving, 0, ("u",))["u"]
+        np.testing.assert_array_equal(clone.run_frame(moving, 0, ("u",))["u"], u)
+        after = [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+    assert all(n == 2 for n in after)                 # and the limit is lifted after the frame
+    assert len(seen) == 2 and all(blas and all(n == 1 for n in blas) for blas in seen)

@@ -268,13 +268,21 @@ class Apertures(Algorithm):
     def prepare(self):
         if self._context is not None:
             return
+        from threadpoolctl import ThreadpoolController
+
+        # Every module a frame uses is imported first, so that the controller below sees all the
+        # BLAS libraries they load.
+        from ..reg import autolambda, deformation, fit, optimize, warp  # noqa: F401
         from ..reg.mismatch import MismatchPlan
         from ..reg.penalty import AffinePenalty
 
         plan = MismatchPlan(self.fixed, self.gridsize, self.maxshift,
                             normalization=self.normalization, overlap=self.overlap)
         lam0 = self.lam if self.lam_range is None else self.lam_range[0]
-        self._context = {"plan": plan, "ap": AffinePenalty(self.nodes, lam0)}
+        # Scanning the loaded libraries (threadpool_limits reads /proc/self/maps) cost 4 ms per
+        # 2-D frame; the controller does it once per process and is rebuilt after unpickling.
+        self._context = {"plan": plan, "ap": AffinePenalty(self.nodes, lam0),
+                         "threads": ThreadpoolController()}
 
     def close(self):
         self._context = None
@@ -291,8 +299,6 @@ class Apertures(Algorithm):
                              f"{tuple(self.fixed.shape)}")
 
     def run_frame(self, frame, t, wanted):
-        from threadpoolctl import threadpool_limits
-
         wanted = self.check_wanted(wanted)
         self.prepare()
         xp = array_module(self.fixed)
@@ -302,7 +308,7 @@ class Apertures(Algorithm):
             raise ValueError(f"frame: frame {t} has no finite pixels (all NaN)")
         # The per-node solves and L-BFGS use tiny matrices: BLAS threads only add contention
         # (measured 20x slower with default threading on a loaded machine).
-        with threadpool_limits(limits=1, user_api="blas"):
+        with self._context["threads"].limit(limits=1, user_api="blas"):
             return self._run(raw, t, wanted)
 
     def _run(self, raw, t, wanted):
