@@ -24,3 +24,28 @@ def test_inverse_at_lags_equals_full_inverse_fft(shape, maxshift, dtype):
     assert got.dtype == dtype
     tol = 1e-12 if dtype == np.float64 else 2e-5
     np.testing.assert_allclose(got, expected, atol=tol * np.abs(data).max())
+
+
+@pytest.mark.parametrize("normalization", ["pixels", "intensity"])
+@pytest.mark.parametrize("fixed_has_nan", [False, True])
+def test_fixed_spectra_are_computed_lazily_with_unchanged_results(normalization, fixed_has_nan):
+    # A plan keeps only f's spectra until a frame needs theta_f's or f**2's; frames of every kind,
+    # in any order, must give what a plan that saw nothing before gives.
+    rng = np.random.default_rng(1)
+    fixed = rng.random((30, 34))
+    if fixed_has_nan:
+        fixed[4, 5] = np.nan
+    clean = rng.random((30, 34))
+    holey = clean.copy()
+    holey[10, 20] = np.nan
+
+    def fresh(frame):
+        return MismatchPlan(fixed, (3, 3), (4, 5), normalization=normalization).compute(frame)
+
+    plan = MismatchPlan(fixed, (3, 3), (4, 5), normalization=normalization)
+    np.testing.assert_allclose(plan.compute(clean), fresh(clean), rtol=1e-12, atol=1e-9)
+    stored = set(plan._fixed_spectra[0])
+    assert stored == ({"f", "theta"} if fixed_has_nan else {"f"})
+    np.testing.assert_allclose(plan.compute(holey), fresh(holey), rtol=1e-12, atol=1e-9)
+    assert set(plan._fixed_spectra[0]) == {"f", "theta", "f2"} - (set() if fixed_has_nan else {"theta"})
+    np.testing.assert_allclose(plan.compute(clean), fresh(clean), rtol=1e-12, atol=1e-9)

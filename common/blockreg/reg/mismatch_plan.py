@@ -125,7 +125,12 @@ class MismatchPlan:
         # With no NaN in the fixed image, every aperture's fixed presence mask is a box (its range
         # clipped to the image), so corr(theta_f, m**2) is a box sum: no FFT needed for it.
         self._fixed_is_box = not bool(xp.isnan(fixed).any())
-        self._fixed_spectra = self._spectra_of_fixed(fixed.astype(self.dtype, copy=False))
+        # The fixed image's spectra per chunk, by component. Only f's is needed for every frame;
+        # theta_f's and f**2's are computed when a frame first needs them (frames with NaN, or a
+        # fixed image with NaN), which keeps a plan for NaN-free data 3x smaller.
+        self._fixed = xp.array(fixed, dtype=self.dtype)
+        self._fixed_spectra = [{} for _ in self._chunks()]
+        self._fixed_spectrum(0, ("f",), keep=True)
 
     # --- gathering aperture windows ---------------------------------------------------------
 
@@ -160,17 +165,26 @@ class MismatchPlan:
         view = xp.lib.stride_tricks.sliding_window_view(comps, self.padded_shape, axis=axes)
         return view[(slice(None),) + corners]
 
-    def _components(self, img):
-        """Padded stack of ``(theta, value, value**2)`` of ``img`` (NaN -> 0, padding -> 0)."""
+    def _components(self, img, names=("theta", "m", "m2"), nan_free=False):
+        """Padded stack of the components ``names`` (in the order theta, value, value**2) of ``img``.
+
+        NaN -> 0 and padding -> 0; ``nan_free`` skips the NaN handling.
+        """
         xp = self._xp
+        order = [n for n in ("theta", "m", "m2") if n in names]
         lo, hi = self._padding(tuple(img.shape))
         padded_shape = tuple(n + a + b for n, a, b in zip(img.shape, lo, hi))
-        comps = xp.zeros((3,) + padded_shape, dtype=self.dtype)
+        comps = xp.zeros((len(order),) + padded_shape, dtype=self.dtype)
         inner = tuple(slice(a, a + n) for a, n in zip(lo, img.shape))
-        valid = ~xp.isnan(img)
-        comps[(0,) + inner] = valid
-        comps[(1,) + inner] = xp.where(valid, img, 0)
-        xp.multiply(comps[1], comps[1], out=comps[2])
+        valid = None if nan_free else ~xp.isnan(img)
+        value = img if nan_free else xp.where(valid, img, 0)
+        for i, name in enumerate(order):
+            if name == "theta":
+                comps[(i,) + inner] = 1 if nan_free else valid
+            elif name == "m":
+                comps[(i,) + inner] = value
+            else:
+                xp.multiply(value, value, out=comps[(i,) + inner])
         return comps
 
     def _chunks(self):
@@ -237,13 +251,22 @@ class MismatchPlan:
         real = spec.reshape(lead + tuple(sizes)).view(self.dtype)
         return xp.matmul(real, mats[-1])
 
-    def _spectra_of_fixed(self, fixed):
+    def _fixed_spectrum(self, c, names, keep):
+        """Conjugated spectra of the fixed blocks of chunk ``c`` for components ``names``.
+
+        ``names`` among ``"theta"``, ``"f"`` (carrying the factor -2 of the cross term) and
+        ``"f2"``; those not stored yet are computed and, with ``keep``, stored.
+        """
         xp = self._xp
-        comps = self._components(fixed)
-        n = len(self.padded_shape)
-        spectra = []
-        for chunk in self._chunks():
+        stored = self._fixed_spectra[c]
+        missing = [n for n in ("theta", "f", "f2") if n in names and n not in stored]
+        if missing:
+            chunk = self._chunks()[c]
+            fixed = self._fixed
+            comps = self._components(fixed, ["m" if n == "f" else "m2" if n == "f2" else n
+                                             for n in missing])
             windows = self._windows(comps, tuple(fixed.shape), chunk).copy()
+            n = len(self.padded_shape)
             # The fixed block is exactly the aperture's range: positions m .. m + L_k - 1.
             for a in range(n):
                 lengths = self._lengths[a][self._grid_index[a][chunk]]
@@ -255,9 +278,14 @@ class MismatchPlan:
                 windows *= to_device(inside.reshape(bshape).astype(self.dtype), xp)
             spec = self._rfft(windows)
             spec = xp.conj(spec, out=spec)
-            spec[1] *= -2  # the cross term enters num as -2 corr(f, m)
-            spectra.append((spec[0], spec[1], spec[2]))
-        return spectra
+            fresh = dict(zip(missing, spec))
+            if "f" in fresh:
+                fresh["f"] *= -2  # the cross term enters num as -2 corr(f, m)
+            if keep:
+                stored.update(fresh)
+        else:
+            fresh = {}
+        return tuple(stored[n] if n in stored else fresh[n] for n in names)
 
     def _presence_terms(self, shape):
         """Frame-independent terms for NaN-free moving frames of ``shape``, per chunk.
@@ -272,7 +300,8 @@ class MismatchPlan:
                              dtype=self.dtype)
             theta[(0,) + tuple(slice(a, a + n) for a, n in zip(lo, shape))] = 1
             terms = []
-            for chunk, (ftheta, _, f2) in zip(self._chunks(), self._fixed_spectra):
+            for c, chunk in enumerate(self._chunks()):
+                ftheta, f2 = self._fixed_spectrum(c, ("theta", "f2"), keep=False)
                 mtheta = self._rfft(self._windows(theta, shape, chunk))[0]
                 pair = xp.stack([f2 * mtheta, ftheta * mtheta], axis=1)
                 terms.append(self._inverse_at_lags(pair))
@@ -331,31 +360,39 @@ class MismatchPlan:
             total = x if total is None else total + x
         return total
 
-    def _combine(self, spectra, fixed_spec, presence, box_sq, box_theta):
-        """num and denom ``(Kc, 2, *(2m + 1))`` of one chunk of apertures.
+    def _combine(self, c, spectra, presence, box_sq, box_theta):
+        """num and denom ``(Kc, 2, *(2m + 1))`` of chunk ``c`` of apertures.
 
         Each correlation comes from the cheapest source available: ``presence`` (cached terms of a
         NaN-free frame), box sums (NaN-free fixed image), or else the spectra (``spectra`` maps
-        ``"theta"``, ``"m"``, ``"m2"`` to the moving windows' spectra, where needed).
+        ``"theta"``, ``"m"``, ``"m2"`` to the moving windows' spectra, where needed). The moving
+        spectra are consumed: a spectrum used by one product only holds that product afterwards.
         """
-        ftheta, f1, f2 = fixed_spec  # conjugated; f1 carries the factor -2
-        cross = (f1 * spectra["m"], None)                              # -2 corr(f, m)
+        xp = self._xp
+        (f1,) = self._fixed_spectrum(c, ("f",), keep=True)  # conjugated, times -2
+        cross = (xp.multiply(spectra["m"], f1, out=spectra["m"]), None)   # -2 corr(f, m)
         if box_sq is not None:
             moving_sq = (None, box_sq)                                 # corr(theta_f, m**2)
         else:
-            moving_sq = (ftheta * spectra["m2"], None)
+            (ftheta,) = self._fixed_spectrum(c, ("theta",), keep=True)
+            moving_sq = (xp.multiply(spectra["m2"], ftheta, out=spectra["m2"]), None)
         if presence is not None:
             fixed_sq, overlap = (None, presence[:, 0]), (None, presence[:, 1])
         else:
-            fixed_sq = (f2 * spectra["theta"], None)                   # corr(f**2, theta_m)
-            overlap = ((None, box_theta) if box_theta is not None     # corr(theta_f, theta_m)
-                       else (ftheta * spectra["theta"], None))
+            (f2,) = self._fixed_spectrum(c, ("f2",), keep=True)
+            if box_theta is not None:                                  # corr(theta_f, theta_m)
+                overlap = (None, box_theta)
+                fixed_sq = (xp.multiply(spectra["theta"], f2, out=spectra["theta"]), None)
+            else:
+                (ftheta,) = self._fixed_spectrum(c, ("theta",), keep=True)
+                fixed_sq = (f2 * spectra["theta"], None)               # corr(f**2, theta_m)
+                overlap = (xp.multiply(spectra["theta"], ftheta, out=spectra["theta"]), None)
         if self.normalization == "pixels":
             num, den = [fixed_sq, moving_sq, cross], [overlap]
         else:
             den = [fixed_sq, moving_sq]
             num = den + [cross]
-        return self._xp.stack([self._evaluate(num), self._evaluate(den)], axis=1)
+        return xp.stack([self._evaluate(num), self._evaluate(den)], axis=1)
 
     def compute(self, moving):
         """Mismatch of every aperture against ``moving``.
@@ -379,22 +416,23 @@ class MismatchPlan:
         shape = tuple(moving.shape)
         moving = moving.astype(self.dtype, copy=False)
         nan_free = not bool(xp.isnan(moving).any())
-        comps = self._components(moving)
+        # Components to transform (a leading run of the stack), then those only box-summed.
+        names = ([] if nan_free else ["theta"]) + ["m"] + ([] if self._fixed_is_box else ["m2"])
+        built = ["theta", "m", "m2"] if not nan_free else ["m", "m2"]
+        comps = self._components(moving, built, nan_free=nan_free)
         presence = self._presence_terms(shape) if nan_free else None
         box_sq = box_theta = None
         if self._fixed_is_box:
-            box_sq = self._box_sums(comps[2], shape)
+            box_sq = self._box_sums(comps[built.index("m2")], shape)
             if not nan_free:
                 box_theta = self._box_sums(comps[0], shape)
-        names = ([] if nan_free else ["theta"]) + ["m"] + ([] if self._fixed_is_box else ["m2"])
-        index = {"theta": 0, "m": 1, "m2": 2}
-        comps = comps[[index[n] for n in names]] if len(names) < 3 else comps
+        comps = comps[:len(names)]
         out = xp.empty((int(np.prod(self.gridsize)), 2) + tuple(2 * s + 1 for s in self.maxshift),
                        dtype=self.dtype)
-        for c, (chunk, fixed_spec) in enumerate(zip(self._chunks(), self._fixed_spectra)):
+        for c, chunk in enumerate(self._chunks()):
             rows = slice(chunk[0], chunk[-1] + 1)
             spectra = dict(zip(names, self._rfft(self._windows(comps, shape, chunk))))
-            out[rows] = self._combine(spectra, fixed_spec, None if presence is None else presence[c],
+            out[rows] = self._combine(c, spectra, None if presence is None else presence[c],
                                       None if box_sq is None else box_sq[rows],
                                       None if box_theta is None else box_theta[rows])
             del spectra
