@@ -119,6 +119,23 @@ def qfit(mm, thresh, maxsep=None, opt=False):
     return E0, u0, Q
 
 
+def _weighted_outer(weight, coords, center, xp):
+    """``sum_p weight[k, p] v v^T`` with ``v = coords[p] - center[k]``, for every ``k``: ``(K, N, N)``.
+
+    Expanding ``v v^T`` turns the sum into products of the ``(K, P)`` weights with ``coords``'
+    ``(P, N*N)`` outer products and ``(P, N)`` rows. With integer coordinates and integer
+    weights (as for ``V4``) every term is an exact float64 integer, so the result is exact.
+    """
+    k, n = center.shape
+    outer = (coords[:, :, None] * coords[:, None, :]).reshape(-1, n * n)
+    second = (weight @ outer).reshape(k, n, n)                       # sum w c c^T
+    first = weight @ coords                                          # sum w c
+    total = weight.sum(axis=1)                                       # sum w
+    cross = first[:, :, None] * center[:, None, :]
+    return (second - cross - xp.swapaxes(cross, 1, 2)
+            + total[:, None, None] * center[:, :, None] * center[:, None, :])
+
+
 def mms_to_fit(mms, thresh, opt=False):
     """Quadratic fits of every aperture's mismatch, vectorised over apertures.
 
@@ -169,15 +186,15 @@ def mms_to_fit(mms, thresh, opt=False):
     kmin = xp.argmin(r, axis=1)
     E0 = xp.take_along_axis(r, kmin[:, None], axis=1)[:, 0]
     found = xp.isfinite(E0)
-    coords = xp.asarray(_shift_offsets(shape).astype(np.float64))
-    imin = coords[kmin]
-    v = coords[None] - imin[:, None]                        # (K, P, N)
+    coords = xp.asarray(_shift_offsets(shape).astype(np.float64))   # (P, N)
+    imin = coords[kmin]                                              # (K, N)
     use = xp.isfinite(r)
     dr = xp.where(use, r - xp.where(found, E0, 0)[:, None], 0)
-    # Weighted outer-product sums as batched matrix products (much faster than a 3-operand einsum).
-    vt = xp.swapaxes(v, 1, 2)
-    dE = (vt * dr[:, None, :]) @ v
-    V4 = (vt * (use * (v * v).sum(axis=2))[:, None, :]) @ v
+    # |v|^2 with v = coords - imin, from (K, P) products only: no (K, P, N) temporaries.
+    sq = (coords * coords).sum(axis=1)
+    vsq = sq[None] - 2 * (imin @ coords.T) + (imin * imin).sum(axis=1)[:, None]
+    dE = _weighted_outer(dr, coords, imin, xp)
+    V4 = _weighted_outer(use * vsq, coords, imin, xp)
     degenerate = ~dE.reshape(k, -1).any(axis=1) | (xp.diagonal(V4, axis1=1, axis2=2) == 0).any(axis=1)
     # Degenerate apertures get an identity V4 so the batched eigendecomposition stays finite.
     eye = xp.eye(n)
