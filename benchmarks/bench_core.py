@@ -63,7 +63,11 @@ def make_case(name: str, nframes: int, seed: int, params: dict):
     case = CASES[name]
     # 3-D ground truth costs ~15 s a volume to generate (a fixed-point inversion of the field), so
     # movies are cached next to the results, keyed by everything that defines them.
-    key = f"{name}-{nframes}-{seed}-{params['bias']:g}-{json.dumps(case['motion'], sort_keys=True)}"
+    # The generator's source is part of the key: a cached movie from an older generator would
+    # silently measure other data.
+    generator = zlib.crc32(Path(synthetic.__file__).read_bytes())
+    key = (f"{name}-{nframes}-{seed}-{params['bias']:g}-{json.dumps(case['motion'], sort_keys=True)}"
+           f"-{generator:08x}")
     cache = HERE / "out" / "cache" / f"movie-{zlib.crc32(key.encode()):08x}.npz"
     if cache.exists():
         with np.load(cache) as z:
