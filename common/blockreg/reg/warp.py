@@ -78,21 +78,39 @@ def warp(img, phi, nodes=None):
     # float16 images are interpolated in float32 to keep sub-pixel coordinates meaningful
     work = np.promote_types(out_dtype, np.float32)
     u = phi.field(img.shape, dtype=work)
-    return interpolate_linear(img.astype(work, copy=False), u).astype(out_dtype, copy=False)
+    src = img.astype(work, copy=False)
+    has_nan = bool(xp.isnan(src).any())
+    out = xp.empty(img.shape, dtype=out_dtype)
+    # Slabs along axis 0 bound the interpolation's temporaries (gather indices, weights: ~40 bytes
+    # a voxel) independently of the volume's size; the output and the field are the only
+    # frame-sized arrays.
+    rows = max(1, _SLAB_VOXELS // max(1, int(np.prod(img.shape[1:]))))
+    for start in range(0, img.shape[0], rows):
+        slab = slice(start, start + rows)
+        out[slab] = interpolate_linear(src, tuple(c[slab] for c in u), start=start, has_nan=has_nan)
+    return out
 
 
-def interpolate_linear(img, displacement):
+_SLAB_VOXELS = 1 << 16
+
+
+def interpolate_linear(img, displacement, *, start=0, has_nan=None):
     """N-linear interpolation of ``img`` at ``x + displacement(x)`` for every pixel ``x``.
 
     Parameters
     ----------
     img : ndarray, N-D, floating
-    displacement : tuple of N ndarrays of ``img.shape``
-        Per-axis displacement in pixels.
+    displacement : tuple of N ndarrays
+        Per-axis displacement in pixels, of ``img.shape`` or of a slab of it along axis 0
+        (rows ``start`` to ``start + displacement[0].shape[0]``).
+    start : int
+        First row (along axis 0) of the pixels ``displacement`` belongs to.
+    has_nan : bool, optional
+        Whether ``img`` has NaN (computed when not given).
 
     Returns
     -------
-    ndarray, ``img.shape``
+    ndarray, shape of ``displacement[0]``
         NaN outside the image (beyond :func:`edge_tolerance`) and where a neighbour with
         non-zero weight is NaN.
     """
@@ -103,13 +121,20 @@ def interpolate_linear(img, displacement):
     strides = [int(np.prod(shape[a + 1:])) for a in range(N)]
     # NumPy's take converts any other index type to intp first; CuPy gathers int32 natively.
     index_dtype = np.intp if xp is np or img.size >= 2**31 else np.int32
-    has_nan = bool(xp.isnan(flat).any())
+    if has_nan is None:
+        has_nan = bool(xp.isnan(flat).any())
+    out_shape = tuple(displacement[0].shape)
+    if out_shape[1:] != shape[1:] or not 0 <= start <= shape[0] - out_shape[0]:
+        raise ValueError(f"displacement of shape {out_shape} at row {start} does not fit an image "
+                         f"of shape {shape}")
 
     valid = None
     base = None
     fractions = []
     for a, n in enumerate(shape):
-        pixel = xp.arange(n, dtype=img.dtype).reshape((n,) + (1,) * (N - 1 - a))
+        m = out_shape[a]
+        first = start if a == 0 else 0
+        pixel = xp.arange(first, first + m, dtype=img.dtype).reshape((m,) + (1,) * (N - 1 - a))
         x = displacement[a] + pixel
         tol = edge_tolerance(n)
         inside = x >= -tol
