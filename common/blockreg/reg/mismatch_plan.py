@@ -27,6 +27,7 @@ import numpy as np
 
 from .._backend import array_module, fft_module, to_device
 from ._common import check_maxshift, check_normalization, fft_kwargs, working_dtype
+from ._lags import box_sums, inverse_at_lags, lag_matrices
 from .apertures import aperture_grid, aperture_range, default_aperture_width
 
 _DEFAULT_BATCH_BYTES = 64 << 20
@@ -211,51 +212,12 @@ class MismatchPlan:
         return fft_module(xp).rfftn(windows, axes=axes, **fft_kwargs(xp))
 
     def _lag_matrices(self):
-        """Inverse-DFT matrices that map an axis's spectrum straight to its lags ``-m .. m``.
-
-        One ``(2m + 1, P)`` complex matrix per leading axis (the ``1/P`` included) and, for the
-        last (half-spectrum) axis, a real ``(2 (P//2 + 1), 2m + 1)`` matrix that acts on the
-        interleaved real and imaginary parts and returns the real part of the result, i.e. the
-        inverse real FFT at those lags. Built once per plan.
-        """
         if getattr(self, "_lag_mats", None) is None:
-            xp = self._xp
-            complex_dtype = np.result_type(self.dtype, np.complex64)
-            mats = []
-            for p, s in zip(self.padded_shape[:-1], self.maxshift[:-1]):
-                lags = np.r_[-s:s + 1]
-                w = np.exp(2j * np.pi * np.outer(lags, np.arange(p)) / p) / p
-                mats.append(to_device(w.astype(complex_dtype), xp))
-            p, s = self.padded_shape[-1], self.maxshift[-1]
-            k = np.arange(p // 2 + 1)
-            # Hermitian symmetry: bins 1 .. (p-1)//2 stand for themselves and their mirror images.
-            weight = np.where((k == 0) | (2 * k == p), 1.0, 2.0)
-            c = weight[:, None] * np.exp(2j * np.pi * np.outer(k, np.r_[-s:s + 1]) / p) / p
-            real = np.empty((2 * k.size, 2 * s + 1))
-            real[0::2], real[1::2] = c.real, -c.imag      # Re((a + ib)(x + iy)) = a x - b y
-            mats.append(to_device(real.astype(self.dtype), xp))
-            self._lag_mats = mats
+            self._lag_mats = lag_matrices(self.padded_shape, self.maxshift, self.dtype, self._xp)
         return self._lag_mats
 
     def _inverse_at_lags(self, spec):
-        """Inverse real FFT over the last N axes, evaluated only at lags ``-m .. m`` of each axis.
-
-        Each axis is a matrix product with :meth:`_lag_matrices` (leading axes first, each
-        shrinking from ``P`` to ``2m + 1`` entries): with a handful of lags out of ``P`` this is
-        half the work of pruned FFTs (measured 64 -> 31 ms for 256 apertures of 14x60x60).
-        """
-        xp = self._xp
-        n = len(self.padded_shape)
-        mats = self._lag_matrices()
-        spec = xp.ascontiguousarray(spec)
-        lead = spec.shape[:spec.ndim - n]
-        sizes = list(spec.shape[spec.ndim - n:])
-        for a in range(n - 1):
-            before, after = int(np.prod(lead + tuple(sizes[:a]))), int(np.prod(sizes[a + 1:]))
-            spec = xp.matmul(mats[a], spec.reshape(before, sizes[a], after))
-            sizes[a] = spec.shape[1]
-        real = spec.reshape(lead + tuple(sizes)).view(self.dtype)
-        return xp.matmul(real, mats[-1])
+        return inverse_at_lags(spec, self._lag_matrices(), len(self.padded_shape), self.dtype)
 
     def _fixed_spectrum(self, c, names, keep):
         """Conjugated spectra of the fixed blocks of chunk ``c`` for components ``names``.
@@ -317,34 +279,18 @@ class MismatchPlan:
     def _box_sums(self, values, shape):
         """``sum of values(x + s)`` over each aperture's in-image range, for every shift ``s``.
 
-        ``values`` is a padded component image (as from :meth:`_components`). Separable running
-        sums (float64): along each axis in turn, a cumulative sum and two row gathers replace that
-        axis by (aperture, shift) pairs. Returns ``(K, *(2m + 1))``.
+        ``values`` is a padded component image (as from :meth:`_components`); returns
+        ``(K, *(2m + 1))`` in the working dtype.
         """
-        xp = self._xp
         lo, _ = self._padding(shape)
-        n = len(shape)
         # Only coordinates -m .. n_fixed + m - 1 can be read; crop to them before summing.
         origin = [p - m for p, m in zip(lo, self.maxshift)]
         x = values[tuple(slice(o, o + f + 2 * m)
                          for o, f, m in zip(origin, self.fixed_shape, self.maxshift))]
-        # Last axis first: contiguous cumulative sums, and the big spatial axes shrink early.
-        for a in reversed(range(n)):
-            first = np.maximum(self._starts[a], 0)
-            last = np.minimum(self._starts[a] + self._lengths[a], self.fixed_shape[a])
-            shifts = np.arange(2 * self.maxshift[a] + 1)
-            begin = (first[:, None] + shifts).ravel()
-            end = (last[:, None] + shifts).ravel()
-            running = xp.cumsum(x, axis=a, dtype=np.float64)
-            # sum over [begin, end) = running[end - 1] - running[begin - 1] (0 for begin = 0)
-            upper = xp.take(running, to_device(end - 1, xp), axis=a)
-            lower = xp.take(running, to_device(np.maximum(begin - 1, 0), xp), axis=a)
-            zero = to_device((begin == 0).reshape([-1 if b == a else 1 for b in range(n)]), xp)
-            x = upper - xp.where(zero, 0, lower)
-        sizes = [2 * m + 1 for m in self.maxshift]
-        x = x.reshape([v for g, s in zip(self.gridsize, sizes) for v in (g, s)])
-        x = xp.transpose(x, tuple(range(0, 2 * n, 2)) + tuple(range(1, 2 * n, 2)))
-        return x.reshape((-1,) + tuple(sizes)).astype(self.dtype)
+        first = [np.maximum(st, 0) for st in self._starts]
+        last = [np.minimum(st + ln, n) for st, ln, n in zip(self._starts, self._lengths,
+                                                             self.fixed_shape)]
+        return box_sums(x, first, last, self.maxshift, self.gridsize).astype(self.dtype)
 
     # --- per frame --------------------------------------------------------------------------
 
