@@ -162,8 +162,10 @@ def test_blockreg_demo_runs_end_to_end_and_reports_quality(tmp_path):
     assert "results:" in result.stdout
     line = next(l for l in result.stdout.splitlines() if l.startswith("quality:"))
     before, after = map(float, re.search(r"mismatch ([\d.]+) -> ([\d.]+)", line).groups())
-    rmse, motion = map(float, re.search(r"RMSE ([\d.]+) px .*motion ([\d.]+) px", line).groups())
-    # registration must improve on doing nothing, both in mismatch and in displacement error
+    rmse, motion = map(float, re.search(r"RMSE at the grid nodes ([\d.]+) px .*motion ([\d.]+) px",
+                                        line).groups())
+    # registration must improve on doing nothing, both in mismatch and in displacement error, and
+    # reach sub-pixel accuracy on the demo's smooth synthetic motion (measured 0.30 px)
     assert after < before
-    assert rmse < motion
+    assert rmse < min(0.5, motion / 4)
     assert not (tmp_path / "home" / "server.json").exists()
