@@ -359,19 +359,15 @@ def test_missing_store_fails_every_frame_with_the_reason(app, client, broker, mo
 
 
 @pytest.mark.slow
-def test_submit_of_100k_frames_returns_quickly(app, client, broker, tmp_path):
-    """The whole POST (validation, planning, store, 100,000 frame rows) answers in under 5 s."""
-    import time
-
+def test_submit_of_100k_frames_records_without_sending(app, client, broker, tmp_path):
+    """A 100,000-frame POST records every frame and sends nothing yet (its latency is measured
+    by benchmarks/bench_service.py, not here)."""
     movie = tmp_path / "long.npy"
     np.save(movie, np.random.default_rng(0).integers(100, 200, size=(100_000, 8, 8)).astype(np.uint16))
     spec = {"input": {"path": str(movie)},
             "params": {"gridsize": [2, 2], "maxshift": [3, 3], "lambda": 0.1}}
-    start = time.perf_counter()
     response = client.post("/api/v1/jobs", json=spec)
-    elapsed = time.perf_counter() - start
-    print(f"\nPOST /api/v1/jobs, 100,000 frames, SQLite: {elapsed:.2f} s")
-    assert response.status_code == 201 and elapsed < 5.0
+    assert response.status_code == 201
     assert broker.sent == []  # submit only records; the dispatcher sends a bounded number later
     assert client.get(f"/api/v1/jobs/{response.json['id']}").json["frames_total"] == 100_000
 
