@@ -292,6 +292,17 @@ def _check_against_input(spec: JobSpec, errors: list[dict]) -> None:
     if isinstance(params.overlap, list) and len(params.overlap) != ndim:
         errors.append({"field": "params.overlap", "problem":
                        f"has {len(params.overlap)} entries but the image has {ndim} spatial axes"})
+    elif len(params.gridsize) == ndim:
+        per_axis = isinstance(params.overlap, list)
+        overlaps = params.overlap if per_axis else [params.overlap] * ndim
+        for axis, (g, o, n) in enumerate(zip(params.gridsize, overlaps, spatial)):
+            width = (n - 1) / (g - 1) + 2 * o if g > 1 else n
+            if width > n:
+                errors.append({"field": "params.overlap" + (f".{axis}" if per_axis else ""),
+                               "problem": f"makes apertures {width:g} px wide along axis {axis}, "
+                                          f"wider than the image ({n})"})
+                if not per_axis:  # one number: one error
+                    break
     for name in ("sigma_lp", "sigma_hp"):
         value = getattr(spec.preprocess, name)
         if isinstance(value, list) and len(value) != ndim:
@@ -323,7 +334,8 @@ def _check_against_input(spec: JobSpec, errors: list[dict]) -> None:
                        f"{spec.output.path} already exists; choose a new path"})
 
 
-def validate_spec(data: Any, *, allowed_roots=None, check_input: bool = True) -> JobSpec:
+def validate_spec(data: Any, *, allowed_roots=None, check_input: bool = True,
+                  absolute_paths: bool = False) -> JobSpec:
     """Validate a job spec completely.
 
     Parameters
@@ -335,6 +347,9 @@ def validate_spec(data: Any, *, allowed_roots=None, check_input: bool = True) ->
         single-user default) allows any path.
     check_input : bool
         Also open the input and check the spec against its shape (the submit-time checks).
+    absolute_paths : bool
+        Require absolute input and output paths (a server's working directory means nothing to
+        the client that submits; the CLI makes its paths absolute before submitting).
 
     Returns
     -------
@@ -356,6 +371,10 @@ def validate_spec(data: Any, *, allowed_roots=None, check_input: bool = True) ->
         except ValidationError as exc:
             raise SpecError(_pydantic_errors(exc)) from None
     errors: list[dict] = []
+    if absolute_paths:
+        for field, value in (("input.path", spec.input.path), ("output.path", spec.output.path)):
+            if value is not None and not Path(value).expanduser().is_absolute():
+                errors.append({"field": field, "problem": f"{value!r} must be an absolute path"})
     _check_paths(spec, allowed_roots, errors)
     if check_input and not errors:
         _check_against_input(spec, errors)

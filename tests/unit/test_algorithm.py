@@ -228,3 +228,10 @@ def test_blas_limited_to_one_thread_during_a_frame_also_after_pickling(scene, mo
         after = [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
     assert all(n == 2 for n in after)                 # and the limit is lifted after the frame
     assert len(seen) == 2 and all(blas and all(n == 1 for n in blas) for blas in seen)
+
+
+def test_overlap_wider_than_the_image_is_refused():
+    fixed = _texture((40, 50))
+    _alg(fixed, gridsize=(3, 3), overlap=(5, 12))                  # widths 30 and 48.5: fine
+    with pytest.raises(ValueError, match="overlap"):
+        _alg(fixed, gridsize=(3, 3), overlap=(5, 13))              # 51 px > 50

@@ -395,3 +395,23 @@ def test_time_limit_fails_the_frame_and_releases_the_rest(app, client, broker, m
         assert ops.count_frames(session, job_id, "failed") == 1
         assert ops.count_frames(session, job_id, "queued") == 0
         assert ops.count_frames(session, job_id, "pending") == 11
+
+
+def test_submit_rejects_what_would_only_fail_later(client, broker, tmp_path, movie_path):
+    # Each of these used to be accepted (201) and could only fail in the workers, or worse.
+    nan_movie = tmp_path / "nan.npy"
+    np.save(nan_movie, np.full((3, 40, 40), np.nan, dtype=np.float32))
+    base = {"params": {"gridsize": [3, 3], "maxshift": [4, 4], "lambda": 0.01}}
+    cases = {
+        "fixed_index": {**base, "input": {"path": str(nan_movie)}},
+        "params.overlap": {"input": {"path": str(movie_path)},
+                           "params": {**base["params"], "overlap": 10**9}},
+        "output.path": {**base, "input": {"path": str(movie_path)}, "output": {"path": "rel.zarr"}},
+        "input.path": {**base, "input": {"path": "relative/movie.npy"}},
+    }
+    for field, spec in cases.items():
+        response = client.post("/api/v1/jobs", json=spec)
+        assert response.status_code == 422, (field, response.json)
+        assert [e["field"] for e in response.json["errors"]] == [field], response.json
+    assert client.get("/api/v1/jobs").json["jobs"] == []
+    assert broker.sent == []

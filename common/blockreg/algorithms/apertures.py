@@ -146,6 +146,11 @@ class Apertures(Algorithm):
             else np.asarray(overlap, dtype=float)
         if ov.shape != (ndim,) or (ov < 0).any() or not np.isfinite(ov).all():
             raise ValueError(f"overlap: expected {ndim} finite non-negative numbers, got {overlap!r}")
+        for a, (g, o, n) in enumerate(zip(self.gridsize, ov, fixed.shape)):
+            # an aperture wider than the image only costs memory (its FFT grows with the width)
+            if g > 1 and (n - 1) / (g - 1) + 2 * o > n:
+                raise ValueError(f"overlap: {o:g} along axis {a} makes apertures "
+                                 f"{(n - 1) / (g - 1) + 2 * o:g} px wide, wider than the image ({n})")
         self.overlap = tuple(float(v) for v in ov)
         if normalization not in _NORMALIZATIONS:
             raise ValueError(f"normalization: must be one of {_NORMALIZATIONS}, got {normalization!r}")

@@ -9,6 +9,7 @@ import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 from flask import Blueprint, current_app, g, jsonify, request, url_for
 from sqlalchemy import text
 from werkzeug.exceptions import HTTPException
@@ -168,7 +169,7 @@ def submit_job():
                        [{"field": "body", "problem": "malformed or missing JSON"}])
     try:
         spec = validate_spec(data, allowed_roots=current_app.config["ALLOWED_ROOTS"],
-                             check_input=True)
+                             check_input=True, absolute_paths=True)
     except SpecError as exc:
         raise ApiError(422, "invalid job spec", exc.errors) from None
     from blockreg.jobs import plan_job
@@ -179,9 +180,12 @@ def submit_job():
         fixed = plan.load_fixed()
         declarations = plan.declarations()
     except (ValueError, OSError) as exc:
-        # validation passed, so this is the input itself (e.g. a fixed frame with no finite pixel)
+        # validation passed, so this is the input itself
         raise ApiError(422, "invalid job spec",
                        [{"field": "input.path", "problem": f"cannot be planned: {exc}"}]) from None
+    if not np.isfinite(fixed).any():
+        raise ApiError(422, "invalid job spec", [{"field": "fixed_index", "problem":
+                       f"frame {plan.fixed_index} has no finite pixel after preprocessing"}])
 
     created: list[Path] = []
 
