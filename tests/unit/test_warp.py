@@ -222,3 +222,29 @@ def test_slabs_give_the_same_result_as_one_pass(monkeypatch, shape):
     monkeypatch.setattr(warp_module, "_SLAB_VOXELS", 1)      # one row of axis 0 per slab
     np.testing.assert_array_equal(warp(img, phi), whole)
     assert np.isnan(whole).any() and np.isfinite(whole).any()
+
+
+def test_field_in_a_named_module_equals_the_default_field():
+    # warp() asks for the field in the image's module; with NumPy it must be the same field.
+    rng = np.random.default_rng(13)
+    phi = GridDeformation(rng.normal(size=(3, 4, 2)), (17, 23))
+    default = phi.field((17, 23), dtype=np.float32)
+    named = phi.field((17, 23), dtype=np.float32, xp=np)
+    for a, b in zip(named, default):
+        assert isinstance(a, np.ndarray) and a.dtype == np.float32
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.gpu
+def test_cupy_frame_with_a_host_deformation_is_warped_on_the_device():
+    # Apertures' lambda search returns deformations with host u; warping a device frame with one
+    # must not mix NumPy and CuPy arrays.
+    cp = _cupy_or_skip()
+    rng = np.random.default_rng(14)
+    img = smooth_texture((24, 30), seed=14).astype(np.float32)
+    phi = GridDeformation(2 * rng.normal(size=(3, 4, 2)), img.shape)
+    on_device = warp(cp.asarray(img), phi)
+    assert isinstance(on_device, cp.ndarray)
+    np.testing.assert_allclose(cp.asnumpy(on_device), warp(img, phi), rtol=1e-5, atol=1e-3)
+    for a in phi.field(img.shape, xp=cp):
+        assert isinstance(a, cp.ndarray)

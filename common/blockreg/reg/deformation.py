@@ -234,7 +234,7 @@ class GridDeformation:
         cols = [self._evaluate(points, bc, derivative_axis=j) for j in range(self.ndim)]
         return xp.stack(cols, axis=-1)
 
-    def field(self, shape, dtype=np.float32, bc="flat"):
+    def field(self, shape, dtype=np.float32, bc="flat", xp=None):
         """Dense displacement at every pixel of an image of ``shape``.
 
         The spline is evaluated separably: per axis a ``(n_a, g_a)`` evaluation matrix maps grid
@@ -247,6 +247,10 @@ class GridDeformation:
         dtype : dtype
             Floating type of the result.
         bc : {"flat", "quadratic"}
+        xp : module, optional
+            Array module of the result (``numpy`` or ``cupy``); default: the module of ``u``.
+            Only the small grid coefficients move between modules, so a deformation with host
+            ``u`` gives a device field for a device image without a frame-sized transfer.
 
         Returns
         -------
@@ -258,11 +262,11 @@ class GridDeformation:
             raise ValueError(f"shape must have {self.ndim} entries, got {shape}")
         if any(n < 1 for n in shape):
             raise ValueError(f"shape must be positive, got {shape}")
-        xp = self._xp
+        xp = self._xp if xp is None else xp
         dtype = np.dtype(dtype)
         if dtype.kind != "f":
             raise ValueError(f"dtype must be a floating type, got {dtype}")
-        values = self.coefficients(bc).astype(dtype, copy=False)
+        values = to_device(self.coefficients(bc), xp).astype(dtype, copy=False)
         for n_pix, nodes, g in zip(shape, self.nodes, self.gridsize):
             E = to_device(_pixel_matrix(n_pix, float(nodes[0]), _step(nodes), g, bc), xp)
             # Contract the leading grid axis and append the pixel axis: after N steps the array

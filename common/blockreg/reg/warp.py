@@ -70,14 +70,16 @@ def warp(img, phi, nodes=None):
     array([ 3.,  4., nan, nan, nan])
     """
     phi = _as_deformation(phi, nodes)
-    xp = array_module(img, phi.u)
+    # The image decides where the work happens: a deformation fitted on the host (host u) warps a
+    # device frame on the device, with only the grid coefficients moved.
+    xp = array_module(img)
     img = xp.asarray(img)
     if img.ndim != phi.ndim:
         raise ValueError(f"img has {img.ndim} dimensions but phi has {phi.ndim}")
     out_dtype = float_dtype(img.dtype)
     # float16 images are interpolated in float32 to keep sub-pixel coordinates meaningful
     work = np.promote_types(out_dtype, np.float32)
-    u = phi.field(img.shape, dtype=work)
+    u = phi.field(img.shape, dtype=work, xp=xp)
     src = img.astype(work, copy=False)
     has_nan = bool(xp.isnan(src).any())
     out = xp.empty(img.shape, dtype=out_dtype)
