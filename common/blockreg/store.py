@@ -27,7 +27,8 @@ def _jsonable(value):
     if isinstance(value, np.ndarray):
         return _jsonable(value.tolist())
     if isinstance(value, np.generic):
-        return value.item()
+        # through the float check below: np.float64("nan").item() is a non-finite float
+        return _jsonable(value.item())
     if isinstance(value, float) and not np.isfinite(value):
         # JSON has no NaN/Inf; keep the information as a string rather than failing the job
         return str(value)

@@ -103,3 +103,15 @@ def test_store_module_does_not_import_the_algorithms():
     tree = ast.parse(Path(store.__file__).read_text())
     imported = [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
     assert not any("reg" in m.split(".") or "algorithms" in m for m in imported)
+
+
+def test_non_finite_numpy_scalars_in_attrs_stay_valid_json(tmp_path):
+    # JSON has no NaN/Inf: a NumPy float scalar must take the same string route as a Python float.
+    attrs = {"spec": {"lam": np.float64(np.nan), "cap": np.float32(np.inf), "plain": float("-inf")},
+             "values": np.array([1.0, np.nan])}
+    create_store(tmp_path / "r.zarr", 2, DECLS, attrs)
+    text = (tmp_path / "r.zarr" / "zarr.json").read_text()
+    doc = json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} written to zarr.json"))
+    spec = doc["attributes"]["blockreg"]["spec"]
+    assert spec == {"lam": "nan", "cap": "inf", "plain": "-inf"}
+    assert doc["attributes"]["blockreg"]["values"] == [1.0, "nan"]
