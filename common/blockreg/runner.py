@@ -149,7 +149,8 @@ def register(movie, algorithm, monitor=("u", "mismatch"), out=None, workers=1, f
     if workers == 1:
         algorithm.prepare()
         for position, t in enumerate(indices):
-            collect(position, algorithm.run_frame(np.asarray(movie[t]), t, monitor))
+            # the frame goes through as read: a CuPy movie's frame stays on the device
+            collect(position, algorithm.run_frame(movie[t], t, monitor))
     else:
         _run_pool(movie, algorithm, indices, monitor, int(workers), collect)
 
@@ -171,7 +172,8 @@ def _run_pool(movie, algorithm, indices, monitor, workers, collect):
             while queue or pending:
                 while queue and len(pending) < max_pending:
                     position, t = queue.pop()
-                    future = pool.submit(_run_in_worker, np.asarray(movie[t]), t, monitor)
+                    # frames are pickled to the pool processes: they must be host arrays
+                    future = pool.submit(_run_in_worker, to_host(movie[t]), t, monitor)
                     pending[future] = position
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:

@@ -142,3 +142,35 @@ def test_pool_with_apertures_matches_serial(tmp_path):
     pooled = register(movie, alg, monitor=("u", "mismatch"), workers=2)
     np.testing.assert_allclose(pooled["u"], serial["u"], atol=1e-9)
     np.testing.assert_allclose(pooled["mismatch"], serial["mismatch"], rtol=1e-9)
+
+
+class DeviceLikeFrame(np.ndarray):
+    """Stands for a device array: np.asarray would turn it into a plain host ndarray."""
+
+
+def test_in_process_frames_reach_the_algorithm_as_read(movie):
+    # A CuPy movie's frames must reach run_frame unconverted (np.asarray fails on CuPy arrays).
+    seen = []
+
+    class Recording(MeanShift):
+        def run_frame(self, frame, t, wanted):
+            seen.append(type(frame))
+            return super().run_frame(frame, t, wanted)
+
+    out = register(movie.view(DeviceLikeFrame), Recording(movie[0]), monitor=("mean",))
+    assert seen == [DeviceLikeFrame] * len(movie)
+    np.testing.assert_allclose(out["mean"], movie.mean(axis=(1, 2)), rtol=1e-6)
+
+
+@pytest.mark.gpu
+def test_cupy_movie_runs_in_process():
+    cp = pytest.importorskip("cupy")
+    try:
+        if cp.cuda.runtime.getDeviceCount() < 1:
+            pytest.skip("no CUDA device")
+    except Exception as exc:                               # no driver, no runtime
+        pytest.skip(f"CUDA unavailable: {exc}")
+    data = np.random.default_rng(3).random((3, 6, 7)).astype(np.float32)
+    out = register(cp.asarray(data), MeanShift(data[0]), monitor=("mean", "t"))
+    np.testing.assert_allclose(out["mean"], data.mean(axis=(1, 2)), rtol=1e-5)
+    np.testing.assert_array_equal(out["t"], [0, 1, 2])
