@@ -181,11 +181,16 @@ class JobSpec(_Strict):
         """The spec as JSON-able data (aliases, Infinity as a string): what the database stores."""
         return json.loads(self.model_dump_json(by_alias=True))
 
-    def frame_indices(self, n_time: int) -> list[int]:
-        """Source time indices selected by ``input.frames`` in a series of ``n_time`` frames."""
+    def frame_indices(self, n_time: int) -> range:
+        """Source time indices selected by ``input.frames`` in a series of ``n_time`` frames.
+
+        A ``range`` clipped to the series: a spec may ask for ``[0, 2**70]`` before validation
+        has flagged it, and a list of that would exhaust memory (or overflow) first.
+        """
         if self.input.frames is None:
-            return list(range(n_time))
-        return list(range(*self.input.frames))
+            return range(n_time)
+        start, stop, *step = self.input.frames
+        return range(start, min(stop, n_time), *step)
 
 
 class SpecError(ValueError):
@@ -309,14 +314,15 @@ def _check_against_input(spec: JobSpec, errors: list[dict]) -> None:
             errors.append({"field": f"preprocess.{name}", "problem":
                            f"has {len(value)} entries but the image has {ndim} spatial axes"})
     frames = spec.input.frames
-    if frames is not None and frames[1] > n_time:
-        errors.append({"field": "input.frames", "problem":
-                       f"stop {frames[1]} is beyond the {n_time} frames of the input"})
-    selected = spec.frame_indices(n_time)
     if spec.fixed_index is not None and spec.fixed_index >= n_time:
         errors.append({"field": "fixed_index", "problem":
                        f"{spec.fixed_index} is beyond the {n_time} frames of the input"})
-    if not selected and not any(e["field"] == "input.frames" for e in errors):
+    frames = spec.input.frames
+    if frames is not None and frames[1] > n_time:
+        errors.append({"field": "input.frames", "problem":
+                       f"stop {frames[1]} is beyond the {n_time} frames of the input"})
+        return
+    if not spec.frame_indices(n_time) and not any(e["field"] == "input.frames" for e in errors):
         errors.append({"field": "input.frames", "problem": "selects no frames"})
     if errors:
         return

@@ -44,9 +44,9 @@ def test_valid_spec_and_defaults(movie_path):
     spec = validate_spec(base(movie_path))
     assert spec.algorithm == "apertures" and spec.monitor == ["u", "mismatch"]
     assert spec.preprocess.sigma_hp == math.inf and spec.params.passes == 1
-    assert spec.frame_indices(SHAPE[0]) == list(range(SHAPE[0]))
+    assert list(spec.frame_indices(SHAPE[0])) == list(range(SHAPE[0]))
     ranged = validate_spec(base(movie_path, **{"input.frames": [1, 9, 3], "params.lambda": [1e-4, 1]}))
-    assert ranged.frame_indices(SHAPE[0]) == list(range(1, 9, 3))
+    assert list(ranged.frame_indices(SHAPE[0])) == list(range(1, 9, 3))
     assert ranged.params.lam == [1e-4, 1]
 
 
@@ -107,6 +107,15 @@ def test_not_an_object():
 ])
 def test_input_dependent_errors_name_the_field(movie_path, change, field):
     assert field in fields_of(base(movie_path, **change))
+
+
+@pytest.mark.parametrize("stop", [2**70, 10**11, 3 * 10**7])
+def test_huge_frame_stop_is_a_spec_error_not_a_crash(movie_path, stop):
+    # the stop was once expanded into a list before its error stopped the checks: overflow,
+    # MemoryError or a gigabyte of ints
+    assert fields_of(base(movie_path, **{"input.frames": [0, stop]})) == ["input.frames"]
+    spec = JobSpec.model_validate(base(movie_path, **{"input.frames": [2, stop, 3]}))
+    assert list(spec.frame_indices(SHAPE[0])) == list(range(2, SHAPE[0], 3))
 
 
 def test_roi_shrinks_the_image_for_the_limits(movie_path):
