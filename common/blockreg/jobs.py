@@ -170,7 +170,7 @@ def plan_job(spec, *, fixed=None, check: bool = False) -> JobPlan:
         roi = tuple(slice(0, n) for n in spatial)
     else:
         roi = tuple(slice(int(a), int(b)) for a, b in spec.input.roi)
-    frames = spec.frame_indices(n_time)
+    frames = list(spec.frame_indices(n_time))  # clipped to the series, so bounded by it
     fixed_index = spec.fixed_index if spec.fixed_index is not None else frames[len(frames) // 2]
     image_shape = tuple(s.stop - s.start for s in roi)
     plan = JobPlan(spec=spec, series=series, frames=frames, roi=roi, fixed_index=fixed_index,
