@@ -13,6 +13,9 @@ from blockreg.reg.deformation import GridDeformation, nodes_for_shape
 from blockreg.reg.preprocess import PreprocessSNF
 
 
+real_warp = warp_module.warp
+
+
 def _texture(shape, seed=0):
     rng = np.random.default_rng(seed)
     return ndi.gaussian_filter(rng.random(shape), 2.0) * 1000.0 + 100.0
@@ -130,6 +133,21 @@ def test_warping_skipped_unless_asked(scene, monkeypatch):
     assert calls == []
     alg.run_frame(moving, 0, ("warped",))
     assert len(calls) == 1
+
+
+def test_warped_and_warped0_share_one_dense_field(scene, monkeypatch):
+    # the dense field is the expensive part of a warp: build it once per frame, not per image
+    fixed, moving, d = scene
+    calls = []
+    real = GridDeformation.field
+    monkeypatch.setattr(GridDeformation, "field",
+                        lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
+    out = _alg(fixed).run_frame(moving.astype(np.float32), 0, ("u", "warped", "warped0"))
+    assert len(calls) == 1
+    phi = GridDeformation(out["u"], _alg(fixed).nodes)
+    np.testing.assert_array_equal(out["warped0"], out["warped"])
+    np.testing.assert_allclose(out["warped"], real_warp(moving.astype(np.float32), phi),
+                               rtol=1e-6, equal_nan=True)
 
 
 def test_prepare_idempotent_close_reprepare_and_pickle(scene):

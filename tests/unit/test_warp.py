@@ -248,3 +248,17 @@ def test_cupy_frame_with_a_host_deformation_is_warped_on_the_device():
     np.testing.assert_allclose(cp.asnumpy(on_device), warp(img, phi), rtol=1e-5, atol=1e-3)
     for a in phi.field(img.shape, xp=cp):
         assert isinstance(a, cp.ndarray)
+
+
+def test_a_precomputed_field_gives_the_same_warp():
+    from blockreg.reg.warp import working_dtype
+
+    rng = np.random.default_rng(15)
+    img = smooth_texture((19, 21), seed=15).astype(np.uint16)
+    phi = GridDeformation(2 * rng.normal(size=(3, 3, 2)), img.shape)
+    field = phi.field(img.shape, dtype=working_dtype(img.dtype))
+    np.testing.assert_array_equal(warp(img, phi, field=field), warp(img, phi))
+    with pytest.raises(ValueError, match="field"):
+        warp(img, phi, field=field[:1])
+    with pytest.raises(ValueError, match="field"):
+        warp(img, phi, field=tuple(c[:-1] for c in field))

@@ -318,7 +318,7 @@ class Apertures(Algorithm):
 
     def _run(self, raw, t, wanted):
         from ..reg.deformation import compose
-        from ..reg.warp import warp
+        from ..reg.warp import warp, working_dtype
 
         moving = self.preprocess(raw) if self.preprocess is not None else raw
         xp = array_module(self.fixed)
@@ -331,10 +331,16 @@ class Apertures(Algorithm):
             phi = compose(phi, phi2)
         out = {"u": np.asarray(to_host(phi.u), dtype=np.float64), "mismatch": float(penalty)}
         out.update(extra)
-        if "warped" in wanted:
-            out["warped"] = np.asarray(to_host(warp(moving, phi)), dtype=np.float32)
-        if "warped0" in wanted:
-            out["warped0"] = np.asarray(to_host(warp(raw, phi)), dtype=np.float32)
+        images = {"warped": moving, "warped0": raw}
+        fields = {}
+        for name in ("warped", "warped0"):
+            if name in wanted:
+                img = images[name]
+                # one dense field per working type: warped and warped0 usually share it
+                work = working_dtype(img.dtype)
+                if work not in fields:
+                    fields[work] = phi.field(img.shape, dtype=work, xp=xp)
+                out[name] = np.asarray(to_host(warp(img, phi, field=fields[work])), dtype=np.float32)
         return {name: out[name] for name in wanted}
 
     def _register_once(self, moving, lam_range, lam=None):

@@ -18,7 +18,7 @@ import numpy as np
 from .._backend import array_module, float_dtype, to_host
 from .deformation import GridDeformation
 
-__all__ = ["warp", "warp_to_file", "edge_tolerance"]
+__all__ = ["warp", "warp_to_file", "edge_tolerance", "working_dtype"]
 
 
 def edge_tolerance(n: int) -> float:
@@ -28,6 +28,14 @@ def edge_tolerance(n: int) -> float:
     floor keeps exact-looking edge samples (e.g. ``n - 1 + 1e-4``) inside on small images.
     """
     return 1e-3 + 8.0 * float(np.finfo(np.float32).eps) * n
+
+
+def working_dtype(dtype) -> np.dtype:
+    """Float type :func:`warp` interpolates an image of ``dtype`` in (and wants its field in).
+
+    float16 images are interpolated in float32 to keep sub-pixel coordinates meaningful.
+    """
+    return np.promote_types(float_dtype(dtype), np.float32)
 
 
 def _as_deformation(phi_or_u, nodes):
@@ -40,7 +48,7 @@ def _as_deformation(phi_or_u, nodes):
     return GridDeformation(phi_or_u, nodes)
 
 
-def warp(img, phi, nodes=None):
+def warp(img, phi, nodes=None, *, field=None):
     """Sample ``img`` at ``x + u(x)`` for every pixel ``x``.
 
     Parameters
@@ -52,6 +60,9 @@ def warp(img, phi, nodes=None):
         ``nodes`` is given.
     nodes : tuple, optional
         Node positions (or the image shape) for a bare ``u``.
+    field : tuple of N ndarrays, optional
+        ``phi.field(img.shape, dtype=working_dtype(img.dtype), xp=...)`` computed beforehand,
+        so that several images warped by the same deformation share one dense field.
 
     Returns
     -------
@@ -77,9 +88,13 @@ def warp(img, phi, nodes=None):
     if img.ndim != phi.ndim:
         raise ValueError(f"img has {img.ndim} dimensions but phi has {phi.ndim}")
     out_dtype = float_dtype(img.dtype)
-    # float16 images are interpolated in float32 to keep sub-pixel coordinates meaningful
-    work = np.promote_types(out_dtype, np.float32)
-    u = phi.field(img.shape, dtype=work, xp=xp)
+    work = working_dtype(img.dtype)
+    if field is None:
+        u = phi.field(img.shape, dtype=work, xp=xp)
+    else:
+        if len(field) != img.ndim or any(tuple(c.shape) != img.shape for c in field):
+            raise ValueError(f"field: must be {img.ndim} arrays of the image's shape {img.shape}")
+        u = tuple(xp.asarray(c).astype(work, copy=False) for c in field)
     src = img.astype(work, copy=False)
     has_nan = bool(xp.isnan(src).any())
     out = xp.empty(img.shape, dtype=out_dtype)
