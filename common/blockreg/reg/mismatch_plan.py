@@ -127,8 +127,6 @@ class MismatchPlan:
         self._lengths = [np.array([r.stop - r.start for r in rs]) for rs in ranges]
         # Flat aperture k <-> grid index, C order (the order of the output's leading axes).
         self._grid_index = np.unravel_index(np.arange(int(np.prod(self.gridsize))), self.gridsize)
-        self._lags = tuple(to_device(np.r_[p - s:p, 0:s + 1], xp)
-                           for p, s in zip(self.padded_shape, m))
         self._pads = {}
         self._presence = {}
         # With no NaN in the fixed image, every aperture's fixed presence mask is a box (its range
