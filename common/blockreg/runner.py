@@ -13,6 +13,7 @@ from multiprocessing import util as mp_util
 import numpy as np
 
 from ._backend import to_host
+from .io.base import default_axes
 
 __all__ = ["register"]
 
@@ -61,7 +62,7 @@ def _store_attrs(movie, algorithm, frames, attrs):
     nodes = getattr(algorithm, "nodes", None)
     if nodes is not None:
         meta["nodes"] = [np.asarray(n, dtype=float).tolist() for n in nodes]
-    meta["axes"] = getattr(movie, "axes", "t" + "zyx"[-(len(movie.shape) - 1):])
+    meta["axes"] = movie.axes if hasattr(movie, "axes") else default_axes(len(movie.shape) - 1)
     meta["spacing"] = getattr(movie, "spacing", None)
     meta.update(attrs or {})
     return meta

@@ -253,3 +253,25 @@ def test_overlap_wider_than_the_image_is_refused():
     _alg(fixed, gridsize=(3, 3), overlap=(5, 12))                  # widths 30 and 48.5: fine
     with pytest.raises(ValueError, match="overlap"):
         _alg(fixed, gridsize=(3, 3), overlap=(5, 13))              # 51 px > 50
+
+
+def test_every_normalization_check_names_the_argument(scene):
+    from blockreg.reg.apertures import aperture_content
+
+    fixed = scene[0]
+    for call in (lambda: _alg(fixed, normalization="counts"),
+                 lambda: Apertures.default_thresh(fixed, (3, 4), "counts"),
+                 lambda: aperture_content(fixed, (3, 4), 0, "counts")):
+        with pytest.raises(ValueError, match="normalization.*'intensity'.*'pixels'.*'counts'"):
+            call()
+
+
+@pytest.mark.parametrize("lam_range", [(1e-3, 1.6e-2), (1e-3, 1.7e-2), (3e-4, 1.0)])
+def test_declared_ladder_length_is_the_searched_one(lam_range):
+    from blockreg.reg.autolambda import _lambda_ladder
+
+    lo, hi = lam_range
+    expected = sum(1 for k in range(64) if lo * 2.0**k < hi * (1 - 1e-12))
+    alg = Apertures(_texture((40, 44)), nodes_for_shape((40, 44), (3, 3)), (3, 3), lam_range)
+    assert alg.nlambdas == len(_lambda_ladder(lam_range, "lam_range")) == expected
+    assert alg.declare()["lambdas"].shape == (expected,)

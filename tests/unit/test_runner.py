@@ -174,3 +174,13 @@ def test_cupy_movie_runs_in_process():
     out = register(cp.asarray(data), MeanShift(data[0]), monitor=("mean", "t"))
     np.testing.assert_allclose(out["mean"], data.mean(axis=(1, 2)), rtol=1e-5)
     np.testing.assert_array_equal(out["t"], [0, 1, 2])
+
+
+def test_store_axes_default_to_the_readers_rule_beyond_three_spatial_axes(tmp_path):
+    # a bare array has no axes: the store records the io default, also for 4 spatial axes
+    from blockreg.io.base import default_axes
+
+    data = np.random.default_rng(4).random((2, 2, 3, 2, 3)).astype(np.float32)
+    register(data, MeanShift(data[0]), monitor=("mean",), out=tmp_path / "r.zarr")
+    axes = open_results(tmp_path / "r.zarr").attrs["blockreg"]["axes"]
+    assert axes == default_axes(4) and len(axes) != len("tzyx")

@@ -14,12 +14,10 @@ import numbers
 import numpy as np
 
 from .._backend import array_module, to_host
+from ..reg._common import check_normalization, lambda_count
 from .base import Algorithm, ArrayDecl
 
 __all__ = ["Apertures", "check_lambda"]
-
-_NORMALIZATIONS = ("pixels", "intensity")
-
 
 def check_lambda(lam):
     """Validate an affine-penalty weight (the ``lam`` argument of :class:`Apertures`).
@@ -38,7 +36,7 @@ def check_lambda(lam):
         raise ValueError(f"lam: lambda must not be negative, got {(lo, hi)}")
     if not (0 < lo < hi < math.inf):
         raise ValueError(f"lam: auto-lambda range needs 0 < min < max < inf, got {(lo, hi)}")
-    if math.ceil(math.log2(hi) - math.log2(lo)) < 4:
+    if lambda_count(lo, hi) < 4:
         raise ValueError(
             f"lam: the range {(lo, hi)} gives fewer than 4 lambdas (min * 2**k); widen it to at least 16x"
         )
@@ -152,9 +150,7 @@ class Apertures(Algorithm):
                 raise ValueError(f"overlap: {o:g} along axis {a} makes apertures "
                                  f"{(n - 1) / (g - 1) + 2 * o:g} px wide, wider than the image ({n})")
         self.overlap = tuple(float(v) for v in ov)
-        if normalization not in _NORMALIZATIONS:
-            raise ValueError(f"normalization: must be one of {_NORMALIZATIONS}, got {normalization!r}")
-        self.normalization = normalization
+        self.normalization = check_normalization(normalization)
         self.thresh_fac = 0.5**ndim if thresh_fac is None else float(thresh_fac)
         if not (math.isfinite(self.thresh_fac) and self.thresh_fac >= 0):
             raise ValueError(f"thresh_fac: must be finite and >= 0, got {thresh_fac}")
@@ -213,20 +209,17 @@ class Apertures(Algorithm):
         fixed = xp.asarray(fixed)
         if thresh_fac is None:
             thresh_fac = 0.5**fixed.ndim
-        if normalization == "pixels":
+        if check_normalization(normalization) == "pixels":
             total = float(fixed.size)
-        elif normalization == "intensity":
-            total = float(xp.nansum(fixed.astype(np.float64) ** 2))
         else:
-            raise ValueError(f"normalization: must be one of {_NORMALIZATIONS}, got {normalization!r}")
+            total = float(xp.nansum(fixed.astype(np.float64) ** 2))
         return thresh_fac / float(np.prod(gridsize)) * total
 
     @property
     def nlambdas(self) -> int:
         if self.lam_range is None:
             return 1
-        lo, hi = self.lam_range
-        return math.ceil(math.log2(hi) - math.log2(lo))
+        return lambda_count(*self.lam_range)
 
     def declare(self):
         ndim = self.fixed.ndim

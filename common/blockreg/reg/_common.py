@@ -2,6 +2,7 @@
 argument checks."""
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
@@ -54,6 +55,15 @@ def check_maxshift(maxshift, shape):
     if any(v >= n for v, n in zip(m, shape)):
         raise ValueError(f"maxshift {m} must be smaller than the image size {tuple(shape)}")
     return m
+
+
+def lambda_count(lo, hi) -> int:
+    """Number of lambdas ``lo * 2**k`` (``k = 0, 1, ...``) the auto-lambda search tries on ``[lo, hi)``.
+
+    The one definition of the ladder's length: the search builds its ladder with it and
+    :class:`blockreg.Apertures` validates ``lam`` ranges and declares its arrays with it.
+    """
+    return math.ceil(math.log2(hi) - math.log2(lo))
 
 
 def check_normalization(normalization):

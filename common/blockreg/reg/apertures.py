@@ -15,6 +15,8 @@ import math
 
 import numpy as np
 
+from ._common import check_normalization
+
 
 def _check_gridsize(shape, gridsize):
     shape = tuple(int(n) for n in shape)
@@ -119,8 +121,7 @@ def aperture_content(fixed, gridsize, overlap=0, normalization="pixels"):
 
     xp = array_module(fixed)
     fixed = xp.asarray(fixed)
-    if normalization not in ("pixels", "intensity"):
-        raise ValueError(f"normalization must be 'pixels' or 'intensity', got {normalization!r}")
+    check_normalization(normalization)
     valid = ~xp.isnan(fixed)
     weight = valid if normalization == "pixels" else 2 * xp.where(valid, fixed, 0).astype(np.float64) ** 2
     centers = aperture_grid(fixed.shape, gridsize)

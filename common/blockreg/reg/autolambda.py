@@ -19,6 +19,7 @@ import numpy as np
 import scipy.optimize
 
 from .._backend import to_host
+from ._common import lambda_count
 from .optimize import _check_fits, clamp_shifts, initial_deformation, optimize_deformation
 from .penalty import data_penalty, maxshift_of
 
@@ -30,8 +31,7 @@ def _lambda_ladder(lam_range, name):
         raise ValueError(f"{name} must be a pair (min, max), got {lam_range!r}") from None
     if not (0 < lo < hi < math.inf):
         raise ValueError(f"{name} must satisfy 0 < min < max < inf, got {(lo, hi)}")
-    count = math.ceil(math.log2(hi) - math.log2(lo))
-    return lo * 2.0 ** np.arange(count)
+    return lo * 2.0 ** np.arange(lambda_count(lo, hi))
 
 
 def _logistic(k, center, width):
