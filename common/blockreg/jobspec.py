@@ -239,6 +239,20 @@ def _inside(path: Path, roots) -> bool:
     return any(path == root or root in path.parents for root in roots)
 
 
+def _check_usable_paths(spec: JobSpec, errors: list[dict]) -> None:
+    # "~nosuchuser/x" makes expanduser raise RuntimeError and a NUL byte makes every os call
+    # raise ValueError: both are the client's mistake, to be named, not a crash later on
+    for field, value in (("input.path", spec.input.path), ("output.path", spec.output.path)):
+        if value is None:
+            continue
+        try:
+            Path(value).expanduser().resolve()
+        except RuntimeError:
+            errors.append({"field": field, "problem": f"{value!r}: cannot expand '~' (no such user)"})
+        except (ValueError, OSError) as exc:
+            errors.append({"field": field, "problem": f"{value!r} is not a usable path: {exc}"})
+
+
 def _check_paths(spec: JobSpec, allowed_roots, errors: list[dict]) -> None:
     if allowed_roots is None:
         return
@@ -377,6 +391,9 @@ def validate_spec(data: Any, *, allowed_roots=None, check_input: bool = True,
         except ValidationError as exc:
             raise SpecError(_pydantic_errors(exc)) from None
     errors: list[dict] = []
+    _check_usable_paths(spec, errors)
+    if errors:  # every later check resolves these paths
+        raise SpecError(errors)
     if absolute_paths:
         for field, value in (("input.path", spec.input.path), ("output.path", spec.output.path)):
             if value is not None and not Path(value).expanduser().is_absolute():

@@ -6,6 +6,7 @@ run_frames -> finalisation; results are checked against values computed directly
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -415,3 +416,67 @@ def test_submit_rejects_what_would_only_fail_later(client, broker, tmp_path, mov
         assert [e["field"] for e in response.json["errors"]] == [field], response.json
     assert client.get("/api/v1/jobs").json["jobs"] == []
     assert broker.sent == []
+
+
+@pytest.mark.parametrize("url", ["/api/v1/jobs/{}", "/api/v1/jobs/{}/frames"])
+@pytest.mark.parametrize("job_id", [2**31, 2**70])
+def test_huge_job_id_is_404(client, url, job_id):
+    # an id past the INTEGER column used to reach the database and overflow there (500)
+    response = client.get(url.format(job_id))
+    assert response.status_code == 404
+    assert client.post(f"/api/v1/jobs/{job_id}/cancel").status_code == 404
+
+
+@pytest.mark.parametrize("field", ["input", "output"])
+@pytest.mark.parametrize("bad", ["~nosuchuser_blockreg/x.npy", "/tmp/a\x00b.npy"])
+def test_unusable_paths_are_422_naming_the_field(client, movie_path, field, bad):
+    spec = spec_for(movie_path, **{field: {"path": bad}})
+    response = client.post("/api/v1/jobs", json=spec)
+    assert response.status_code == 422
+    assert [e["field"] for e in response.json["errors"]] == [f"{field}.path"]
+
+
+@pytest.mark.parametrize("where", ["under_a_file", "proc"])
+def test_uncreatable_output_is_422_and_leaves_nothing(app, client, movie_path, tmp_path, where):
+    if where == "under_a_file":
+        (tmp_path / "plain").write_text("x")
+        out = tmp_path / "plain" / "sub" / "out.zarr"
+    else:
+        out = "/proc/blockreg-out.zarr"
+    response = client.post("/api/v1/jobs", json=spec_for(movie_path, output={"path": str(out)}))
+    assert response.status_code == 422, response.json
+    assert [e["field"] for e in response.json["errors"]] == ["output.path"]
+    assert not Path(out).exists() and not Path(out).parent.exists() or where == "proc"
+    with app.extensions["blockreg"].sessions() as session:
+        assert ops.list_jobs(session)[1] == 0
+
+
+def test_failed_store_removes_the_folders_it_made(app, client, movie_path, tmp_path, monkeypatch):
+    import blockreg.store
+
+    def broken(path, *args, **kwargs):
+        Path(path).mkdir()
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(blockreg.store, "create_store", broken)
+    out = tmp_path / "new" / "deeper" / "out.zarr"
+    response = client.post("/api/v1/jobs", json=spec_for(movie_path, output={"path": str(out)}))
+    assert response.status_code == 422 and "No space" in response.json["errors"][0]["problem"]
+    assert not (tmp_path / "new").exists()
+
+
+def test_output_created_by_a_racing_submit_is_409_and_kept(app, client, movie_path, tmp_path,
+                                                           monkeypatch):
+    out = tmp_path / "out.zarr"
+    real_create_job = ops.create_job
+
+    def racing(*args, **kwargs):  # another submit creates the store after validation
+        out.mkdir()
+        (out / "theirs").write_text("keep")
+        return real_create_job(*args, **kwargs)
+
+    monkeypatch.setattr(ops, "create_job", racing)
+    response = client.post("/api/v1/jobs", json=spec_for(movie_path, output={"path": str(out)}))
+    assert response.status_code == 409
+    assert response.json["errors"][0]["field"] == "output.path"
+    assert (out / "theirs").read_text() == "keep"

@@ -127,7 +127,14 @@ def _state_arg(choices) -> str | None:
     return state
 
 
+# job ids are 32-bit INTEGER columns: a larger id in the URL cannot name a job, and handing it to
+# the database overflows (OverflowError on SQLite, DataError on PostgreSQL)
+MAX_JOB_ID = 2**31 - 1
+
+
 def _get_job(job_id: int):
+    if not 0 < job_id <= MAX_JOB_ID:
+        raise ApiError(404, f"job {job_id} not found")
     job = ops.get_job(db(), job_id)
     if job is None:
         raise ApiError(404, f"job {job_id} not found")
@@ -160,6 +167,11 @@ def _output_path(spec) -> str:
     return str(data_dir / "results" / "job-{id}.zarr")
 
 
+def _unwritable(path: str, why: str) -> ApiError:
+    return ApiError(422, "invalid job spec",
+                    [{"field": "output.path", "problem": f"cannot create {path}: {why}"}])
+
+
 @bp.post("/jobs")
 def submit_job():
     """Validate, plan, create the output store and the job + frame rows; 201 with the id."""
@@ -187,25 +199,45 @@ def submit_job():
         raise ApiError(422, "invalid job spec", [{"field": "fixed_index", "problem":
                        f"frame {plan.fixed_index} has no finite pixel after preprocessing"}])
 
-    created: list[Path] = []
+    created: list[Path] = []  # what this request made, deepest last: removed if it fails
 
     def make_store(job_id: int, path: str) -> None:
         target = Path(path)
-        if target.exists():
-            raise ApiError(409, f"output store {path} already exists",
-                           [{"field": "output.path", "problem": "already exists"}])
-        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            missing = [p for p in [target.parent, *target.parent.parents] if not p.exists()]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            created.extend(reversed(missing))
+            # mkdir is the atomic reservation: of two submits racing for one path, one gets it
+            target.mkdir()
+        except FileExistsError:
+            if target.exists():
+                raise ApiError(409, f"output store {path} already exists",
+                               [{"field": "output.path", "problem": "already exists"}]) from None
+            raise _unwritable(path, "a file is in the way of its folder") from None
+        except OSError as exc:
+            raise _unwritable(path, exc.strerror or str(exc)) from None
         created.append(target)
+        # create_store refuses an existing path, so it builds a sibling that replaces the
+        # (empty) reservation in one rename
+        staging = target.with_name(f".{target.name}.creating")
+        created.append(staging)
+        if staging.is_dir():  # left by a coordinator that died here; the reservation is ours now
+            shutil.rmtree(staging)
         attrs = dict(plan.store_attrs(), job_id=job_id)
-        create_store(target, len(plan.frames), declarations, attrs=attrs, fixed=fixed)
+        try:
+            create_store(staging, len(plan.frames), declarations, attrs=attrs, fixed=fixed)
+            staging.replace(target)
+        except (OSError, ValueError) as exc:
+            raise _unwritable(path, getattr(exc, "strerror", None) or str(exc)) from None
 
     try:
         job_id = ops.create_job(db(), spec=spec.to_json(), frames=plan.frames,
                                 output_path=_output_path(spec), name=spec.name,
                                 queue=current_app.config["QUEUE"], before_commit=make_store)
     except BaseException:
-        for path in created:  # nothing is kept for a rejected job
-            shutil.rmtree(path, ignore_errors=True)
+        for path in reversed(created):  # nothing is kept for a rejected job
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
         raise
     services().wake_dispatcher()
     job = ops.get_job(db(), job_id)
