@@ -106,6 +106,11 @@ class Apertures(Algorithm):
     auto-lambda, ``lambdas``, ``datapenalty`` (data penalty per swept lambda) and
     ``sigmoid_quality``.  Warping is done only when asked for.
 
+    With ``passes=2``, ``mismatch`` is the penalty of the *second* pass: the residual of the
+    refinement ``phi2`` against the once-warped frame, not a penalty evaluated for the composed
+    ``u`` (which has no mismatch data of its own).  ``lambdas``, ``datapenalty`` and
+    ``sigmoid_quality`` describe the first pass's lambda search.
+
     References
     ----------
     .. [1] RegisterWorkerApertures.jl, ``Apertures`` and its ``worker`` (HolyLab).
@@ -222,6 +227,10 @@ class Apertures(Algorithm):
         return lambda_count(*self.lam_range)
 
     def declare(self):
+        """Per-frame variables: ``u``, ``mismatch`` (total penalty at the optimum; with
+        ``passes=2`` the second pass's, i.e. the residual after refinement, not the composed
+        ``u``'s), ``lambda``, ``warped``, ``warped0`` and, with auto-lambda, ``lambdas``,
+        ``datapenalty`` and ``sigmoid_quality`` (see the class Notes)."""
         ndim = self.fixed.ndim
         image = tuple(self.fixed.shape)
         decls = {
