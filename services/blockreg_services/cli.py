@@ -52,10 +52,21 @@ def read_spec(path: str | os.PathLike) -> dict:
     section = data.get("input")
     input_path = section.get("path") if isinstance(section, dict) else None
     try:
-        validate_spec(data, check_input=bool(input_path) and Path(input_path).exists())
+        validate_spec(data, check_input=_exists_here(input_path))
     except SpecError as exc:
         raise CliError(*(f"{e['field']}: {e['problem']}" for e in exc.errors)) from None
     return data
+
+
+def _exists_here(path) -> bool:
+    # only a str is a path (validation names any other type); a path os calls refuse (NUL byte,
+    # unknown ~user) is left to validation too, which reports it by field
+    if not isinstance(path, str) or not path:
+        return False
+    try:
+        return Path(path).expanduser().exists()
+    except (RuntimeError, ValueError, OSError):
+        return False
 
 
 def absolute_paths(data: dict, base: Path) -> dict:
@@ -68,7 +79,10 @@ def absolute_paths(data: dict, base: Path) -> dict:
     for section in ("input", "output"):
         part = data.get(section)
         if isinstance(part, dict) and isinstance(part.get("path"), str):
-            path = Path(part["path"]).expanduser()
+            try:
+                path = Path(part["path"]).expanduser()
+            except RuntimeError:  # "~nosuchuser/...": validation names the field
+                continue
             data[section] = {**part, "path": str(path if path.is_absolute() else base / path)}
     return data
 

@@ -98,6 +98,18 @@ def test_submit_spec_that_does_not_fit_the_input_names_the_field(workdir, capsys
     assert "params.maxshift.0" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("section, path", [("input", 5), ("input", "~nosuchuser_blockreg/m.npy"),
+                                           ("output", 5), ("output", "~nosuchuser_blockreg/o.zarr"),
+                                           ("input", "movie\u0000.npy")])
+def test_submit_unusable_path_names_the_field_and_exits_2(workdir, capsys, section, path):
+    # a non-str path or an unknown ~user once escaped as a TypeError/RuntimeError traceback
+    bad = dict(SPEC, **{section: {"path": path}})
+    (workdir / "bad.json").write_text(json.dumps(bad))
+    assert cli.main(["submit", "bad.json", "--server", f"http://127.0.0.1:{_closed_port()}"]) == 2
+    err = capsys.readouterr().err
+    assert f"blockreg submit: {section}.path:" in err and "Traceback" not in err
+
+
 @pytest.mark.parametrize("name, content, named", [
     ("missing.json", None, "missing.json"), ("spec.txt", "{}", "'.txt'"),
     ("broken.toml", "a = [", "broken.toml"), ("list.json", "[1, 2]", "list.json")])
