@@ -51,6 +51,10 @@ def test_auto_lambda_on_synthetic_quadratics():
     np.testing.assert_allclose(lams, 1e-3 * 2.0 ** np.arange(lams.size))
     assert lam_range[0] <= lam <= lam_range[1] and lam in lams
     assert math.isfinite(quality) and quality >= 0
+    # quality is the original's scale-dependent quantity: the sigmoid fit's (already normalised)
+    # residual divided once more by (top - bottom)**2, per lambda
+    bottom, top, _, _, objective = fit_sigmoid(datapenalty)
+    assert quality == pytest.approx(objective / (top - bottom) ** 2 / lams.size, rel=1e-12)
     # The data penalty rises from ~0 (u follows c) to the affine-fit residual as lambda grows.
     assert datapenalty[0] < 1e-3 < datapenalty[-1]
     assert np.all(np.diff(datapenalty) > -1e-6)

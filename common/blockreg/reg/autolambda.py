@@ -119,7 +119,12 @@ def auto_lambda(cs, Qs, nodes, ap, mmis, lam_range):
     datapenalty : ndarray
         Data-only penalty at each lambda.
     quality : float
-        Sigmoid-fit residual / (top - bottom)**2 / n: small when the sweep shows a clean sigmoid.
+        ``objective / (top - bottom)**2 / n`` with ``objective`` from :func:`fit_sigmoid`: the
+        original's quantity (reference §5.5), kept as is.  ``objective`` is already computed on
+        data normalised by ``top - bottom``, so this second division makes ``quality`` depend on
+        the scale of the data penalty (units ``1 / penalty**2``): scaling the mismatch by ``s``
+        divides it by ``s**2``.  Compare it only between frames of one data set; ``objective / n``
+        is the scale-free fit residual.
 
     Notes
     -----
@@ -161,6 +166,8 @@ def auto_lambda(cs, Qs, nodes, ap, mmis, lam_range):
         datapenalty[i] = data_penalty(u, mmis)[0]
     bottom, top, center, width, objective = fit_sigmoid(datapenalty)
     index = max(1, round(center - width)) - 1
+    # The original divides the already normalised residual by (top - bottom)**2 once more; the
+    # result is scale-dependent, but it is what the original reports (see quality above).
     quality = objective / (top - bottom) ** 2 / lams.size if top != bottom else 0.0
     phi = GridDeformation(us[index], nodes)
     return phi, totals[index], float(lams[index]), lams, datapenalty, quality
