@@ -79,6 +79,16 @@ def test_completion_is_idempotent_and_scalars_stored(sessions):
         assert s.get(Job, job_id, populate_existing=True).frames_done == 1
 
 
+def test_redelivered_message_reclaims_its_running_frame(sessions):
+    from blockreg.db import ops
+
+    with sessions() as s:
+        job_id = ops.create_job(s, spec={}, frames=[5, 6], output_path="/data/redelivery")
+        assert ops.claim_frame(s, job_id, 0, "w1", task_id="T") == 5
+        assert ops.claim_frame(s, job_id, 0, "w2", task_id="other") is None
+        assert ops.claim_frame(s, job_id, 0, "w2", task_id="T") == 5
+
+
 def test_concurrent_processes_finalize_exactly_once(sessions, pg_url, tmp_path):
     from blockreg.db import Job, ops
 

@@ -153,6 +153,21 @@ def test_enqueue_and_requeue_stale(sessions):
         assert ops.count_frames(s, job_id, "pending") == 2
 
 
+def test_redelivered_message_reclaims_its_running_frame(sessions):
+    # a worker killed mid-frame leaves it `running`; the same message comes back (acks_late)
+    job_id = new_job(sessions, n=2)
+    with sessions() as s:
+        assert ops.claim_frame(s, job_id, 0, "w1", task_id="T") == 100
+        # ... the worker dies here ...
+        assert ops.claim_frame(s, job_id, 0, "w2", task_id="other") is None
+        assert ops.claim_frame(s, job_id, 0, "w2") is None
+        assert ops.claim_frame(s, job_id, 0, "w2", task_id="T") == 100
+        frame = s.get(Frame, (job_id, 0), populate_existing=True)
+        assert (frame.state, frame.worker, frame.task_id, frame.attempts) == ("running", "w2", "T", 2)
+        assert ops.complete_frame(s, job_id, 0)
+        assert ops.claim_frame(s, job_id, 0, "w3", task_id="T") is None  # done stays done
+
+
 def test_list_and_paginate(sessions):
     ids = [new_job(sessions, n=4) for _ in range(3)]
     with sessions() as s:

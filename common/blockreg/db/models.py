@@ -105,6 +105,9 @@ class Frame(Base):
     state: Mapped[str] = mapped_column(String(16), default=FrameState.PENDING.value)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     worker: Mapped[str | None] = mapped_column(String(255))
+    # the Celery task (message) id that claimed it: a redelivery of that same message may take the
+    # frame back from `running` at once instead of waiting for the running lease
+    task_id: Mapped[str | None] = mapped_column(String(255))
     enqueued_at: Mapped[datetime | None]
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import case, delete, func, insert, select, update
+from sqlalchemy import and_, case, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from .migrate import MIGRATIONS_DIR, alembic_config, migrate
@@ -116,20 +116,29 @@ def get_job(session: Session, job_id: int) -> Job | None:
     return session.get(Job, job_id, populate_existing=True)
 
 
-def claim_frame(session: Session, job_id: int, index: int, worker: str) -> int | None:
+def claim_frame(session: Session, job_id: int, index: int, worker: str,
+                task_id: str | None = None) -> int | None:
     """Mark a frame running for ``worker``; return its source time index, or None to skip it.
 
     A frame is skipped when it is already done or failed, being run elsewhere, or its job is no
     longer active (cancelled or finished).  Also moves a queued job to running.
+
+    ``task_id`` (the Celery message id) is stored on the frame.  A frame still ``running`` under
+    the same ``task_id`` is claimed again: the message is being redelivered (acks_late after the
+    worker was killed, a broker reconnect), so the run that claimed it is gone, and waiting for
+    the running lease would only delay the frame by hours.
     """
     now = utcnow()
     job_active = select(Job.id).where(Job.id == job_id, Job.state.in_(ACTIVE_JOB_STATES)).exists()
+    claimable = Frame.state.in_((FrameState.PENDING.value, FrameState.QUEUED.value))
+    if task_id is not None:
+        claimable = or_(claimable, and_(Frame.state == FrameState.RUNNING.value,
+                                        Frame.task_id == task_id))
     result = session.execute(
         update(Frame)
-        .where(Frame.job_id == job_id, Frame.index == index,
-               Frame.state.in_((FrameState.PENDING.value, FrameState.QUEUED.value)), job_active)
+        .where(Frame.job_id == job_id, Frame.index == index, claimable, job_active)
         .values(state=FrameState.RUNNING.value, attempts=Frame.attempts + 1, worker=worker,
-                started_at=now, error=None)
+                task_id=task_id, started_at=now, error=None)
         .execution_options(synchronize_session=False)
     )
     if result.rowcount != 1:

@@ -116,7 +116,8 @@ def _scalars(values: dict) -> dict:
     return {name: float(v) for name, v in values.items() if np.ndim(v) == 0}
 
 
-def run_frames(job_id: int, frames, *, worker: str, sessions=None, queue: str = "cpu") -> dict:
+def run_frames(job_id: int, frames, *, worker: str, sessions=None, queue: str = "cpu",
+               task_id: str | None = None) -> dict:
     """Register ``frames`` (output positions) of job ``job_id``; return counts by outcome.
 
     Frames already done, being run elsewhere, or of a job no longer active are skipped.  A frame
@@ -137,7 +138,7 @@ def run_frames(job_id: int, frames, *, worker: str, sessions=None, queue: str = 
         context_error = None
         frames = [int(i) for i in frames]
         for position, index in enumerate(frames):
-            source_t = ops.claim_frame(session, job_id, index, worker)
+            source_t = ops.claim_frame(session, job_id, index, worker, task_id=task_id)
             if source_t is None:
                 counts["skipped"] += 1
                 continue
@@ -183,5 +184,6 @@ def register_frames(self, job_id: int, frames: list[int]) -> None:
     """Celery task: register a small batch of frames of one job (see :func:`run_frames`)."""
     worker = self.request.hostname or socket.gethostname()
     queue = (self.request.delivery_info or {}).get("routing_key") or "cpu"
-    counts = run_frames(int(job_id), list(frames), worker=worker, queue=queue)
+    counts = run_frames(int(job_id), list(frames), worker=worker, queue=queue,
+                        task_id=self.request.id)
     log.info("job %s frames %s: %s", job_id, frames, counts)
