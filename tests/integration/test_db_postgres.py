@@ -89,6 +89,25 @@ def test_redelivered_message_reclaims_its_running_frame(sessions):
         assert ops.claim_frame(s, job_id, 0, "w2", task_id="T") == 5
 
 
+def test_frame_that_keeps_killing_workers_fails(sessions):
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from blockreg.db import Frame, ops
+
+    with sessions() as s:
+        job_id = ops.create_job(s, spec={}, frames=[7], output_path="/data/killer")
+        for attempt in range(ops.MAX_ATTEMPTS):
+            assert ops.claim_frame(s, job_id, 0, "w", task_id=f"T{attempt}") == 7
+            s.execute(update(Frame).where(Frame.job_id == job_id)
+                      .values(started_at=ops.utcnow() - timedelta(hours=1)))
+            s.commit()
+            ops.requeue_stale(s, queued_lease_s=60, running_lease_s=60)
+        assert ops.count_frames(s, job_id, "failed") == 1
+        assert ops.finalize_if_complete(s, job_id) == "failed"
+
+
 def test_concurrent_processes_finalize_exactly_once(sessions, pg_url, tmp_path):
     from blockreg.db import Job, ops
 

@@ -168,6 +168,46 @@ def test_redelivered_message_reclaims_its_running_frame(sessions):
         assert ops.claim_frame(s, job_id, 0, "w3", task_id="T") is None  # done stays done
 
 
+def test_frame_that_keeps_killing_workers_fails(sessions):
+    job_id = new_job(sessions, n=2)
+    old = ops.utcnow() - timedelta(hours=1)
+
+    def claim_and_lose(s, index, task_id):
+        assert ops.claim_frame(s, job_id, index, "w", task_id=task_id) is not None
+        s.execute(update(Frame).where(Frame.job_id == job_id, Frame.index == index)
+                  .values(started_at=old))
+        s.commit()
+
+    with sessions() as s:
+        assert ops.claim_frame(s, job_id, 1, "w") == 101 and ops.complete_frame(s, job_id, 1)
+        for attempt in range(1, ops.MAX_ATTEMPTS):
+            claim_and_lose(s, 0, f"T{attempt}")
+            assert ops.requeue_stale(s, queued_lease_s=60, running_lease_s=60) == 1
+            assert ops.count_frames(s, job_id, "pending") == 1  # re-queued while attempts remain
+        claim_and_lose(s, 0, "T-last")
+        # the same message redelivered after its last allowed attempt does not run it again
+        assert ops.claim_frame(s, job_id, 0, "w", task_id="T-last") is None
+        assert ops.requeue_stale(s, queued_lease_s=60, running_lease_s=60) == 1
+        frame = s.get(Frame, (job_id, 0), populate_existing=True)
+        assert frame.state == "failed"
+        assert frame.error == f"worker lost {ops.MAX_ATTEMPTS} times while running this frame"
+        assert ops.finalize_if_complete(s, job_id) == "failed"
+    assert job(sessions, job_id).frames_failed == 1
+    assert "worker lost" in job(sessions, job_id).error
+
+
+def test_max_attempts_is_a_setting(sessions):
+    job_id = new_job(sessions, n=1)
+    with sessions() as s:
+        assert ops.claim_frame(s, job_id, 0, "w") == 100
+        s.execute(update(Frame).values(started_at=ops.utcnow() - timedelta(hours=1)))
+        s.commit()
+        assert ops.requeue_stale(s, queued_lease_s=60, running_lease_s=60, max_attempts=1) == 1
+        assert ops.count_frames(s, job_id, "failed") == 1
+        with pytest.raises(ValueError, match="max_attempts"):
+            ops.requeue_stale(s, queued_lease_s=60, running_lease_s=60, max_attempts=0)
+
+
 def test_list_and_paginate(sessions):
     ids = [new_job(sessions, n=4) for _ in range(3)]
     with sessions() as s:

@@ -34,6 +34,10 @@ _OPEN_FRAME_STATES = (FrameState.PENDING.value, FrameState.QUEUED.value, FrameSt
 _MAX_ERROR_CHARS = 4000
 
 
+# claims of one frame after which a lost worker fails the frame instead of re-queueing it
+MAX_ATTEMPTS = 3
+
+
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -132,8 +136,10 @@ def claim_frame(session: Session, job_id: int, index: int, worker: str,
     job_active = select(Job.id).where(Job.id == job_id, Job.state.in_(ACTIVE_JOB_STATES)).exists()
     claimable = Frame.state.in_((FrameState.PENDING.value, FrameState.QUEUED.value))
     if task_id is not None:
+        # not past MAX_ATTEMPTS: a frame that kills its worker is redelivered with its message
+        # each time; requeue_stale fails it once the running lease is over
         claimable = or_(claimable, and_(Frame.state == FrameState.RUNNING.value,
-                                        Frame.task_id == task_id))
+                                        Frame.task_id == task_id, Frame.attempts < MAX_ATTEMPTS))
     result = session.execute(
         update(Frame)
         .where(Frame.job_id == job_id, Frame.index == index, claimable, job_active)
@@ -316,17 +322,40 @@ def count_frames(session: Session, job_id: int, state: str) -> int:
                           .where(Frame.job_id == job_id, Frame.state == state))
 
 
-def requeue_stale(session: Session, *, queued_lease_s: float, running_lease_s: float) -> int:
+def requeue_stale(session: Session, *, queued_lease_s: float, running_lease_s: float,
+                  max_attempts: int = MAX_ATTEMPTS) -> int:
     """Return frames of active jobs whose message or worker was lost to ``pending``.
 
     A frame queued longer than ``queued_lease_s`` (message lost) or running longer than
     ``running_lease_s`` (worker died; must exceed the task time limit) is re-enqueued by the next
-    dispatch.  Returns the number of frames moved.
+    dispatch.  A running frame that has already been claimed ``max_attempts`` times fails
+    instead ("worker lost N times"): a frame that kills its worker (out of memory, a crash, the
+    hard time limit) would otherwise be sent again forever and its job never end.  Returns the
+    number of frames moved or failed.
     """
+    if max_attempts < 1:
+        raise ValueError(f"max_attempts: must be at least 1, got {max_attempts}")
     now = utcnow()
     job_active = select(Job.id).where(Job.id == Frame.job_id,
                                       Job.state.in_(ACTIVE_JOB_STATES)).exists()
     moved = 0
+    running_expired = and_(Frame.state == FrameState.RUNNING.value,
+                           Frame.started_at < now - timedelta(seconds=running_lease_s), job_active)
+    exhausted = session.execute(select(Frame.job_id, Frame.index, Frame.attempts)
+                                .where(running_expired, Frame.attempts >= max_attempts)).all()
+    for job_id, index, attempts in exhausted:
+        result = session.execute(
+            update(Frame)
+            .where(Frame.job_id == job_id, Frame.index == index,
+                   Frame.state == FrameState.RUNNING.value)
+            .values(state=FrameState.FAILED.value, finished_at=now,
+                    error=f"worker lost {attempts} times while running this frame")
+            .execution_options(synchronize_session=False))
+        if result.rowcount == 1:
+            session.execute(update(Job).where(Job.id == job_id)
+                            .values(frames_failed=Job.frames_failed + 1)
+                            .execution_options(synchronize_session=False))
+            moved += 1
     for state, column, lease in ((FrameState.QUEUED.value, Frame.enqueued_at, queued_lease_s),
                                  (FrameState.RUNNING.value, Frame.started_at, running_lease_s)):
         result = session.execute(

@@ -65,7 +65,7 @@ def create_app(config: dict | None = None) -> Flask:
         ``MIGRATE`` (False: do not run Alembic at startup), ``CELERY`` (an object with
         ``send_task``; default: the Celery app on ``BROKER_URL``), ``QUEUE`` and the dispatcher
         options ``BATCH_FRAMES``, ``MAX_BATCHES_PER_JOB``, ``DISPATCH_INTERVAL_S``,
-        ``QUEUED_LEASE_S``, ``RUNNING_LEASE_S``.
+        ``QUEUED_LEASE_S``, ``RUNNING_LEASE_S``, ``MAX_ATTEMPTS``.
     """
     from blockreg.celery_app import DEFAULT_QUEUE, make_celery
     from blockreg.db import make_engine, session_factory
@@ -110,6 +110,7 @@ def create_app(config: dict | None = None) -> Flask:
             batch_frames=app.config["BATCH_FRAMES"],
             max_batches=app.config["MAX_BATCHES_PER_JOB"],
             queued_lease_s=app.config["QUEUED_LEASE_S"],
-            running_lease_s=app.config["RUNNING_LEASE_S"])
+            running_lease_s=app.config["RUNNING_LEASE_S"],
+            max_attempts=app.config["MAX_ATTEMPTS"])
         services.dispatcher.start()
     return app

@@ -29,13 +29,16 @@ DEFAULTS = {
     "QUEUED_LEASE_S": 3600.0,
     # must exceed the task time limit (blockreg.celery_app.TASK_TIME_LIMIT_S) with margin
     "RUNNING_LEASE_S": 2 * 3600.0 + 600.0,
+    # a frame whose worker was lost this many times fails (it is probably what kills workers)
+    "MAX_ATTEMPTS": 3,
 }
 
 
 def dispatch_once(session, celery_app, *, batch_frames: int = DEFAULTS["BATCH_FRAMES"],
                   max_batches: int = DEFAULTS["MAX_BATCHES_PER_JOB"],
                   queued_lease_s: float = DEFAULTS["QUEUED_LEASE_S"],
-                  running_lease_s: float = DEFAULTS["RUNNING_LEASE_S"]) -> int:
+                  running_lease_s: float = DEFAULTS["RUNNING_LEASE_S"],
+                  max_attempts: int = DEFAULTS["MAX_ATTEMPTS"]) -> int:
     """One round: re-queue stale frames, top up every active job's batches, finalise finished jobs.
 
     Parameters
@@ -57,9 +60,9 @@ def dispatch_once(session, celery_app, *, batch_frames: int = DEFAULTS["BATCH_FR
     if max_batches < 1:
         raise ValueError(f"max_batches: must be at least 1, got {max_batches}")
     moved = ops.requeue_stale(session, queued_lease_s=queued_lease_s,
-                              running_lease_s=running_lease_s)
+                              running_lease_s=running_lease_s, max_attempts=max_attempts)
     if moved:
-        log.warning("re-queued %d frames whose message or worker was lost", moved)
+        log.warning("re-queued or failed %d frames whose message or worker was lost", moved)
     jobs = session.execute(select(Job.id, Job.queue).where(Job.state.in_(ACTIVE_JOB_STATES))
                            .order_by(Job.id)).all()
     session.rollback()
