@@ -275,3 +275,18 @@ def test_declared_ladder_length_is_the_searched_one(lam_range):
     alg = Apertures(_texture((40, 44)), nodes_for_shape((40, 44), (3, 3)), (3, 3), lam_range)
     assert alg.nlambdas == len(_lambda_ladder(lam_range, "lam_range")) == expected
     assert alg.declare()["lambdas"].shape == (expected,)
+
+
+@pytest.mark.parametrize("lam", [1e-3, (1e-4, 1e-1)])
+def test_blas_is_limited_once_per_frame(scene, monkeypatch, lam):
+    # the limit/restore walks every loaded library: once per frame, not once per solve
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    fixed, moving, _ = scene
+    alg = _alg(fixed, lam=lam)
+    alg.prepare()
+    calls = []
+    real = threadpoolctl.ThreadpoolController.limit
+    monkeypatch.setattr(threadpoolctl.ThreadpoolController, "limit",
+                        lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
+    alg.run_frame(moving, 0, ("u",))
+    assert len(calls) == 1

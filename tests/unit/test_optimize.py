@@ -165,3 +165,20 @@ def test_fixed_lambda_temporal():
     for k in np.ndindex(gridsize):
         np.testing.assert_allclose(us[(slice(None),) + k], expected, atol=1e-2)
     assert math.isfinite(penalty)
+
+
+def test_single_threaded_blas_nests_and_restores():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from blockreg.reg.optimize import single_threaded_blas
+
+    def blas_threads():
+        return [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
+        with single_threaded_blas():
+            with single_threaded_blas():
+                assert all(n == 1 for n in blas_threads())
+            assert all(n == 1 for n in blas_threads())     # the inner exit keeps the outer limit
+        assert all(n == 2 for n in blas_threads())
+        with single_threaded_blas():                       # usable again after a nested use
+            assert all(n == 1 for n in blas_threads())

@@ -275,10 +275,8 @@ class Apertures(Algorithm):
     def prepare(self):
         if self._context is not None:
             return
-        from threadpoolctl import ThreadpoolController
-
-        # Every module a frame uses is imported first, so that the controller below sees all the
-        # BLAS libraries they load.
+        # Every module a frame uses is imported first, so that the BLAS limit of a frame (its
+        # controller is built on first use) sees all the libraries they load.
         from ..reg import autolambda, deformation, fit, optimize, warp  # noqa: F401
         from ..reg.mismatch import MismatchPlan
         from ..reg.penalty import AffinePenalty
@@ -286,10 +284,7 @@ class Apertures(Algorithm):
         plan = MismatchPlan(self.fixed, self.gridsize, self.maxshift,
                             normalization=self.normalization, overlap=self.overlap)
         lam0 = self.lam if self.lam_range is None else self.lam_range[0]
-        # Scanning the loaded libraries (threadpool_limits reads /proc/self/maps) cost 4 ms per
-        # 2-D frame; the controller does it once per process and is rebuilt after unpickling.
-        self._context = {"plan": plan, "ap": AffinePenalty(self.nodes, lam0),
-                         "threads": ThreadpoolController()}
+        self._context = {"plan": plan, "ap": AffinePenalty(self.nodes, lam0)}
 
     def close(self):
         self._context = None
@@ -313,9 +308,12 @@ class Apertures(Algorithm):
         self._check_frame(raw)
         if raw.dtype.kind == "f" and not bool(xp.isfinite(raw).any()):
             raise ValueError(f"frame: frame {t} has no finite pixels (all NaN)")
+        from ..reg.optimize import single_threaded_blas
+
         # The per-node solves and L-BFGS use tiny matrices: BLAS threads only add contention
-        # (measured 20x slower with default threading on a loaded machine).
-        with self._context["threads"].limit(limits=1, user_api="blas"):
+        # (measured 20x slower with default threading on a loaded machine).  One limit for the
+        # whole frame; the solves' own limits inside it cost nothing.
+        with single_threaded_blas():
             return self._run(raw, t, wanted)
 
     def _run(self, raw, t, wanted):

@@ -17,6 +17,8 @@ References
 from __future__ import annotations
 
 import math
+import threading
+from contextlib import contextmanager
 
 import numpy as np
 import scipy.optimize
@@ -33,19 +35,31 @@ CLAMP_MARGIN = 0.51
 
 
 _thread_controller = None
+_blas_state = threading.local()
 
 
-def _single_threaded_blas():
-    """Context limiting BLAS/OpenMP pools to one thread.
+@contextmanager
+def single_threaded_blas():
+    """Context limiting BLAS/OpenMP pools to one thread; re-entrant (nested uses are free).
 
     The per-frame linear algebra is small; on shared cores, OpenBLAS threads spinning over it were
     measured 20x slower.  The controller is created once: building one scans every loaded
-    library (about a millisecond), too slow to repeat per frame.
+    library (about a millisecond), too slow to repeat per frame.  Callers that run many solves
+    (a whole frame in :class:`blockreg.Apertures`) enter it once around all of them; the solves'
+    own uses inside are then no-ops instead of a limit/restore of every library each time.
     """
     global _thread_controller
+    if getattr(_blas_state, "active", False):
+        yield
+        return
     if _thread_controller is None:
         _thread_controller = ThreadpoolController()
-    return _thread_controller.limit(limits=1)
+    with _thread_controller.limit(limits=1):
+        _blas_state.active = True
+        try:
+            yield
+        finally:
+            _blas_state.active = False
 
 
 def _check_fits(cs, Qs, series: bool):
@@ -114,7 +128,7 @@ def initial_deformation(ap, cs, Qs, lam_t=None):
     if not np.any(b):
         return np.zeros_like(cs), True
     if not series:
-        with _single_threaded_blas():
+        with single_threaded_blas():
             u = _solve_frame(ap, Qs.reshape(n, N, N), b.reshape(n * N), n, N)
         return u.reshape(cs.shape), True
     T = cs.shape[0]
@@ -174,7 +188,7 @@ def _solve_series(ap, Qs, b, lam_t):
     size = T * n * N
     H = scipy.sparse.linalg.LinearOperator((size, size), matvec=matvec, dtype=np.float64)
     M = scipy.sparse.linalg.LinearOperator((size, size), matvec=precondition, dtype=np.float64)
-    with _single_threaded_blas():
+    with single_threaded_blas():
         u, info = scipy.sparse.linalg.cg(H, b.ravel(), M=M, rtol=1e-10, atol=0.0, maxiter=size)
     return u, info
 
@@ -201,7 +215,7 @@ def _minimize(fun, u0, maxshift, tol, maxiter):
         value, grad = fun(x.reshape(u0.shape))
         return value, np.asarray(grad, dtype=np.float64).ravel()
 
-    with _single_threaded_blas():
+    with single_threaded_blas():
         result = scipy.optimize.minimize(
             flat_fun,
             u0.ravel(),
