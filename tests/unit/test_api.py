@@ -480,3 +480,21 @@ def test_output_created_by_a_racing_submit_is_409_and_kept(app, client, movie_pa
     assert response.status_code == 409
     assert response.json["errors"][0]["field"] == "output.path"
     assert (out / "theirs").read_text() == "keep"
+
+
+def test_default_output_avoids_a_leftover_store(app, client, broker, movie_path, tmp_path):
+    # a data folder kept from an earlier database already holds job-1.zarr (and -2)
+    results = tmp_path / "data" / "results"
+    for name in ("job-1.zarr", "job-1-2.zarr"):
+        (results / name).mkdir(parents=True)
+        (results / name / "old").write_text("keep")
+    response = client.post("/api/v1/jobs", json=spec_for(movie_path))
+    assert response.status_code == 201, response.json
+    job_id = response.json["id"]
+    assert job_id == 1  # a fresh database
+    assert response.json["output_path"] == str((results / "job-1-3.zarr").resolve())
+    assert client.get(f"/api/v1/jobs/{job_id}").json["output_path"] == response.json["output_path"]
+    open_store(response.json["output_path"])  # the store is where the job says
+    assert (results / "job-1.zarr" / "old").read_text() == "keep"
+    run_all(app, broker)
+    assert client.get(f"/api/v1/jobs/{job_id}").json["state"] == "succeeded"

@@ -84,6 +84,7 @@ def create_job(session: Session, *, spec: dict, frames, output_path: str, name: 
     before_commit : callable, optional
         ``before_commit(job_id, output_path)`` runs inside the transaction after the rows are
         inserted (the coordinator creates the output store there); if it raises, nothing is kept.
+        If it returns a path, that path is recorded instead (the store went elsewhere).
     """
     frames = list(frames)
     if not frames:
@@ -108,7 +109,10 @@ def create_job(session: Session, *, spec: dict, frames, output_path: str, name: 
                     for i, t in enumerate(frames)]
             session.execute(insert(Frame.__table__), rows)
         if before_commit is not None:
-            before_commit(job.id, job.output_path)
+            final_path = before_commit(job.id, job.output_path)
+            if final_path is not None and final_path != job.output_path:
+                job.output_path = final_path
+                session.flush()
         session.commit()
     except BaseException:
         session.rollback()

@@ -167,6 +167,27 @@ def _output_path(spec) -> str:
     return str(data_dir / "results" / "job-{id}.zarr")
 
 
+def _reserve(target: Path, *, unique: bool) -> Path:
+    """Create the empty folder ``target`` (the atomic claim on an output path) and return it.
+
+    With ``unique`` (the default ``job-<id>.zarr``), an existing path is not an error: job ids
+    repeat (SQLite reuses the id of a rolled-back submit; a new database over a kept data
+    folder starts again at 1), so the store goes to ``job-<id>-2.zarr``, ``-3``, ... instead.
+    """
+    candidates = [target]
+    if unique:
+        candidates += [target.with_name(f"{target.stem}-{n}{target.suffix}") for n in range(2, 1000)]
+    for candidate in candidates:
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            if not candidate.exists():  # a broken symlink or a race with a deletion
+                raise _unwritable(str(target), "a file or link is in the way") from None
+    raise ApiError(409, f"output store {target} already exists",
+                   [{"field": "output.path", "problem": "already exists"}])
+
+
 def _unwritable(path: str, why: str) -> ApiError:
     return ApiError(422, "invalid job spec",
                     [{"field": "output.path", "problem": f"cannot create {path}: {why}"}])
@@ -201,21 +222,16 @@ def submit_job():
 
     created: list[Path] = []  # what this request made, deepest last: removed if it fails
 
-    def make_store(job_id: int, path: str) -> None:
+    def make_store(job_id: int, path: str) -> str:
         target = Path(path)
         try:
             missing = [p for p in [target.parent, *target.parent.parents] if not p.exists()]
             target.parent.mkdir(parents=True, exist_ok=True)
             created.extend(reversed(missing))
-            # mkdir is the atomic reservation: of two submits racing for one path, one gets it
-            target.mkdir()
-        except FileExistsError:
-            if target.exists():
-                raise ApiError(409, f"output store {path} already exists",
-                               [{"field": "output.path", "problem": "already exists"}]) from None
-            raise _unwritable(path, "a file is in the way of its folder") from None
+            target = _reserve(target, unique=spec.output.path is None)
         except OSError as exc:
             raise _unwritable(path, exc.strerror or str(exc)) from None
+        path = str(target)
         created.append(target)
         # create_store refuses an existing path, so it builds a sibling that replaces the
         # (empty) reservation in one rename
@@ -229,6 +245,7 @@ def submit_job():
             staging.replace(target)
         except (OSError, ValueError) as exc:
             raise _unwritable(path, getattr(exc, "strerror", None) or str(exc)) from None
+        return path
 
     try:
         job_id = ops.create_job(db(), spec=spec.to_json(), frames=plan.frames,
