@@ -51,7 +51,10 @@ def make_celery(url: str | None = None, name: str = "blockreg") -> Celery:
         accept_content=["json"],
         task_default_queue=DEFAULT_QUEUE,
         task_routes={TASK_REGISTER_FRAMES: {"queue": DEFAULT_QUEUE}},
-        # a deploy re-queues unacked late-ack tasks promptly instead of after the visibility timeout
+        # Soft shutdown runs only on a cold shutdown (SIGQUIT, or SIGTERM with REMAP_SIGTERM=SIGQUIT
+        # as the compose file and `blockreg up` set for workers): the running frame gets this long,
+        # then its unacked late-ack message is re-queued at once instead of after the visibility
+        # timeout. A plain SIGTERM is a warm shutdown, which waits for the frame without limit.
         worker_soft_shutdown_timeout=10.0,
         # on a lost broker connection the message is redelivered; do not keep a second copy running
         worker_cancel_long_running_tasks_on_connection_loss=True,

@@ -121,7 +121,9 @@ class EmbeddedStack:
     Notes
     -----
     Use as a context manager: on exit (normal, exception, Ctrl-C) the workers get SIGTERM first
-    (Celery's warm shutdown finishes the running frame), then the coordinator, then Redis.
+    (mapped to Celery's cold shutdown with a soft-shutdown grace: a running frame has
+    ``worker_soft_shutdown_timeout`` seconds to finish, else its message goes back to the queue),
+    then the coordinator, then Redis.
     """
 
     def __init__(self, home, port: int = 8750, workers: int = 2, host: str = "127.0.0.1",
@@ -181,6 +183,16 @@ class EmbeddedStack:
         env.update(self.extra_env)
         return env
 
+    def worker_environment(self) -> dict[str, str]:
+        """A worker's environment: :meth:`environment` with SIGTERM mapped to Celery's SIGQUIT.
+
+        Celery's soft shutdown (``worker_soft_shutdown_timeout``) runs only on a cold shutdown
+        (SIGQUIT); on a plain SIGTERM (warm shutdown) a worker waits for its frame however long
+        it takes and is then killed by our ``stop_timeout``. Mapped, the running frame gets the
+        soft-shutdown grace, and its unacknowledged message goes back to the queue at once.
+        """
+        return dict(self.environment(), REMAP_SIGTERM="SIGQUIT")
+
     # -- lifecycle ---------------------------------------------------------------------------
     def __enter__(self) -> "EmbeddedStack":
         try:
@@ -215,7 +227,7 @@ class EmbeddedStack:
                 sys.executable, "-m", "celery", "-A", "blockreg_services.worker", "worker",
                 "--queues", "cpu", "--concurrency", "1", "--pool", "prefork",
                 "--loglevel", "INFO", "--hostname", f"embedded-{i + 1}@%h",
-            ])
+            ], env=self.worker_environment())
         self.url = f"http://{self.host}:{port}"
         self._wait_for_health()
         self.server_file.write_text(json.dumps({"url": self.url, "pid": os.getpid()}))
@@ -279,11 +291,11 @@ class EmbeddedStack:
         return next((line.strip() for line in reversed(lines) if line.strip()), "empty log")
 
     # -- helpers -----------------------------------------------------------------------------
-    def _spawn(self, name: str, argv: list[str]) -> None:
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
         log = open(self.log_dir / f"{name}.log", "ab")
         try:
             proc = subprocess.Popen(
-                argv, env=self.environment(), cwd=self.home, stdin=subprocess.DEVNULL,
+                argv, env=env or self.environment(), cwd=self.home, stdin=subprocess.DEVNULL,
                 stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
             )
         finally:

@@ -119,3 +119,26 @@ def test_dockerfile_has_the_targets_compose_builds(compose):
     stages = {line.split()[-1] for line in dockerfile.splitlines() if line.upper().startswith("FROM ")}
     for name in BLOCKREG_SERVICES:
         assert compose["services"][name]["build"]["target"] in stages
+
+
+def _seconds(duration: str) -> float:
+    units = {"h": 3600, "m": 60, "s": 1}
+    total, number = 0.0, ""
+    for char in str(duration):
+        if char.isdigit() or char == ".":
+            number += char
+        else:
+            total, number = total + float(number) * units[char], ""
+    return total + (float(number) if number else 0.0)
+
+
+@pytest.mark.parametrize("name", WORKERS)
+def test_docker_stop_gets_celerys_soft_shutdown(compose, name):
+    # `docker stop` sends SIGTERM; only a cold shutdown (SIGQUIT) runs the soft shutdown that
+    # returns the running frame's message to the queue, so SIGTERM is remapped
+    from blockreg.celery_app import make_celery
+
+    service = compose["services"][name]
+    assert service["environment"]["REMAP_SIGTERM"] == "SIGQUIT"
+    soft = make_celery("redis://localhost:1/0").conf.worker_soft_shutdown_timeout
+    assert _seconds(service["stop_grace_period"]) > soft > 0
