@@ -65,15 +65,23 @@ class Client:
     def __repr__(self) -> str:
         return f"Client({self.url!r})"
 
-    def _request(self, method: str, path: str, **kwargs):
+    def _request(self, method: str, path: str, *, answers=(), **kwargs):
+        """One call; ``answers``: error statuses that are a result (health's 503), not an error.
+
+        Only the documented exceptions leave: ConnectionError (unreachable, including a connect
+        timeout), TimeoutError (no answer within ``timeout``), ApiError.
+        """
         import requests
 
         try:
             response = self._http.request(method, f"{self.url}/api/v1{path}",
                                           timeout=self.timeout, **kwargs)
-        except requests.ConnectionError as exc:
+        except requests.ConnectionError as exc:  # ConnectTimeout is one too
             raise ConnectionError(f"cannot reach the coordinator at {self.url}: {exc}") from None
-        if response.status_code >= 400:
+        except requests.Timeout:
+            raise TimeoutError(f"the coordinator at {self.url} did not answer {method} {path} "
+                               f"within {self.timeout:g} s") from None
+        if response.status_code >= 400 and response.status_code not in answers:
             try:
                 body = response.json()
                 message, errors = body.get("message", response.reason), body.get("errors", [])
@@ -84,10 +92,7 @@ class Client:
 
     def health(self) -> dict:
         """Database and broker reachability."""
-        response = self._http.request("GET", f"{self.url}/api/v1/health", timeout=self.timeout)
-        if response.status_code not in (200, 503):
-            raise ApiError(response.status_code, response.text[:500])
-        return response.json()
+        return self._request("GET", "/health", answers=(503,))
 
     def submit(self, spec) -> int:
         """Submit a job spec (dict or :class:`~blockreg.JobSpec`); return the new job's id."""

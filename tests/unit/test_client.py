@@ -138,6 +138,42 @@ def test_unreachable_server_is_a_connection_error():
         Client(f"http://127.0.0.1:{port}", timeout=2).status(1)
 
 
+def test_unreachable_server_health_is_a_connection_error():
+    # health() once called requests directly and leaked requests.ConnectionError
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(ConnectionError, match="cannot reach the coordinator") as info:
+        Client(f"http://127.0.0.1:{port}", timeout=2).health()
+    assert type(info.value) is ConnectionError  # the builtin, not a requests subclass
+
+
+class SilentServer:
+    """A session double whose server never answers in time."""
+
+    def request(self, method, url, timeout=None, **kwargs):
+        import requests
+
+        raise requests.ReadTimeout(f"read timed out after {timeout}")
+
+
+@pytest.mark.parametrize("call", [lambda c: c.health(), lambda c: c.status(1),
+                                  lambda c: c.submit({}), lambda c: c.cancel(1)])
+def test_read_timeout_is_a_timeout_error(call):
+    client = Client("http://slow.test", timeout=0.5, session=SilentServer())
+    with pytest.raises(TimeoutError, match="did not answer") as info:
+        call(client)
+    assert type(info.value) is TimeoutError
+
+
+def test_health_reports_a_degraded_server(app):
+    client = Client("http://coordinator.test", session=FlaskTransport(app))
+    assert client.health()["status"] == "ok"
+    app.extensions["blockreg"].broker_reachable = lambda: False
+    body = client.health()  # 503 is an answer here, not an error
+    assert body["status"] == "degraded" and body["broker"] is False
+
+
 def test_default_url_from_environment(monkeypatch):
     monkeypatch.setenv("BLOCKREG_SERVER", "http://lab-server:9000/")
     assert Client().url == "http://lab-server:9000"
