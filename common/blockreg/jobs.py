@@ -14,8 +14,8 @@ import numpy as np
 
 from .jobspec import JobSpec, validate_spec
 
-__all__ = ["JobPlan", "plan_job", "read_frame", "run_inprocess", "grid_nodes", "input_geometry",
-           "known_variables"]
+__all__ = ["JobPlan", "FixedFrameError", "plan_job", "read_frame", "run_inprocess", "grid_nodes",
+           "input_geometry", "known_variables"]
 
 
 def _open(spec: JobSpec):
@@ -67,6 +67,10 @@ def known_variables(spec: JobSpec, image_shape) -> set[str]:
     return set(alg.declare())
 
 
+class FixedFrameError(ValueError):
+    """The fixed frame cannot be registered against (no finite pixel after preprocessing)."""
+
+
 @dataclass
 class JobPlan:
     """Everything needed to register the frames of one job.
@@ -110,10 +114,21 @@ class JobPlan:
         return "zyx"[-len(self.roi):]
 
     def load_fixed(self) -> np.ndarray:
-        """Read and preprocess the fixed frame (float32); cached on the plan."""
+        """Read and preprocess the fixed frame (float32); cached on the plan.
+
+        Raises
+        ------
+        FixedFrameError
+            (a ValueError naming ``fixed_index``) if no pixel of the preprocessed frame is
+            finite: every aperture would be empty and every frame would fail.
+        """
         if self.fixed is None:
             raw = read_frame(self, self.fixed_index)
-            self.fixed = np.asarray(self.preprocess(raw), dtype=np.float32)
+            fixed = np.asarray(self.preprocess(raw), dtype=np.float32)
+            if not np.isfinite(fixed).any():
+                raise FixedFrameError(f"fixed_index: frame {self.fixed_index} has no finite pixel "
+                                      "after preprocessing (all NaN/Inf); choose another frame")
+            self.fixed = fixed
         return self.fixed
 
     def make_algorithm(self, fixed=None):

@@ -113,3 +113,20 @@ def test_run_inprocess_validates(synthetic):
     with pytest.raises(SpecError) as info:
         run_inprocess(spec_for(path, fixed_index=99))
     assert info.value.errors[0]["field"] == "fixed_index"
+
+
+def test_fixed_frame_without_a_finite_pixel_is_refused_everywhere(tmp_path):
+    # the check once lived only in the API: run_inprocess (and `blockreg register`) went on to
+    # fail every frame against an all-NaN fixed image
+    from blockreg.jobs import FixedFrameError
+
+    movie = np.random.default_rng(1).random((4, 24, 24)).astype(np.float32)
+    movie[2] = np.nan
+    path = tmp_path / "holes.npy"
+    np.save(path, movie)
+    spec = spec_for(path, fixed_index=2)
+    with pytest.raises(FixedFrameError, match="^fixed_index: frame 2 has no finite pixel"):
+        plan_job(spec).load_fixed()
+    with pytest.raises(ValueError, match="^fixed_index:"):
+        run_inprocess(spec, out=tmp_path / "out.zarr")
+    assert plan_job(spec_for(path, fixed_index=1)).load_fixed().shape == (24, 24)

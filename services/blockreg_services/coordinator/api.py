@@ -9,7 +9,6 @@ import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
 from flask import Blueprint, current_app, g, jsonify, request, url_for
 from sqlalchemy import text
 from werkzeug.exceptions import HTTPException
@@ -205,20 +204,21 @@ def submit_job():
                              check_input=True, absolute_paths=True)
     except SpecError as exc:
         raise ApiError(422, "invalid job spec", exc.errors) from None
-    from blockreg.jobs import plan_job
+    from blockreg.jobs import FixedFrameError, plan_job
     from blockreg.store import create_store
 
     try:
         plan = plan_job(spec)
         fixed = plan.load_fixed()
         declarations = plan.declarations()
+    except FixedFrameError as exc:
+        problem = str(exc).removeprefix("fixed_index: ")
+        raise ApiError(422, "invalid job spec",
+                       [{"field": "fixed_index", "problem": problem}]) from None
     except (ValueError, OSError) as exc:
         # validation passed, so this is the input itself
         raise ApiError(422, "invalid job spec",
                        [{"field": "input.path", "problem": f"cannot be planned: {exc}"}]) from None
-    if not np.isfinite(fixed).any():
-        raise ApiError(422, "invalid job spec", [{"field": "fixed_index", "problem":
-                       f"frame {plan.fixed_index} has no finite pixel after preprocessing"}])
 
     created: list[Path] = []  # what this request made, deepest last: removed if it fails
 
