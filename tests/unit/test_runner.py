@@ -5,6 +5,7 @@ import pytest
 from blockreg.algorithms.base import Algorithm, ArrayDecl
 from blockreg.runner import register
 from blockreg.store import open_results, read_results
+from helpers.gpu import cupy_or_skip
 
 
 class MeanShift(Algorithm):
@@ -164,12 +165,7 @@ def test_in_process_frames_reach_the_algorithm_as_read(movie):
 
 @pytest.mark.gpu
 def test_cupy_movie_runs_in_process():
-    cp = pytest.importorskip("cupy")
-    try:
-        if cp.cuda.runtime.getDeviceCount() < 1:
-            pytest.skip("no CUDA device")
-    except Exception as exc:                               # no driver, no runtime
-        pytest.skip(f"CUDA unavailable: {exc}")
+    cp = cupy_or_skip()
     data = np.random.default_rng(3).random((3, 6, 7)).astype(np.float32)
     out = register(cp.asarray(data), MeanShift(data[0]), monitor=("mean", "t"))
     np.testing.assert_allclose(out["mean"], data.mean(axis=(1, 2)), rtol=1e-5)

@@ -7,6 +7,7 @@ from scipy import ndimage as ndi
 
 from blockreg.reg.deformation import GridDeformation, tform_to_deformation
 from blockreg.reg.warp import warp, warp_to_file
+from helpers.gpu import cupy_or_skip
 
 EPS32 = float(np.finfo(np.float32).eps)
 
@@ -180,19 +181,11 @@ def test_warp_to_file_writes_each_frame_warped(tmp_path):
         warp_to_file(path, frames, us[:2], nodes=(8, 9))
 
 
-def _cupy_or_skip():
-    cp = pytest.importorskip("cupy")
-    try:
-        if cp.cuda.runtime.getDeviceCount() < 1:
-            pytest.skip("no CUDA device")
-    except Exception as exc:                               # no driver, no runtime
-        pytest.skip(f"CUDA unavailable: {exc}")
-    return cp
 
 
 @pytest.mark.gpu
 def test_cupy_warp_and_field_match_numpy():
-    cp = _cupy_or_skip()
+    cp = cupy_or_skip()
     rng = np.random.default_rng(12)
     img = smooth_texture((20, 40, 36), seed=12).astype(np.float32)
     img[3, 10, 10] = np.nan
@@ -239,7 +232,7 @@ def test_field_in_a_named_module_equals_the_default_field():
 def test_cupy_frame_with_a_host_deformation_is_warped_on_the_device():
     # Apertures' lambda search returns deformations with host u; warping a device frame with one
     # must not mix NumPy and CuPy arrays.
-    cp = _cupy_or_skip()
+    cp = cupy_or_skip()
     rng = np.random.default_rng(14)
     img = smooth_texture((24, 30), seed=14).astype(np.float32)
     phi = GridDeformation(2 * rng.normal(size=(3, 4, 2)), img.shape)
