@@ -32,6 +32,8 @@ from pydantic import (
     model_validator,
 )
 
+from .spec_checks import check_against_input, check_paths, check_usable_paths, pydantic_errors
+
 __all__ = [
     "InputSpec",
     "PreprocessSpec",
@@ -208,152 +210,6 @@ class SpecError(ValueError):
         super().__init__(f"invalid job spec: {summary}")
 
 
-def _pydantic_errors(exc: ValidationError) -> list[dict]:
-    errors = []
-    for err in exc.errors():
-        # union members add their type name to the location ("lambda.float"): drop those
-        loc = [str(p) for p in err["loc"] if not (isinstance(p, str) and _is_type_tag(p))]
-        field = ".".join(loc) or "spec"
-        problem = err["msg"]
-        if err["type"] == "extra_forbidden":
-            problem = "unknown field"
-        elif problem.startswith("Value error, "):
-            problem = problem[len("Value error, "):]
-        errors.append({"field": field, "problem": problem})
-    # a union reports one error per member ("not >= 0", "not a list"): one entry per field
-    merged: dict[str, list[str]] = {}
-    for e in errors:
-        problems = merged.setdefault(e["field"], [])
-        if e["problem"] not in problems:
-            problems.append(e["problem"])
-    return [{"field": f, "problem": "; or ".join(p)} for f, p in merged.items()]
-
-
-def _is_type_tag(part: str) -> bool:
-    return part in {"float", "int", "str", "bool", "list", "constrained-float", "constrained-int"} or (
-        part.startswith(("list[", "function-", "constrained-"))
-    )
-
-
-def _inside(path: Path, roots) -> bool:
-    return any(path == root or root in path.parents for root in roots)
-
-
-def _check_usable_paths(spec: JobSpec, errors: list[dict]) -> None:
-    # "~nosuchuser/x" makes expanduser raise RuntimeError and a NUL byte makes every os call
-    # raise ValueError: both are the client's mistake, to be named, not a crash later on
-    for field, value in (("input.path", spec.input.path), ("output.path", spec.output.path)):
-        if value is None:
-            continue
-        try:
-            Path(value).expanduser().resolve()
-        except RuntimeError:
-            errors.append({"field": field, "problem": f"{value!r}: cannot expand '~' (no such user)"})
-        except (ValueError, OSError) as exc:
-            errors.append({"field": field, "problem": f"{value!r} is not a usable path: {exc}"})
-
-
-def _check_paths(spec: JobSpec, allowed_roots, errors: list[dict]) -> None:
-    if allowed_roots is None:
-        return
-    roots = [Path(r).expanduser().resolve() for r in allowed_roots if str(r)]
-    checks = [("input.path", spec.input.path)]
-    if spec.output.path is not None:
-        checks.append(("output.path", spec.output.path))
-    for field, value in checks:
-        if not _inside(Path(value).expanduser().resolve(), roots):
-            errors.append({"field": field, "problem": f"{value} is outside the allowed roots"})
-
-
-def _check_against_input(spec: JobSpec, errors: list[dict]) -> None:
-    # local imports: these pull in the readers and the algorithm stack, which the shape check and
-    # the OpenAPI document must not need
-    from .jobs import input_geometry, known_variables
-
-    path = Path(spec.input.path).expanduser()
-    if not path.exists():
-        errors.append({"field": "input.path", "problem": f"{spec.input.path} does not exist"})
-        return
-    try:
-        n_time, spatial = input_geometry(spec)
-    except Exception as exc:  # noqa: BLE001 - any reader failure means "cannot be read"
-        field = "input.dataset" if spec.input.dataset and "dataset" in str(exc) else "input.path"
-        errors.append({"field": field, "problem": f"cannot be read: {exc}"})
-        return
-    ndim = len(spatial)
-    roi = spec.input.roi
-    if roi is not None:
-        if len(roi) != ndim:
-            errors.append({"field": "input.roi", "problem":
-                           f"has {len(roi)} ranges but the image has {ndim} spatial axes"})
-            return
-        for axis, ((start, stop), n) in enumerate(zip(roi, spatial)):
-            if stop > n:
-                errors.append({"field": f"input.roi.{axis}", "problem":
-                               f"[{start}, {stop}) exceeds the image size {n} along axis {axis}"})
-        if any(e["field"].startswith("input.roi") for e in errors):
-            return
-        spatial = tuple(stop - start for start, stop in roi)
-    params = spec.params
-    for name, values in (("gridsize", params.gridsize), ("maxshift", params.maxshift)):
-        if len(values) != ndim:
-            errors.append({"field": f"params.{name}", "problem":
-                           f"has {len(values)} entries but the image has {ndim} spatial axes "
-                           f"(shape {tuple(spatial)})"})
-    if len(params.gridsize) == ndim:
-        for axis, (g, m, n) in enumerate(zip(params.gridsize, params.maxshift, spatial)):
-            if g > n:
-                errors.append({"field": f"params.gridsize.{axis}", "problem":
-                               f"{g} apertures exceed the image size {n} along axis {axis}"})
-            if m >= n:
-                errors.append({"field": f"params.maxshift.{axis}", "problem":
-                               f"{m} must be smaller than the image size {n} along axis {axis}"})
-    if isinstance(params.overlap, list) and len(params.overlap) != ndim:
-        errors.append({"field": "params.overlap", "problem":
-                       f"has {len(params.overlap)} entries but the image has {ndim} spatial axes"})
-    elif len(params.gridsize) == ndim:
-        per_axis = isinstance(params.overlap, list)
-        overlaps = params.overlap if per_axis else [params.overlap] * ndim
-        for axis, (g, o, n) in enumerate(zip(params.gridsize, overlaps, spatial)):
-            width = (n - 1) / (g - 1) + 2 * o if g > 1 else n
-            if width > n:
-                errors.append({"field": "params.overlap" + (f".{axis}" if per_axis else ""),
-                               "problem": f"makes apertures {width:g} px wide along axis {axis}, "
-                                          f"wider than the image ({n})"})
-                if not per_axis:  # one number: one error
-                    break
-    for name in ("sigma_lp", "sigma_hp"):
-        value = getattr(spec.preprocess, name)
-        if isinstance(value, list) and len(value) != ndim:
-            errors.append({"field": f"preprocess.{name}", "problem":
-                           f"has {len(value)} entries but the image has {ndim} spatial axes"})
-    frames = spec.input.frames
-    if spec.fixed_index is not None and spec.fixed_index >= n_time:
-        errors.append({"field": "fixed_index", "problem":
-                       f"{spec.fixed_index} is beyond the {n_time} frames of the input"})
-    frames = spec.input.frames
-    if frames is not None and frames[1] > n_time:
-        errors.append({"field": "input.frames", "problem":
-                       f"stop {frames[1]} is beyond the {n_time} frames of the input"})
-        return
-    if not spec.frame_indices(n_time) and not any(e["field"] == "input.frames" for e in errors):
-        errors.append({"field": "input.frames", "problem": "selects no frames"})
-    if errors:
-        return
-    try:
-        known = known_variables(spec, spatial)
-    except ValueError as exc:  # the algorithm refused its parameters: report, never a 500
-        errors.append({"field": "params", "problem": str(exc)})
-        return
-    for i, name in enumerate(spec.monitor):
-        if name not in known:
-            errors.append({"field": f"monitor.{i}", "problem":
-                           f"unknown variable {name!r}; known: {', '.join(sorted(known))}"})
-    if spec.output.path is not None and Path(spec.output.path).expanduser().exists():
-        errors.append({"field": "output.path", "problem":
-                       f"{spec.output.path} already exists; choose a new path"})
-
-
 def validate_spec(data: Any, *, allowed_roots=None, check_input: bool = True,
                   absolute_paths: bool = False) -> JobSpec:
     """Validate a job spec completely.
@@ -389,18 +245,18 @@ def validate_spec(data: Any, *, allowed_roots=None, check_input: bool = True,
         try:
             spec = JobSpec.model_validate(data)
         except ValidationError as exc:
-            raise SpecError(_pydantic_errors(exc)) from None
+            raise SpecError(pydantic_errors(exc)) from None
     errors: list[dict] = []
-    _check_usable_paths(spec, errors)
+    check_usable_paths(spec, errors)
     if errors:  # every later check resolves these paths
         raise SpecError(errors)
     if absolute_paths:
         for field, value in (("input.path", spec.input.path), ("output.path", spec.output.path)):
             if value is not None and not Path(value).expanduser().is_absolute():
                 errors.append({"field": field, "problem": f"{value!r} must be an absolute path"})
-    _check_paths(spec, allowed_roots, errors)
+    check_paths(spec, allowed_roots, errors)
     if check_input and not errors:
-        _check_against_input(spec, errors)
+        check_against_input(spec, errors)
     if errors:
         raise SpecError(errors)
     return spec
