@@ -55,13 +55,13 @@ def test_migrations_match_models_and_downgrade(pg_url):
 
 def test_bulk_insert_of_100k_frames(sessions):
     # the COPY path (its speed is in BENCHMARKS.md, from benchmarks/bench_service.py)
-    from blockreg.db import ops
+    from blockreg.db import ops, queries
 
     with sessions() as s:
         job_id = ops.create_job(s, spec={"input": {"path": "x"}}, frames=range(100_000),
                                 output_path="/data/job-{id}.zarr")
     with sessions() as s:
-        assert ops.count_frames(s, job_id, "pending") == 100_000
+        assert queries.count_frames(s, job_id, "pending") == 100_000
         assert ops.enqueue_pending(s, job_id, 16) == list(range(16))
 
 
@@ -94,7 +94,7 @@ def test_frame_that_keeps_killing_workers_fails(sessions):
 
     from sqlalchemy import update
 
-    from blockreg.db import Frame, ops
+    from blockreg.db import Frame, ops, queries
 
     with sessions() as s:
         job_id = ops.create_job(s, spec={}, frames=[7], output_path="/data/killer")
@@ -104,7 +104,7 @@ def test_frame_that_keeps_killing_workers_fails(sessions):
                       .values(started_at=ops.utcnow() - timedelta(hours=1)))
             s.commit()
             ops.requeue_stale(s, queued_lease_s=60, running_lease_s=60)
-        assert ops.count_frames(s, job_id, "failed") == 1
+        assert queries.count_frames(s, job_id, "failed") == 1
         assert ops.finalize_if_complete(s, job_id) == "failed"
 
 

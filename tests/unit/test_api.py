@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from blockreg.db import ops
+from blockreg.db import ops, queries
 from blockreg.store import open_store
 
 from helpers import service_fakes as fakes
@@ -279,7 +279,7 @@ def test_broker_down_keeps_frames_pending(app, client, movie_path):
     down = fakes.FakeBroker(fail_sends=True)
     with app.extensions["blockreg"].sessions() as session:
         assert dispatch_once(session, down, batch_frames=4, max_batches=2) == 0
-        assert ops.count_frames(session, job_id, "pending") == 12
+        assert queries.count_frames(session, job_id, "pending") == 12
 
 
 def test_not_found_and_method_errors_are_json(client):
@@ -393,9 +393,9 @@ def test_time_limit_fails_the_frame_and_releases_the_rest(app, client, broker, m
     counts = run_frames(job_id, batch, worker="w", sessions=sessions)
     assert counts == {"done": 0, "failed": 1, "skipped": 0}
     with sessions() as session:
-        assert ops.count_frames(session, job_id, "failed") == 1
-        assert ops.count_frames(session, job_id, "queued") == 0
-        assert ops.count_frames(session, job_id, "pending") == 11
+        assert queries.count_frames(session, job_id, "failed") == 1
+        assert queries.count_frames(session, job_id, "queued") == 0
+        assert queries.count_frames(session, job_id, "pending") == 11
 
 
 def test_submit_rejects_what_would_only_fail_later(client, broker, tmp_path, movie_path):
@@ -448,7 +448,7 @@ def test_uncreatable_output_is_422_and_leaves_nothing(app, client, movie_path, t
     assert [e["field"] for e in response.json["errors"]] == ["output.path"]
     assert not Path(out).exists() and not Path(out).parent.exists() or where == "proc"
     with app.extensions["blockreg"].sessions() as session:
-        assert ops.list_jobs(session)[1] == 0
+        assert queries.list_jobs(session)[1] == 0
 
 
 def test_failed_store_removes_the_folders_it_made(app, client, movie_path, tmp_path, monkeypatch):

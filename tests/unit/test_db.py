@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import inspect, select, update
 
-from blockreg.db import Base, Frame, FrameScalar, Job, make_engine, ops, session_factory
+from blockreg.db import Base, Frame, FrameScalar, Job, make_engine, ops, queries, session_factory
 from helpers.finalize_race import race_to_finalize
 
 
@@ -87,7 +87,7 @@ def test_bulk_insert_of_100k_frames(sessions):
     # the bulk path (its speed is in BENCHMARKS.md, from benchmarks/bench_service.py)
     job_id = new_job(sessions, n=100_000)
     with sessions() as s:
-        assert ops.count_frames(s, job_id, "pending") == 100_000
+        assert queries.count_frames(s, job_id, "pending") == 100_000
 
 
 def test_claim_complete_and_idempotence(sessions):
@@ -150,7 +150,7 @@ def test_enqueue_and_requeue_stale(sessions):
         assert ops.requeue_stale(s, queued_lease_s=60, running_lease_s=60) == 2
         assert ops.enqueue_pending(s, job_id, 10) == [0, 1]
         assert ops.release_frames(s, job_id, [0, 1]) == 2
-        assert ops.count_frames(s, job_id, "pending") == 2
+        assert queries.count_frames(s, job_id, "pending") == 2
 
 
 def test_redelivered_message_reclaims_its_running_frame(sessions):
@@ -183,7 +183,7 @@ def test_frame_that_keeps_killing_workers_fails(sessions):
         for attempt in range(1, ops.MAX_ATTEMPTS):
             claim_and_lose(s, 0, f"T{attempt}")
             assert ops.requeue_stale(s, queued_lease_s=60, running_lease_s=60) == 1
-            assert ops.count_frames(s, job_id, "pending") == 1  # re-queued while attempts remain
+            assert queries.count_frames(s, job_id, "pending") == 1  # re-queued while attempts remain
         claim_and_lose(s, 0, "T-last")
         # the same message redelivered after its last allowed attempt does not run it again
         assert ops.claim_frame(s, job_id, 0, "w", task_id="T-last") is None
@@ -203,7 +203,7 @@ def test_max_attempts_is_a_setting(sessions):
         s.execute(update(Frame).values(started_at=ops.utcnow() - timedelta(hours=1)))
         s.commit()
         assert ops.requeue_stale(s, queued_lease_s=60, running_lease_s=60, max_attempts=1) == 1
-        assert ops.count_frames(s, job_id, "failed") == 1
+        assert queries.count_frames(s, job_id, "failed") == 1
         with pytest.raises(ValueError, match="max_attempts"):
             ops.requeue_stale(s, queued_lease_s=60, running_lease_s=60, max_attempts=0)
 
@@ -211,12 +211,12 @@ def test_max_attempts_is_a_setting(sessions):
 def test_list_and_paginate(sessions):
     ids = [new_job(sessions, n=4) for _ in range(3)]
     with sessions() as s:
-        jobs, total = ops.list_jobs(s, offset=1, limit=1)
+        jobs, total = queries.list_jobs(s, offset=1, limit=1)
         assert total == 3 and [j.id for j in jobs] == [ids[1]]
         ops.complete_frame(s, ids[0], 2, {"mismatch": 2.0})
-        frames, total = ops.list_frames(s, ids[0], offset=1, limit=2)
+        frames, total = queries.list_frames(s, ids[0], offset=1, limit=2)
         assert total == 4 and [(f.index, sc) for f, sc in frames] == [(1, {}), (2, {"mismatch": 2.0})]
-        done, total = ops.list_frames(s, ids[0], state="done")
+        done, total = queries.list_frames(s, ids[0], state="done")
         assert total == 1 and done[0][0].index == 2
 
 

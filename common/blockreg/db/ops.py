@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import and_, case, delete, func, insert, or_, select, update
+from sqlalchemy import and_, case, delete, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from .migrate import MIGRATIONS_DIR, alembic_config, migrate
@@ -26,8 +26,8 @@ from .models import (
 
 __all__ = [
     "utcnow", "create_job", "claim_frame", "complete_frame", "fail_frame", "finalize_if_complete",
-    "cancel_job", "requeue_stale", "enqueue_pending", "release_frames", "count_frames",
-    "list_jobs", "list_frames", "get_job", "record_heartbeat", "migrate", "alembic_config", "MIGRATIONS_DIR",
+    "cancel_job", "requeue_stale", "enqueue_pending", "release_frames", "record_heartbeat",
+    "migrate", "alembic_config", "MIGRATIONS_DIR",
 ]
 
 _OPEN_FRAME_STATES = (FrameState.PENDING.value, FrameState.QUEUED.value, FrameState.RUNNING.value)
@@ -118,10 +118,6 @@ def create_job(session: Session, *, spec: dict, frames, output_path: str, name: 
         session.rollback()
         raise
     return job.id
-
-
-def get_job(session: Session, job_id: int) -> Job | None:
-    return session.get(Job, job_id, populate_existing=True)
 
 
 def claim_frame(session: Session, job_id: int, index: int, worker: str,
@@ -321,11 +317,6 @@ def release_frames(session: Session, job_id: int, indices) -> int:
     return result.rowcount
 
 
-def count_frames(session: Session, job_id: int, state: str) -> int:
-    return session.scalar(select(func.count()).select_from(Frame)
-                          .where(Frame.job_id == job_id, Frame.state == state))
-
-
 def requeue_stale(session: Session, *, queued_lease_s: float, running_lease_s: float,
                   max_attempts: int = MAX_ATTEMPTS) -> int:
     """Return frames of active jobs whose message or worker was lost to ``pending``.
@@ -371,43 +362,6 @@ def requeue_stale(session: Session, *, queued_lease_s: float, running_lease_s: f
         moved += result.rowcount
     session.commit()
     return moved
-
-
-def list_jobs(session: Session, *, offset: int = 0, limit: int = 50, state: str | None = None):
-    """Jobs, newest first, and the total count (for pagination)."""
-    query = select(Job)
-    count = select(func.count()).select_from(Job)
-    if state is not None:
-        query = query.where(Job.state == state)
-        count = count.where(Job.state == state)
-    jobs = list(session.scalars(query.order_by(Job.id.desc()).offset(offset).limit(limit)))
-    return jobs, session.scalar(count)
-
-
-def list_frames(session: Session, job_id: int, *, state: str | None = None, offset: int = 0,
-                limit: int = 100):
-    """Frames of a job in output order with their scalars, and the total count.
-
-    Returns
-    -------
-    frames : list of (Frame, dict of str -> float)
-    total : int
-    """
-    query = select(Frame).where(Frame.job_id == job_id)
-    count = select(func.count()).select_from(Frame).where(Frame.job_id == job_id)
-    if state is not None:
-        query = query.where(Frame.state == state)
-        count = count.where(Frame.state == state)
-    frames = list(session.scalars(query.order_by(Frame.index).offset(offset).limit(limit)))
-    scalars: dict[int, dict] = {f.index: {} for f in frames}
-    if frames:
-        rows = session.execute(
-            select(FrameScalar.index, FrameScalar.name, FrameScalar.value)
-            .where(FrameScalar.job_id == job_id, FrameScalar.index.in_(list(scalars)))
-        )
-        for index, name, value in rows:
-            scalars[index][name] = value
-    return [(f, scalars[f.index]) for f in frames], session.scalar(count)
 
 
 def record_heartbeat(session: Session, *, hostname: str, pid: int, queues: str = "cpu",

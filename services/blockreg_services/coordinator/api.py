@@ -13,7 +13,7 @@ from flask import Blueprint, current_app, g, jsonify, request, url_for
 from sqlalchemy import text
 from werkzeug.exceptions import HTTPException
 
-from blockreg.db import ops
+from blockreg.db import ops, queries
 from blockreg.db.models import FrameState, JobState
 from blockreg.jobspec import SpecError, validate_spec
 
@@ -134,7 +134,7 @@ MAX_JOB_ID = 2**31 - 1
 def _get_job(job_id: int):
     if not 0 < job_id <= MAX_JOB_ID:
         raise ApiError(404, f"job {job_id} not found")
-    job = ops.get_job(db(), job_id)
+    job = queries.get_job(db(), job_id)
     if job is None:
         raise ApiError(404, f"job {job_id} not found")
     return job
@@ -257,7 +257,7 @@ def submit_job():
                 shutil.rmtree(path, ignore_errors=True)
         raise
     services().wake_dispatcher()
-    job = ops.get_job(db(), job_id)
+    job = queries.get_job(db(), job_id)
     response = jsonify({"id": job_id, "state": job.state, "output_path": job.output_path})
     response.status_code = 201
     response.headers["Location"] = url_for("api.get_job", job_id=job_id)
@@ -269,7 +269,7 @@ def list_jobs():
     offset = _int_arg("offset", 0, 0, 10**12)
     limit = _int_arg("limit", 50, 1, MAX_JOBS_PAGE)
     state = _state_arg([s.value for s in JobState])
-    jobs, total = ops.list_jobs(db(), offset=offset, limit=limit, state=state)
+    jobs, total = queries.list_jobs(db(), offset=offset, limit=limit, state=state)
     return jsonify({"jobs": [job_dict(j) for j in jobs], "total": total, "offset": offset,
                     "limit": limit})
 
@@ -285,7 +285,7 @@ def list_frames(job_id: int):
     offset = _int_arg("offset", 0, 0, 10**12)
     limit = _int_arg("limit", 100, 1, MAX_FRAMES_PAGE)
     state = _state_arg([s.value for s in FrameState])
-    frames, total = ops.list_frames(db(), job_id, state=state, offset=offset, limit=limit)
+    frames, total = queries.list_frames(db(), job_id, state=state, offset=offset, limit=limit)
     return jsonify({"frames": [frame_dict(f, s) for f, s in frames], "total": total,
                     "offset": offset, "limit": limit})
 
@@ -294,9 +294,9 @@ def list_frames(job_id: int):
 def cancel_job(job_id: int):
     job = _get_job(job_id)
     if not ops.cancel_job(db(), job_id):
-        job = ops.get_job(db(), job_id)
+        job = queries.get_job(db(), job_id)
         raise ApiError(409, f"job {job_id} already {job.state}; it cannot be cancelled")
-    return jsonify(job_dict(ops.get_job(db(), job.id))), 202
+    return jsonify(job_dict(queries.get_job(db(), job.id))), 202
 
 
 def json_http_errors(exc: HTTPException):

@@ -14,7 +14,7 @@ import threading
 from sqlalchemy import select
 
 from blockreg.celery_app import TASK_REGISTER_FRAMES
-from blockreg.db import ops
+from blockreg.db import ops, queries
 from blockreg.db.models import ACTIVE_JOB_STATES, FrameState, Job
 
 __all__ = ["dispatch_once", "Dispatcher", "DEFAULTS"]
@@ -71,7 +71,7 @@ def dispatch_once(session, celery_app, *, batch_frames: int = DEFAULTS["BATCH_FR
         # covers a worker that died between completing the last frame and finalising
         if ops.finalize_if_complete(session, job_id) is not None:
             continue
-        waiting = ops.count_frames(session, job_id, FrameState.QUEUED.value)
+        waiting = queries.count_frames(session, job_id, FrameState.QUEUED.value)
         session.rollback()
         room = (max_batches * batch_frames - waiting) // batch_frames * batch_frames
         indices = ops.enqueue_pending(session, job_id, room)

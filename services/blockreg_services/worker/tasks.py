@@ -85,7 +85,7 @@ def _build_context(job) -> _JobContext:
 
 
 def _context(session, job_id: int) -> _JobContext:
-    from blockreg.db.ops import get_job
+    from blockreg.db.queries import get_job
 
     job = get_job(session, job_id)
     if job is None:
