@@ -1,0 +1,28 @@
+"""Helpers of the API tests: a spec for the fake movie, and running every dispatched batch."""
+from __future__ import annotations
+
+
+def spec_for(path, **changes):
+    spec = {"name": "test", "input": {"path": str(path)},
+            "params": {"gridsize": [3, 2], "maxshift": [2, 2], "lambda": 0.01},
+            "preprocess": {"bias": 100}}
+    for key, value in changes.items():
+        spec[key] = value
+    return spec
+
+
+def run_all(app, broker):
+    """Dispatch and run every batch, as the dispatcher thread and Celery workers would."""
+    from blockreg_services.coordinator.dispatcher import dispatch_once
+    from blockreg_services.worker.tasks import run_frames
+
+    sessions = app.extensions["blockreg"].sessions
+    while True:
+        with sessions() as session:
+            sent = dispatch_once(session, broker, batch_frames=app.config["BATCH_FRAMES"],
+                                 max_batches=app.config["MAX_BATCHES_PER_JOB"])
+        if not sent:
+            return
+        for name, (job_id, frames), queue in broker.sent[-sent:]:
+            assert name == "blockreg.register_frames" and queue == "cpu"
+            run_frames(job_id, frames, worker="test-worker", sessions=sessions)
