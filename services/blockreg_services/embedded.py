@@ -80,17 +80,20 @@ def _free_port(host: str) -> int:
 
 
 def _die_with_parent() -> None:
-    """Runs in the child before exec: ask the kernel to SIGTERM it when the parent dies.
+    """Runs in the child before exec: ask the kernel to SIGKILL it when the parent dies.
 
     Without this a ``kill -9`` of ``blockreg up`` would leave Redis, the coordinator and the
-    workers running with nobody to stop them.
+    workers running with nobody to stop them.  SIGKILL, not SIGTERM: the parent died abruptly, so
+    the private Redis dies with it, and a worker's soft shutdown (SIGTERM is remapped to SIGQUIT
+    for workers) would wait forever for a broker that is gone.  Nothing is lost: the database is
+    the truth, and the dispatcher re-queues unfinished frames once their lease expires.
     """
     os.setsid()  # own process group, so the final SIGKILL also reaches Celery's pool children
     if sys.platform.startswith("linux"):
         import ctypes
 
         PR_SET_PDEATHSIG = 1
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 class EmbeddedStack:
