@@ -72,7 +72,7 @@ def test_affine_penalty_gradient_and_lam():
     assert ap(u)[0] == 0
     with pytest.raises(ValueError, match="lam"):
         ap.lam = -1
-    with pytest.raises(ValueError, match="u must have shape"):
+    with pytest.raises(ValueError, match="u: must have shape"):
         ap(u[:3])
 
 
@@ -147,7 +147,7 @@ def test_data_penalty_gradient_with_and_without_keep(ndim):
 
 def test_data_penalty_rejects_bad_shapes():
     mmis = one_aperture_case()
-    with pytest.raises(ValueError, match="u must have shape"):
+    with pytest.raises(ValueError, match="u: must have shape"):
         data_penalty(np.zeros((1, 1, 3)), mmis)
     with pytest.raises(ValueError, match="keep"):
         data_penalty(np.zeros((1, 1, 2)), mmis, keep=np.ones((2, 2), bool))

@@ -19,8 +19,10 @@ import numpy as np
 import scipy.optimize
 
 from .._backend import to_host
+from ..errors import ParameterError
 from ._common import lambda_count
-from .optimize import _check_fits, clamp_shifts, initial_deformation, optimize_deformation
+from .fit import clamp_shifts
+from .optimize import _check_fits, initial_deformation, optimize_deformation
 from .penalty import data_penalty, maxshift_of
 
 
@@ -28,9 +30,9 @@ def _lambda_ladder(lam_range, name):
     try:
         lo, hi = (float(v) for v in lam_range)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a pair (min, max), got {lam_range!r}") from None
+        raise ParameterError(name, f"must be a pair (min, max), got {lam_range!r}") from None
     if not (0 < lo < hi < math.inf):
-        raise ValueError(f"{name} must satisfy 0 < min < max < inf, got {(lo, hi)}")
+        raise ParameterError(name, f"must satisfy 0 < min < max < inf, got {(lo, hi)}")
     return lo * 2.0 ** np.arange(lambda_count(lo, hi))
 
 
@@ -64,9 +66,9 @@ def fit_sigmoid(data):
     """
     y = np.asarray(to_host(data), dtype=np.float64)
     if y.ndim != 1 or y.size < 4:
-        raise ValueError(f"data must be 1-D with at least 4 values, got shape {y.shape}")
+        raise ParameterError("data", f"must be 1-D with at least 4 values, got shape {y.shape}")
     if not np.all(np.isfinite(y)):
-        raise ValueError("data must be finite")
+        raise ParameterError("data", "must be finite")
     n = y.size
     k = np.arange(1, n + 1, dtype=np.float64)
     lo, hi = float(y.min()), float(y.max())
@@ -135,10 +137,9 @@ def auto_lambda(cs, Qs, nodes, ap, mmis, lam_range):
 
     lams = _lambda_ladder(lam_range, "lam_range")
     if lams.size < 4:
-        raise ValueError(
-            f"lam_range {tuple(lam_range)} spans {lams.size} powers of two; at least 4 are needed "
-            "to fit the sigmoid"
-        )
+        raise ParameterError(
+            "lam_range", f"{tuple(lam_range)} spans {lams.size} powers of two; at least 4 are "
+                         "needed to fit the sigmoid")
     cs, Qs = _check_fits(cs, Qs, series=False)
     mmis = np.ascontiguousarray(to_host(mmis), dtype=np.float64)
     maxshift = maxshift_of(mmis)
@@ -196,7 +197,7 @@ def auto_lambda_t(Es, cs, Qs, ap, lam_t_range):
     cs, Qs = _check_fits(cs, Qs, series=True)
     Es = np.asarray(to_host(Es), dtype=np.float64)
     if Es.shape != cs.shape[:-1]:
-        raise ValueError(f"Es must have shape {cs.shape[:-1]} (cs.shape[:-1]), got {Es.shape}")
+        raise ParameterError("Es", f"must have shape {cs.shape[:-1]} (cs.shape[:-1]), got {Es.shape}")
     n = math.prod(cs.shape[1:-1])
     datapenalty = np.empty(lam_ts.size)
     for i, lam_t in enumerate(lam_ts):

@@ -14,16 +14,13 @@ from __future__ import annotations
 import numpy as np
 
 from .._backend import array_module, float_dtype, to_host
-
-# Bounds used by the optimiser: a shift must stay half a pixel inside the mismatch array so that
-# its quadratic interpolation never reads outside it.
-_VALID_MARGIN = 0.5001
-_CLAMP_MARGIN = 0.51
+from ..errors import ParameterError
+from ._common import BOUND_MARGIN, CLAMP_MARGIN, aperture_ndim, per_axis, shift_limit
 
 
 def _check_mm(mm, name="mm"):
     if mm.ndim < 2 or mm.shape[0] != 2 or any(n % 2 == 0 for n in mm.shape[1:]):
-        raise ValueError(f"{name} must have shape (2, *(2m+1)), got {tuple(mm.shape)}")
+        raise ParameterError(name, f"must have shape (2, *(2m+1)), got {tuple(mm.shape)}")
 
 
 def _shift_offsets(shape):
@@ -108,7 +105,7 @@ def qfit(mm, thresh, maxsep=None, opt=False):
     v = coords - imin
     use = np.isfinite(flat)
     if maxsep is not None:
-        sep = np.broadcast_to(np.asarray(maxsep), (n,))
+        sep = per_axis(maxsep, n, "maxsep")
         use &= (np.abs(v) <= sep).all(axis=1)
     v, dr = v[use].astype(np.float64), flat[use] - E0
     dE = np.einsum("p,pi,pj->ij", dr, v, v)
@@ -157,16 +154,15 @@ def mms_to_fit(mms, thresh, opt=False):
     """
     xp = array_module(mms)
     mms = xp.asarray(mms)
-    axis = None
-    for a in range(mms.ndim - 1, -1, -1):
-        if mms.shape[a] == 2:
-            axis = a
-            break
-    if axis is None or axis != (mms.ndim - 1) // 2:
-        raise ValueError(f"mms must have shape (*gridsize, 2, *(2m+1)), got {tuple(mms.shape)}")
+    axis = aperture_ndim(mms)
     gridsize, shape = mms.shape[:axis], mms.shape[axis + 1:]
     n = len(shape)
-    thresh = np.broadcast_to(np.asarray(to_host(thresh), dtype=np.float64), gridsize)
+    thresh = np.asarray(to_host(thresh), dtype=np.float64)
+    try:
+        thresh = np.broadcast_to(thresh, gridsize)
+    except ValueError:
+        raise ParameterError("thresh", f"must be a number or an array of shape {gridsize}, got "
+                                       f"shape {thresh.shape}") from None
     if opt:
         host = to_host(mms).reshape((-1, 2) + shape)
         fits = [qfit(mm, t, opt=True) for mm, t in zip(host, thresh.ravel())]
@@ -218,32 +214,31 @@ def qbuild(E0, u0, Q, maxshift):
     u0 = np.asarray(to_host(u0), dtype=float)
     Q = np.asarray(to_host(Q), dtype=float)
     if u0.shape != (len(m),) or Q.shape != (len(m), len(m)):
-        raise ValueError(f"u0 must be ({len(m)},) and Q ({len(m)}, {len(m)}) for maxshift {m}, "
-                         f"got {u0.shape} and {Q.shape}")
+        raise ParameterError("u0", f"must be ({len(m)},) and Q ({len(m)}, {len(m)}) for maxshift "
+                                   f"{m}, got {u0.shape} and {Q.shape}")
     s = np.stack(np.meshgrid(*[np.arange(-k, k + 1) for k in m], indexing="ij"), axis=-1) - u0
     return float(E0) + np.einsum("...i,ij,...j->...", s, Q, s)
 
 
-def _margins(maxshift, u, margin):
-    xp = array_module(u)
-    m = np.asarray(maxshift, dtype=float)
-    if m.ndim != 1 or m.size != u.shape[-1]:
-        raise ValueError(f"maxshift must have one entry per component of u ({u.shape[-1]}), "
-                         f"got {maxshift!r}")
-    return xp.asarray(m - margin)
+def clamp_shifts(u, maxshift, margin=CLAMP_MARGIN):
+    """Copy of ``u`` (``(..., N)``, components last) clamped to ``|u_a| <= maxshift_a - margin``.
 
-
-def uclamp(u, maxshift):
-    """Copy of ``u`` (``(..., N)``) clamped to ``|u_a| <= maxshift_a - 0.51``."""
+    The default margin (0.51) keeps a starting point strictly inside the optimiser's bounds
+    (``maxshift - 0.5001``).  Float ``u`` keeps its type, other types become float32.
+    """
     xp = array_module(u)
     u = xp.asarray(u, dtype=float_dtype(xp.asarray(u).dtype))
-    bound = _margins(maxshift, u, _CLAMP_MARGIN)
+    bound = xp.asarray(shift_limit(maxshift, margin, u.shape[-1]))
     return xp.clip(u, -bound, bound)
+
+
+#: The original's name (RegisterFit.jl ``uclamp!``).
+uclamp = clamp_shifts
 
 
 def uisvalid(u, maxshift):
     """True when every ``|u_a| < maxshift_a - 0.5001`` (``u`` shaped ``(..., N)``)."""
     xp = array_module(u)
     u = xp.asarray(u)
-    bound = _margins(maxshift, u, _VALID_MARGIN)
+    bound = xp.asarray(shift_limit(maxshift, BOUND_MARGIN, u.shape[-1]))
     return bool((xp.abs(u) < bound).all())

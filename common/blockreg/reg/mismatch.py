@@ -16,7 +16,8 @@ from __future__ import annotations
 import numpy as np
 
 from .._backend import array_module, float_dtype, to_device
-from ._common import check_normalization, check_pair, working_dtype
+from ..errors import ParameterError
+from ._common import check_normalization, check_pair, pair_axis, working_dtype
 from .mismatch_plan import MismatchPlan
 
 __all__ = ["mismatch", "mismatch_apertures", "MismatchPlan", "mismatch_zeroshift",
@@ -101,7 +102,7 @@ def ratio(mm, thresh, fill=np.nan):
     xp = array_module(mm)
     mm = xp.asarray(mm)
     if mm.shape[0] != 2:
-        raise ValueError(f"mm must have num/denom on axis 0 (length 2), got shape {mm.shape}")
+        raise ParameterError("mm", f"must have num/denom on axis 0 (length 2), got shape {mm.shape}")
     num, den = mm[0], mm[1]
     ok = den >= thresh
     return xp.where(ok, num / xp.where(ok, den, 1), fill)
@@ -136,11 +137,11 @@ def argmin_mismatch(mm, thresh=None):
     mm = xp.asarray(mm)
     if mm.shape and mm.shape[0] == 2:
         if thresh is None:
-            raise ValueError("thresh is required when mm is a (num, denom) mismatch array")
+            raise ParameterError("thresh", "is required when mm is a (num, denom) mismatch array")
         r = xp.where(mm[1] > thresh, mm[0] / xp.where(mm[1] > thresh, mm[1], 1), xp.inf)
     else:
         if any(n % 2 == 0 for n in mm.shape):
-            raise ValueError(f"mm must be (2, *(2m+1)) or a ratio array of odd sizes, got {mm.shape}")
+            raise ParameterError("mm", f"must be (2, *(2m+1)) or a ratio array of odd sizes, got {mm.shape}")
         r = mm.astype(float_dtype(mm.dtype))
     m = tuple((n - 1) // 2 for n in r.shape)
     interior = tuple(slice(1, n - 1) for n in r.shape)
@@ -169,19 +170,6 @@ def register_translate(fixed, moving, maxshift, thresh=None):
     return argmin_mismatch(mm, thresh)
 
 
-def _pair_axis(mm, axis=None):
-    if axis is not None:
-        axis = int(axis) % mm.ndim
-        if mm.shape[axis] != 2:
-            raise ValueError(f"axis {axis} of mm must have length 2 (num, denom), shape {mm.shape}")
-        return axis
-    # Shift axes have odd length (2m + 1), so the num/denom axis is the last one of length 2.
-    for axis in range(mm.ndim - 1, -1, -1):
-        if mm.shape[axis] == 2:
-            return axis
-    raise ValueError(f"mm has no num/denom axis of length 2, shape {mm.shape}")
-
-
 def truncate_noise(mm, thresh, *, axis=None):
     """Copy of ``mm`` (or ``mms``) with num = denom = 0 wherever ``denom <= thresh``.
 
@@ -189,7 +177,7 @@ def truncate_noise(mm, thresh, *, axis=None):
     """
     xp = array_module(mm)
     mm = xp.asarray(mm)
-    axis = _pair_axis(mm, axis)
+    axis = pair_axis(mm, axis)
     den = xp.take(mm, [1], axis=axis)
     return xp.where(den <= thresh, 0, mm).astype(mm.dtype, copy=False)
 
@@ -216,7 +204,7 @@ def correct_bias(mms, *, axis=None):
     """
     xp = array_module(mms)
     mms = xp.asarray(mms)
-    axis = _pair_axis(mms, axis)
+    axis = pair_axis(mms, axis, name="mms")
     n = mms.ndim - axis - 1
     shift_shape = mms.shape[axis + 1:]
     weight = np.ones(shift_shape)

@@ -26,12 +26,10 @@ import scipy.sparse.linalg
 from threadpoolctl import ThreadpoolController
 
 from .._backend import to_host
+from ..errors import ParameterError
+from ._common import BOUND_MARGIN, shift_limit
+from .fit import clamp_shifts
 from .penalty import maxshift_of, total_penalty, total_penalty_series
-
-#: Distance kept from the edge of the interpolated mismatch by the optimiser's box bounds.
-BOUND_MARGIN = 0.5001
-#: Distance kept from the edge by the clamp applied to initial guesses.
-CLAMP_MARGIN = 0.51
 
 
 _thread_controller = None
@@ -66,12 +64,12 @@ def _check_fits(cs, Qs, series: bool):
     cs = np.asarray(to_host(cs), dtype=np.float64)
     Qs = np.asarray(to_host(Qs), dtype=np.float64)
     if cs.ndim < 2 + series:
-        raise ValueError(
-            f"cs must have shape {'(T, ' if series else '('}*gridsize, N), got {cs.shape}"
-        )
+        raise ParameterError("cs", f"must have shape {'(T, ' if series else '('}*gridsize, N), "
+                                   f"got {cs.shape}")
     N = cs.shape[-1]
     if Qs.shape != cs.shape + (N,):
-        raise ValueError(f"Qs must have shape {cs.shape + (N,)} (cs.shape + (N,)), got {Qs.shape}")
+        raise ParameterError("Qs", f"must have shape {cs.shape + (N,)} (cs.shape + (N,)), got "
+                                   f"{Qs.shape}")
     return cs, Qs
 
 
@@ -118,9 +116,10 @@ def initial_deformation(ap, cs, Qs, lam_t=None):
     N = cs.shape[-1]
     gridsize = cs.shape[1:-1] if series else cs.shape[:-1]
     if tuple(gridsize) != tuple(ap.gridsize):
-        raise ValueError(f"cs grid {tuple(gridsize)} does not match the penalty's nodes {ap.gridsize}")
+        raise ParameterError("cs", f"grid {tuple(gridsize)} does not match the penalty's nodes "
+                                   f"{ap.gridsize}")
     if series and (math.isnan(float(lam_t)) or lam_t < 0):
-        raise ValueError(f"lam_t must be >= 0, got {lam_t}")
+        raise ParameterError("lam_t", f"must be >= 0, got {lam_t}")
     if ap.lam <= 0 and not (series and lam_t > 0):
         return cs.copy(), True
     n = math.prod(gridsize)
@@ -194,14 +193,8 @@ def _solve_series(ap, Qs, b, lam_t):
 
 
 def _bounds(maxshift, shape):
-    limit = np.broadcast_to(np.asarray(maxshift, dtype=np.float64) - BOUND_MARGIN, shape).ravel()
+    limit = np.broadcast_to(shift_limit(maxshift, BOUND_MARGIN), shape).ravel()
     return scipy.optimize.Bounds(-limit, limit)
-
-
-def clamp_shifts(u, maxshift, margin=CLAMP_MARGIN):
-    """Clip ``u`` (last axis = components) into ``|u_a| <= maxshift_a - margin``."""
-    limit = np.asarray(maxshift, dtype=np.float64) - margin
-    return np.clip(u, -limit, limit)
 
 
 def _minimize(fun, u0, maxshift, tol, maxiter):

@@ -24,27 +24,14 @@ import math
 import numpy as np
 
 from .._backend import array_module, to_device, to_host
+from ..errors import ParameterError
 from . import bspline
-
-
-def _spatial_ndim_of_mms(mms) -> int:
-    # mms is (*g, 2, *(2m+1)) with len(g) == N, so ndim = 2N + 1.
-    if mms.ndim < 3 or mms.ndim % 2 == 0:
-        raise ValueError(
-            f"mms must have shape (*gridsize, 2, *(2*maxshift+1)) with one grid axis per spatial "
-            f"axis, got shape {tuple(mms.shape)}"
-        )
-    N = (mms.ndim - 1) // 2
-    if mms.shape[N] != 2:
-        raise ValueError(f"mms axis {N} must hold (num, denom) and have length 2, got {mms.shape[N]}")
-    if any(s % 2 == 0 for s in mms.shape[N + 1 :]):
-        raise ValueError(f"mms shift axes must have odd lengths 2*maxshift+1, got {mms.shape[N + 1:]}")
-    return N
+from ._common import INTERPOLANT_MARGIN, aperture_ndim, shift_limit
 
 
 def maxshift_of(mmis) -> tuple[int, ...]:
     """The maximum shift ``m`` (per spatial axis) of a mismatch array shaped ``(*g, 2, *(2m+1))``."""
-    N = _spatial_ndim_of_mms(mmis)
+    N = aperture_ndim(mmis, "mmis")
     return tuple((s - 1) // 2 for s in mmis.shape[N + 1 :])
 
 
@@ -64,7 +51,7 @@ def interpolate_mm(mms, bc: str = "flat"):
     mmis : ndarray, same shape as ``mms``
         Coefficients along the last N (shift) axes, for :func:`data_penalty`.
     """
-    N = _spatial_ndim_of_mms(mms)
+    N = aperture_ndim(mms)
     coefs = bspline.prefilter(mms, axes=tuple(range(mms.ndim - N, mms.ndim)), bc=bc)
     # C-contiguous so that data_penalty's flat gathers need no copy.
     return array_module(coefs).ascontiguousarray(coefs)
@@ -81,9 +68,8 @@ def _gather_layout(shift_shape: tuple[int, ...]):
 
 def _check_u_against(u, grid_shape, N, name="u"):
     if tuple(u.shape) != tuple(grid_shape) + (N,):
-        raise ValueError(
-            f"{name} must have shape {tuple(grid_shape) + (N,)} (gridsize + (N,)), got {tuple(u.shape)}"
-        )
+        raise ParameterError(name, f"must have shape {tuple(grid_shape) + (N,)} (gridsize + (N,)), "
+                                   f"got {tuple(u.shape)}")
 
 
 def data_penalty(u, mmis, keep=None):
@@ -112,7 +98,7 @@ def data_penalty(u, mmis, keep=None):
     grid size.  Because ``|u| < m - 0.5``, the stencil never needs a ghost coefficient.
     """
     xp = array_module(u, mmis)
-    N = _spatial_ndim_of_mms(mmis)
+    N = aperture_ndim(mmis, "mmis")
     grid_shape = tuple(mmis.shape[:N])
     u = xp.asarray(u)
     _check_u_against(u, grid_shape, N)
@@ -124,7 +110,8 @@ def data_penalty(u, mmis, keep=None):
     else:
         keep = xp.asarray(keep)
         if tuple(keep.shape) != grid_shape:
-            raise ValueError(f"keep must have shape {grid_shape} (gridsize), got {tuple(keep.shape)}")
+            raise ParameterError("keep", f"must have shape {grid_shape} (gridsize), got "
+                                         f"{tuple(keep.shape)}")
         keep_flat = keep.reshape(n).astype(bool)
 
     U = u.reshape(n, N)
@@ -132,7 +119,7 @@ def data_penalty(u, mmis, keep=None):
         # Excluded apertures may lie anywhere (even NaN): read them at zero shift, then drop them.
         U = xp.where(keep_flat[:, None], U, 0.0)
     m_arr = xp.asarray(np.asarray(m, dtype=np.float64))
-    if not bool(xp.all(xp.abs(U) < m_arr - 0.5)):
+    if not bool(xp.all(xp.abs(U) < xp.asarray(shift_limit(m, INTERPOLANT_MARGIN)))):
         return math.nan, xp.full(u.shape, xp.nan, dtype=xp.result_type(u.dtype, np.float64))
 
     i, w, dw = bspline.stencil(U + m_arr)  # (n, N), (n, N, 3), (n, N, 3)
@@ -192,9 +179,9 @@ class AffinePenalty:
         try:
             nodes = tuple(np.asarray(to_host(x), dtype=np.float64) for x in nodes)
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"nodes must be a tuple of 1-D arrays: {exc}") from None
+            raise ParameterError("nodes", f"must be a tuple of 1-D arrays: {exc}") from None
         if not nodes or any(x.ndim != 1 or x.size == 0 for x in nodes):
-            raise ValueError("nodes must be a non-empty tuple of non-empty 1-D arrays")
+            raise ParameterError("nodes", "must be a non-empty tuple of non-empty 1-D arrays")
         self.nodes = nodes
         self.lam = lam
         grids = np.meshgrid(*nodes, indexing="ij")
@@ -222,7 +209,7 @@ class AffinePenalty:
     def lam(self, value):
         value = float(value)
         if math.isnan(value) or value < 0:
-            raise ValueError(f"lam must be >= 0, got {value}")
+            raise ParameterError("lam", f"must be >= 0, got {value}")
         self._lam = value
 
     def _F(self, xp):
@@ -270,10 +257,10 @@ def temporal_penalty(us, lam_t):
     xp = array_module(us)
     us = xp.asarray(us)
     if us.ndim < 2:
-        raise ValueError(f"us must have shape (T, *gridsize, N), got {tuple(us.shape)}")
+        raise ParameterError("us", f"must have shape (T, *gridsize, N), got {tuple(us.shape)}")
     lam_t = float(lam_t)
     if math.isnan(lam_t) or lam_t < 0:
-        raise ValueError(f"lam_t must be >= 0, got {lam_t}")
+        raise ParameterError("lam_t", f"must be >= 0, got {lam_t}")
     diff = us[1:] - us[:-1]
     value = float(0.5 * lam_t * xp.sum(diff * diff))
     grad = xp.zeros(us.shape, dtype=xp.result_type(us.dtype, np.float64))
@@ -339,9 +326,8 @@ def total_penalty_series(us, ap, mmis_series, lam_t):
     xp = array_module(us, mmis_series)
     us = xp.asarray(us)
     if mmis_series.shape[0] != us.shape[0]:
-        raise ValueError(
-            f"mmis_series has {mmis_series.shape[0]} frames but us has {us.shape[0]}"
-        )
+        raise ParameterError("mmis_series", f"has {mmis_series.shape[0]} frames but us has "
+                                            f"{us.shape[0]}")
     value, grad = temporal_penalty(us, lam_t)
     for t in range(us.shape[0]):
         v, g = total_penalty(us[t], ap, mmis_series[t])
