@@ -7,8 +7,7 @@ job's Zarr store.
 """
 from __future__ import annotations
 
-from datetime import datetime
-from enum import StrEnum
+from datetime import datetime, timezone
 
 from sqlalchemy import (
     JSON,
@@ -21,31 +20,15 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    TypeDecorator,
 )
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-__all__ = ["Base", "Job", "Frame", "FrameScalar", "WorkerHeartbeat", "JobState", "FrameState"]
+from ..states import ACTIVE_JOB_STATES, FrameState, JobState
 
-
-class JobState(StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-
-class FrameState(StrEnum):
-    PENDING = "pending"
-    QUEUED = "queued"
-    RUNNING = "running"
-    DONE = "done"
-    FAILED = "failed"
-
-
-ACTIVE_JOB_STATES = (JobState.QUEUED.value, JobState.RUNNING.value)
-FINISHED_JOB_STATES = (JobState.SUCCEEDED.value, JobState.FAILED.value, JobState.CANCELLED.value)
+__all__ = ["Base", "Job", "Frame", "FrameScalar", "WorkerHeartbeat", "JobState", "FrameState",
+           "ACTIVE_JOB_STATES", "UTCDateTime"]
 
 # Named constraints let Alembic's batch mode (SQLite table rebuilds) drop and recreate them.
 NAMING_CONVENTION = {
@@ -56,14 +39,37 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-TZDateTime = DateTime(timezone=True)
+class UTCDateTime(TypeDecorator):
+    """A timestamp that is an aware UTC ``datetime`` in Python on every backend.
+
+    PostgreSQL stores ``timestamptz``; SQLite has no time zones and hands back naive datetimes.
+    Values are stored in UTC and read back with ``tzinfo=UTC``, so no caller ever compares or
+    formats a naive datetime.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:  # naive values are UTC by convention (they come from utcnow)
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:  # SQLite: what we stored was UTC
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
 
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = {
         dict: JSON().with_variant(JSONB(), "postgresql"),
-        datetime: TZDateTime,
+        datetime: UTCDateTime(),
     }
 
 
@@ -85,6 +91,14 @@ class Job(Base):
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     error: Mapped[str | None] = mapped_column(Text)
+
+    @property
+    def elapsed_s(self) -> float | None:
+        """Seconds from the first claimed frame to the end (or to now while active)."""
+        if self.started_at is None:
+            return None
+        end = self.finished_at or datetime.now(timezone.utc)
+        return round((end - self.started_at).total_seconds(), 3)
 
 
 class Frame(Base):
@@ -113,6 +127,15 @@ class Frame(Base):
     finished_at: Mapped[datetime | None]
     duration_s: Mapped[float | None] = mapped_column(Float)
     error: Mapped[str | None] = mapped_column(Text)
+    # read-only: scalars are written by ops.complete_frame's statements; load them explicitly
+    # (queries.list_frames does) rather than one query per frame
+    scalar_rows: Mapped[list["FrameScalar"]] = relationship(
+        viewonly=True, lazy="raise", order_by="FrameScalar.name")
+
+    @property
+    def scalars(self) -> dict[str, float | None]:
+        """The monitored scalars of this frame by name (NULL = NaN or missing)."""
+        return {row.name: row.value for row in self.scalar_rows}
 
 
 class FrameScalar(Base):

@@ -13,16 +13,9 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import and_, case, delete, insert, or_, select, update
 from sqlalchemy.orm import Session
 
+from ..states import ACTIVE_JOB_STATES, OPEN_FRAME_STATES, FrameState, JobState
 from .migrate import MIGRATIONS_DIR, alembic_config, migrate
-from .models import (
-    ACTIVE_JOB_STATES,
-    Frame,
-    FrameScalar,
-    FrameState,
-    Job,
-    JobState,
-    WorkerHeartbeat,
-)
+from .models import Frame, FrameScalar, Job, WorkerHeartbeat
 
 __all__ = [
     "utcnow", "create_job", "claim_frame", "complete_frame", "fail_frame", "finalize_if_complete",
@@ -30,7 +23,6 @@ __all__ = [
     "migrate", "alembic_config", "MIGRATIONS_DIR",
 ]
 
-_OPEN_FRAME_STATES = (FrameState.PENDING.value, FrameState.QUEUED.value, FrameState.RUNNING.value)
 _MAX_ERROR_CHARS = 4000
 
 
@@ -171,7 +163,7 @@ def complete_frame(session: Session, job_id: int, index: int, scalars: dict | No
     now = utcnow()
     result = session.execute(
         update(Frame)
-        .where(Frame.job_id == job_id, Frame.index == index, Frame.state.in_(_OPEN_FRAME_STATES))
+        .where(Frame.job_id == job_id, Frame.index == index, Frame.state.in_(OPEN_FRAME_STATES))
         .values(state=FrameState.DONE.value, finished_at=now, duration_s=duration_s, error=None)
         .execution_options(synchronize_session=False)
     )
@@ -202,7 +194,7 @@ def fail_frame(session: Session, job_id: int, index: int, error: str,
     """Mark a frame failed with ``error`` and count it; False if it was already done or failed."""
     result = session.execute(
         update(Frame)
-        .where(Frame.job_id == job_id, Frame.index == index, Frame.state.in_(_OPEN_FRAME_STATES))
+        .where(Frame.job_id == job_id, Frame.index == index, Frame.state.in_(OPEN_FRAME_STATES))
         .values(state=FrameState.FAILED.value, finished_at=utcnow(), duration_s=duration_s,
                 error=_clip(error))
         .execution_options(synchronize_session=False)
