@@ -183,8 +183,11 @@ def check_maxshift(maxshift, shape):
         raise ParameterError("maxshift", f"has {len(m)} entries but the image has {len(shape)} axes")
     if any(v < 0 for v in m):
         raise ParameterError("maxshift", f"must be non-negative, got {m}")
-    if any(v >= n for v, n in zip(m, shape)):
-        raise ParameterError("maxshift", f"{m} must be smaller than the image size {tuple(shape)}")
+    for axis, (v, n) in enumerate(zip(m, shape)):
+        # per axis, so that a job spec's error names params.maxshift.<axis> (Apertures calls this)
+        if v >= n:
+            raise ParameterError(f"maxshift.{axis}",
+                                 f"{v} must be smaller than the image size {n} along axis {axis}")
     return m
 
 
