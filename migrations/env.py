@@ -1,18 +1,18 @@
 """Alembic environment: the schema is ``blockreg.db.models.Base.metadata``.
 
-The database URL comes from the programmatic config (``blockreg.db.ops.migrate``), else
-``$BLOCKREG_DATABASE_URL``, else ``sqlalchemy.url`` in alembic.ini.  Batch mode is on so that
-SQLite gets table rebuilds for the ALTERs it cannot do; other backends ALTER directly.
+The database URL comes from the programmatic config (``blockreg.db.migrate.migrate``, i.e.
+``blockreg db upgrade``), else ``sqlalchemy.url`` in alembic.ini, else the ``database_url``
+setting (``blockreg.settings``).  Batch mode is on so that SQLite gets table rebuilds for the
+ALTERs it cannot do; other backends ALTER directly.
 """
 from __future__ import annotations
 
-import os
 from logging.config import fileConfig
 
 from alembic import context
 
 from blockreg.db.models import Base
-from blockreg.db.session import make_engine
+from blockreg.db.session import database_url, make_engine
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):
@@ -22,11 +22,7 @@ target_metadata = Base.metadata
 
 
 def _url() -> str:
-    url = (config.attributes.get("url") or os.environ.get("BLOCKREG_DATABASE_URL")
-           or config.get_main_option("sqlalchemy.url"))
-    if not url:
-        raise ValueError("database url: set BLOCKREG_DATABASE_URL or sqlalchemy.url")
-    return url
+    return database_url(config.attributes.get("url") or config.get_main_option("sqlalchemy.url"))
 
 
 def run_migrations_offline() -> None:

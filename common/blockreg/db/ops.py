@@ -13,21 +13,23 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import and_, case, delete, insert, or_, select, update
 from sqlalchemy.orm import Session
 
+from .. import settings
 from ..states import ACTIVE_JOB_STATES, OPEN_FRAME_STATES, FrameState, JobState
-from .migrate import MIGRATIONS_DIR, alembic_config, migrate
+from .migrate import alembic_config, migrate
 from .models import Frame, FrameScalar, Job, WorkerHeartbeat
 
 __all__ = [
     "utcnow", "create_job", "claim_frame", "complete_frame", "fail_frame", "finalize_if_complete",
     "cancel_job", "requeue_stale", "enqueue_pending", "release_frames", "record_heartbeat",
-    "migrate", "alembic_config", "MIGRATIONS_DIR",
+    "migrate", "alembic_config",
 ]
 
 _MAX_ERROR_CHARS = 4000
 
 
 # claims of one frame after which a lost worker fails the frame instead of re-queueing it
-MAX_ATTEMPTS = 3
+# (the max_attempts setting, BLOCKREG_MAX_ATTEMPTS)
+MAX_ATTEMPTS = settings.get("max_attempts")
 
 
 def utcnow() -> datetime:

@@ -2,22 +2,30 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import sessionmaker
 
-__all__ = ["make_engine", "session_factory", "database_url", "DEFAULT_SQLITE_TIMEOUT_S"]
+from .. import settings
 
-DEFAULT_SQLITE_TIMEOUT_S = 30
+__all__ = ["make_engine", "session_factory", "database_url", "sqlite_path"]
 
 
 def database_url(url: str | None = None) -> str:
-    """``url``, else ``$BLOCKREG_DATABASE_URL``; raises ValueError when neither is set."""
-    url = url or os.environ.get("BLOCKREG_DATABASE_URL")
-    if not url:
-        raise ValueError("database url: not given and BLOCKREG_DATABASE_URL is not set")
-    return url
+    """``url``, else the ``database_url`` setting (``$BLOCKREG_DATABASE_URL``, else SQLite in
+    ``$BLOCKREG_HOME``)."""
+    return url or settings.load().database_url
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite URL (``sqlite:///relative`` or ``sqlite:////absolute``); None for
+    other databases and for in-memory SQLite."""
+    if not url.startswith("sqlite:///"):
+        return None
+    path = url[len("sqlite:///"):].split("?", 1)[0]
+    return Path(path).expanduser() if path and path != ":memory:" else None
 
 
 def _sqlite_pragmas(dbapi_connection, connection_record):
@@ -40,15 +48,15 @@ def _dispose_after_fork(engine: Engine) -> None:
 
 
 def make_engine(url: str | None = None, **kwargs) -> Engine:
-    """Create an engine for ``url`` (default ``$BLOCKREG_DATABASE_URL``).
+    """Create an engine for ``url`` (default: the ``database_url`` setting).
 
-    SQLite gets WAL, ``synchronous=NORMAL``, foreign keys and a 30 s busy timeout; every engine
-    drops its pool in forked children.
+    SQLite gets WAL, ``synchronous=NORMAL``, foreign keys and the ``sqlite_timeout_s`` busy
+    timeout; every engine drops its pool in forked children.
     """
     url = database_url(url)
     if url.startswith("sqlite"):
         connect_args = kwargs.pop("connect_args", {})
-        connect_args.setdefault("timeout", DEFAULT_SQLITE_TIMEOUT_S)
+        connect_args.setdefault("timeout", settings.load().sqlite_timeout_s)
         # the coordinator's dispatcher thread and request threads share the engine
         connect_args.setdefault("check_same_thread", False)
         engine = create_engine(url, connect_args=connect_args, **kwargs)

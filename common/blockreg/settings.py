@@ -1,0 +1,256 @@
+"""Every setting of blockreg in one place: its name, type, default and environment variable.
+
+Each field of :class:`Settings` is read from the environment variable ``BLOCKREG_<NAME>``
+(``database_url`` from ``BLOCKREG_DATABASE_URL``); an unset or empty variable means the default.
+Values that must follow another one are derived, not set (the running-frame lease and the broker's
+visibility timeout follow the task time limit). ``docs/deployment.md`` lists the table that
+:func:`settings_table` prints (``python -m blockreg.settings``), and a test keeps the two equal.
+
+Standard library only: the registration code (``blockreg.reg``) reads ``fft_workers`` through
+:func:`get`, and it imports nothing of the server or of pydantic.
+
+Example
+-------
+>>> from blockreg import settings
+>>> s = settings.load({"BLOCKREG_HOME": "/srv/blockreg"})
+>>> s.database_url
+'sqlite:////srv/blockreg/blockreg.db'
+>>> s.running_lease_s > s.task_time_limit_s
+True
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["Settings", "SettingError", "load", "get", "env_name", "settings_table", "PREFIX"]
+
+PREFIX = "BLOCKREG_"
+
+
+class SettingError(ValueError):
+    """An environment variable (or override) that cannot be parsed: names the variable."""
+
+    def __init__(self, name: str, problem: str):
+        super().__init__(f"{env_name(name)}: {problem}")
+        self.name = name
+        self.problem = problem
+
+
+# -- parsers: text of the environment -> value -------------------------------------------------
+def _text(text: str) -> str:
+    return text
+
+
+def _path(text: str) -> Path:
+    return Path(text).expanduser()
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"not an integer: {text!r}") from None
+
+
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"not a number: {text!r}") from None
+
+
+def _paths(text: str) -> tuple[Path, ...] | None:
+    return tuple(Path(part).expanduser() for part in text.split(os.pathsep) if part) or None
+
+
+def _setting(default, doc: str, parse=_text, *, minimum: float | None = None,
+             shown_default: str | None = None):
+    """A field of :class:`Settings` with its documentation and how to parse its variable."""
+    return field(default=default, metadata={"doc": doc, "parse": parse, "minimum": minimum,
+                                            "shown_default": shown_default})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The configuration of every blockreg process (see the module docstring).
+
+    ``database_url`` and ``data_dir`` default to places inside ``home``; ``server`` defaults to
+    the local coordinator on ``port``.
+    """
+
+    # where things are
+    home: Path = _setting(
+        None,
+        "folder of the embedded stack (`blockreg up`, `blockreg demo`): SQLite database, results, "
+        "logs, Redis socket, `server.json`; the defaults of the two settings below derive from it",
+        _path, shown_default="`~/.blockreg`")
+    database_url: str = _setting(
+        None, "SQLAlchemy URL of the service database, e.g. "
+        "`postgresql+psycopg://user:pw@host:5432/blockreg`",
+        shown_default="`sqlite:///$BLOCKREG_HOME/blockreg.db`")
+    data_dir: Path = _setting(
+        None, "the coordinator puts results without an output path under "
+        "`$BLOCKREG_DATA_DIR/results/job-<id>.zarr`", _path, shown_default="`$BLOCKREG_HOME`")
+    allowed_roots: tuple[Path, ...] | None = _setting(
+        None, "folders (separated by `:`) that every input and output path must lie in",
+        _paths, shown_default="unset: any path")
+    broker_url: str = _setting(
+        "redis://127.0.0.1:6379/0",
+        "Redis URL of the task queue (`redis://host:port/db` or `redis+socket:///path/redis.sock`)")
+    # the coordinator and its clients
+    host: str = _setting("127.0.0.1", "interface the coordinator binds to (`blockreg up --host`)")
+    port: int = _setting(8750, "port the coordinator listens on (`blockreg up --port`)", _int,
+                         minimum=0)
+    server: str | None = _setting(
+        None, "coordinator URL used by `blockreg.Client` and the CLI (the CLI first looks for "
+        "the running `blockreg up`)", shown_default="`http://127.0.0.1:$BLOCKREG_PORT`")
+    wsgi_threads: int = _setting(8, "request threads of the coordinator's WSGI server (waitress)",
+                                 _int, minimum=1)
+    # the dispatcher
+    queue: str = _setting("cpu", "Celery queue new jobs go to and the embedded workers consume")
+    batch_frames: int = _setting(8, "frames per task message", _int, minimum=1)
+    max_batches_per_job: int = _setting(
+        16, "task messages of one job waiting in the broker at once", _int, minimum=1)
+    dispatch_interval_s: float = _setting(
+        1.0, "seconds between the dispatcher's rounds (re-queue lost frames, top up queues, "
+        "finalise jobs); a standby dispatcher tries to take over this often", _float,
+        minimum=0.01)
+    dispatch_poll_s: float = _setting(
+        0.1, "seconds between the dispatcher's checks for newly submitted jobs, which it "
+        "dispatches at once (the latency from submit to the first queued frame)", _float,
+        minimum=0.01)
+    queued_lease_s: float = _setting(
+        3600.0, "a frame queued this long is presumed lost by the broker and sent again", _float,
+        minimum=1)
+    max_attempts: int = _setting(
+        3, "a frame whose worker was lost this many times fails instead of being sent again",
+        _int, minimum=1)
+    # the workers
+    task_time_limit_s: float = _setting(
+        7200.0, "hard time limit of one task message (a batch of frames); the soft limit, the "
+        "running-frame lease and the broker's visibility timeout derive from it", _float,
+        minimum=120)
+    worker_soft_shutdown_s: float = _setting(
+        10.0, "on SIGTERM (remapped to SIGQUIT) a worker's running frame gets this long before "
+        "its message goes back to the queue", _float, minimum=0)
+    workers: int = _setting(2, "worker processes `blockreg up` and `blockreg demo` start", _int,
+                            minimum=1)
+    fft_workers: int | None = _setting(
+        None, "threads per FFT (scipy.fft `workers`); set 1 when several worker processes share "
+        "a machine", _int, minimum=1, shown_default="the CPUs the process may use")
+    # everyone
+    sqlite_timeout_s: float = _setting(
+        30.0, "seconds a SQLite connection waits for another writer's lock", _float, minimum=0)
+    log_level: str = _setting("INFO", "log level of the coordinator, dispatcher and workers")
+
+    def __post_init__(self):
+        # derived at construction, not import, so a changed $HOME counts
+        if self.home is None:
+            object.__setattr__(self, "home", Path("~/.blockreg").expanduser())
+        if self.database_url is None:
+            object.__setattr__(self, "database_url", f"sqlite:///{self.home / 'blockreg.db'}")
+        if self.data_dir is None:
+            object.__setattr__(self, "data_dir", self.home)
+        for spec in dataclasses.fields(self):
+            value, minimum = getattr(self, spec.name), spec.metadata["minimum"]
+            if minimum is not None and value is not None and value < minimum:
+                raise SettingError(spec.name, f"must be at least {minimum:g}, got {value}")
+
+    # -- derived values (not settable: they must follow the time limit) -----------------------
+    @property
+    def task_soft_time_limit_s(self) -> float:
+        """The soft limit: a minute before the hard one, so the frame fails cleanly."""
+        return self.task_time_limit_s - 60.0
+
+    @property
+    def running_lease_s(self) -> float:
+        """A frame running this long lost its worker: the time limit plus 10 minutes' margin."""
+        return self.task_time_limit_s + 600.0
+
+    @property
+    def visibility_timeout_s(self) -> float:
+        """Redis redelivers an unacknowledged message after this: the time limit plus an hour
+        (a prefetched message may wait behind a running task)."""
+        return self.task_time_limit_s + 3600.0
+
+    @property
+    def server_url(self) -> str:
+        """``server``, else the coordinator on this machine's ``port``."""
+        return (self.server or f"http://127.0.0.1:{self.port}").rstrip("/")
+
+
+_FIELDS = {spec.name: spec for spec in dataclasses.fields(Settings)}
+DERIVED = ("task_soft_time_limit_s", "running_lease_s", "visibility_timeout_s")
+
+
+def env_name(name: str) -> str:
+    """The environment variable of setting ``name``: ``BLOCKREG_`` + its name in capitals."""
+    return PREFIX + name.upper()
+
+
+def _parse(name: str, text: str):
+    try:
+        return _FIELDS[name].metadata["parse"](text)
+    except ValueError as exc:
+        raise SettingError(name, str(exc)) from None
+
+
+def load(environ: Mapping[str, str] | None = None, **overrides) -> Settings:
+    """The settings from ``environ`` (default ``os.environ``), then ``overrides`` (by field name).
+
+    Raises
+    ------
+    SettingError
+        A variable that does not parse or is out of range; the message names the variable.
+    """
+    env = os.environ if environ is None else environ
+    unknown = set(overrides) - set(_FIELDS)
+    if unknown:
+        raise TypeError(f"unknown settings: {', '.join(sorted(unknown))}")
+    values = {}
+    for name in _FIELDS:
+        text = env.get(env_name(name))
+        if text:
+            values[name] = _parse(name, text)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return Settings(**values)
+
+
+def get(name: str, environ: Mapping[str, str] | None = None):
+    """One setting, parsing only its own variable (for hot paths such as the FFT thread count)."""
+    spec = _FIELDS[name]
+    text = (os.environ if environ is None else environ).get(env_name(name))
+    if not text:
+        return getattr(Settings(), name)
+    value = _parse(name, text)
+    minimum = spec.metadata["minimum"]
+    if minimum is not None and value < minimum:
+        raise SettingError(name, f"must be at least {minimum:g}, got {value}")
+    return value
+
+
+def _shown(spec) -> str:
+    if spec.metadata["shown_default"] is not None:
+        return spec.metadata["shown_default"]
+    default = spec.default
+    return f"`{default:g}`" if isinstance(default, float) else f"`{default}`"
+
+
+def settings_table() -> str:
+    """The Markdown table of every setting (docs/deployment.md holds a copy; a test compares)."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    rows += [f"| `{env_name(spec.name)}` | {_shown(spec)} | {spec.metadata['doc']} |"
+             for spec in dataclasses.fields(Settings)]
+    defaults = Settings()
+    for name in DERIVED:
+        doc = " ".join(getattr(Settings, name).__doc__.split())
+        rows.append(f"| (derived) `{name}` | `{getattr(defaults, name):g}` | {doc} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(settings_table())
