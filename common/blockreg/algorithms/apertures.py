@@ -14,42 +14,53 @@ import numbers
 import numpy as np
 
 from .._backend import array_module, to_host
-from ..reg._common import check_normalization, lambda_count
+from ..errors import ParameterError
+from ..reg._common import check_maxshift, check_normalization, lambda_count, per_axis
 from .base import Algorithm, ArrayDecl
 
 __all__ = ["Apertures", "check_lambda"]
 
+
 def check_lambda(lam):
     """Validate an affine-penalty weight (the ``lam`` argument of :class:`Apertures`).
 
-    Return ``(lam, lam_range)``: a number for fixed lambda, or None and a (min, max) pair."""
+    The one owner of the rule: the job spec and ``blockreg register --lambda`` report what this
+    raises.
+
+    Returns
+    -------
+    (float or None, (float, float) or None)
+        ``(lam, None)`` for a fixed lambda, ``(None, (min, max))`` for an auto-lambda range.
+
+    Raises
+    ------
+    ParameterError
+        Field ``lam``: not a finite number >= 0, nor a ``(min, max)`` pair with
+        ``0 < min < max < inf`` spanning at least 4 steps of the ladder ``min * 2**k``.
+    """
     if isinstance(lam, numbers.Real) and not isinstance(lam, bool):
         lam = float(lam)
         if not (math.isfinite(lam) and lam >= 0):
-            raise ValueError(f"lam: must be a finite number >= 0 or a (min, max) pair, got {lam}")
+            raise ParameterError("lam", f"must be a finite number >= 0 or a (min, max) pair, got {lam}")
         return lam, None
     try:
         lo, hi = (float(v) for v in lam)
     except (TypeError, ValueError):
-        raise ValueError(f"lam: must be a number or a (min, max) pair, got {lam!r}") from None
+        raise ParameterError("lam", f"must be a number or a (min, max) pair, got {lam!r}") from None
     if lo < 0 or hi < 0:
-        raise ValueError(f"lam: lambda must not be negative, got {(lo, hi)}")
+        raise ParameterError("lam", f"lambda must not be negative, got {(lo, hi)}")
     if not (0 < lo < hi < math.inf):
-        raise ValueError(f"lam: auto-lambda range needs 0 < min < max < inf, got {(lo, hi)}")
+        raise ParameterError("lam", f"auto-lambda range needs 0 < min < max < inf, got {(lo, hi)}")
     if lambda_count(lo, hi) < 4:
-        raise ValueError(
-            f"lam: the range {(lo, hi)} gives fewer than 4 lambdas (min * 2**k); widen it to at least 16x"
-        )
+        raise ParameterError(
+            "lam", f"the range {(lo, hi)} gives fewer than 4 lambdas (min * 2**k); widen it to at "
+                   "least 16x")
     return None, (lo, hi)
 
 
-def _per_axis_int(value, ndim, name):
-    values = np.broadcast_to(np.asarray(value), (ndim,)) if np.ndim(value) == 0 else np.asarray(value)
-    if values.shape != (ndim,):
-        raise ValueError(f"{name}: expected a number or {ndim} numbers, got {value!r}")
-    if not np.all(np.equal(np.mod(values, 1), 0)):
-        raise ValueError(f"{name}: must be integers, got {value!r}")
-    return tuple(int(v) for v in values)
+def _axis_field(name, value, axis):
+    """``name.axis`` where the caller gave one value per axis, else ``name``."""
+    return f"{name}.{axis}" if np.ndim(value) else name
 
 
 class Apertures(Algorithm):
@@ -115,6 +126,13 @@ class Apertures(Algorithm):
     ----------
     .. [1] RegisterWorkerApertures.jl, ``Apertures`` and its ``worker`` (HolyLab).
     .. [2] BlockRegistration.jl docs, "Improving registration" (composing two passes).
+
+    Raises
+    ------
+    ParameterError
+        For any parameter out of range; its ``field`` is the argument's name, with the axis
+        appended where the argument was given per axis (``"maxshift.1"``, ``"overlap.0"``), and
+        ``"gridsize.<axis>"`` for more nodes than pixels along an axis.
     """
 
     def __init__(self, fixed, nodes, maxshift, lam, preprocess=None, *, overlap=0,
@@ -122,43 +140,39 @@ class Apertures(Algorithm):
         xp = array_module(fixed)
         fixed = xp.asarray(fixed)
         if fixed.ndim < 1:
-            raise ValueError("fixed: must be an image, got a scalar")
+            raise ParameterError("fixed", "must be an image, got a scalar")
         if fixed.dtype.kind not in "fiu":
-            raise ValueError(f"fixed: must be a real-valued image, got dtype {fixed.dtype}")
+            raise ParameterError("fixed", f"must be a real-valued image, got dtype {fixed.dtype}")
         if fixed.dtype.kind != "f":
             fixed = fixed.astype(np.float32)
         if not bool(xp.isfinite(fixed).any()):
-            raise ValueError("fixed: the image has no finite pixels")
+            raise ParameterError("fixed", "the image has no finite pixels")
         self.fixed = fixed
         ndim = fixed.ndim
         self.nodes = self._check_nodes(nodes, fixed.shape)
         self.gridsize = tuple(len(n) for n in self.nodes)
-        self.maxshift = _per_axis_int(maxshift, ndim, "maxshift")
-        for a, (m, n) in enumerate(zip(self.maxshift, fixed.shape)):
-            if m < 1:
-                raise ValueError(f"maxshift: must be at least 1 along every axis, got {self.maxshift}")
-            if m >= n:
-                raise ValueError(
-                    f"maxshift: {m} along axis {a} is not smaller than the image ({n} pixels)"
-                )
+        # at least 1: the quadratic fit needs the neighbours of zero shift
+        self.maxshift = per_axis(maxshift, ndim, "maxshift", integer=True, positive=True)
+        check_maxshift(self.maxshift, fixed.shape)
         self.lam, self.lam_range = check_lambda(lam)
         if preprocess is not None and not callable(preprocess):
-            raise ValueError(f"preprocess: must be callable or None, got {type(preprocess).__name__}")
+            raise ParameterError("preprocess",
+                                 f"must be callable or None, got {type(preprocess).__name__}")
         self.preprocess = preprocess
-        ov = np.broadcast_to(np.asarray(overlap, dtype=float), (ndim,)) if np.ndim(overlap) == 0 \
-            else np.asarray(overlap, dtype=float)
-        if ov.shape != (ndim,) or (ov < 0).any() or not np.isfinite(ov).all():
-            raise ValueError(f"overlap: expected {ndim} finite non-negative numbers, got {overlap!r}")
-        for a, (g, o, n) in enumerate(zip(self.gridsize, ov, fixed.shape)):
+        from ..reg.apertures import default_aperture_width
+
+        self.overlap = per_axis(overlap, ndim, "overlap")
+        widths = default_aperture_width(fixed.shape, self.gridsize, self.overlap)
+        for a, (width, n) in enumerate(zip(widths, fixed.shape)):
             # an aperture wider than the image only costs memory (its FFT grows with the width)
-            if g > 1 and (n - 1) / (g - 1) + 2 * o > n:
-                raise ValueError(f"overlap: {o:g} along axis {a} makes apertures "
-                                 f"{(n - 1) / (g - 1) + 2 * o:g} px wide, wider than the image ({n})")
-        self.overlap = tuple(float(v) for v in ov)
+            if width > n:
+                raise ParameterError(_axis_field("overlap", overlap, a),
+                                     f"makes apertures {width:g} px wide along axis {a}, wider "
+                                     f"than the image ({n})")
         self.normalization = check_normalization(normalization)
         self.thresh_fac = 0.5**ndim if thresh_fac is None else float(thresh_fac)
         if not (math.isfinite(self.thresh_fac) and self.thresh_fac >= 0):
-            raise ValueError(f"thresh_fac: must be finite and >= 0, got {thresh_fac}")
+            raise ParameterError("thresh_fac", f"must be finite and >= 0, got {thresh_fac}")
         if thresh is None:
             from ..reg.apertures import aperture_content
 
@@ -167,14 +181,14 @@ class Apertures(Algorithm):
         thresh = np.broadcast_to(np.asarray(thresh, dtype=np.float64), self.gridsize) \
             if np.ndim(thresh) == 0 else np.asarray(thresh, dtype=np.float64)
         if thresh.shape != self.gridsize:
-            raise ValueError(f"thresh: must be a number or an array of shape {self.gridsize}, "
-                             f"got shape {thresh.shape}")
+            raise ParameterError("thresh", f"must be a number or an array of shape {self.gridsize}, "
+                                           f"got shape {thresh.shape}")
         if not (np.isfinite(thresh).all() and (thresh >= 0).all()):
-            raise ValueError("thresh: must be finite and >= 0")
+            raise ParameterError("thresh", "must be finite and >= 0")
         self.thresh = thresh
         self.correct_bias = bool(correct_bias)
         if passes not in (1, 2):
-            raise ValueError(f"passes: must be 1 or 2, got {passes!r}")
+            raise ParameterError("passes", f"must be 1 or 2, got {passes!r}")
         self.passes = int(passes)
         self._context = None
 
@@ -187,20 +201,22 @@ class Apertures(Algorithm):
         try:
             nodes = tuple(np.asarray(to_host(n), dtype=np.float64) for n in nodes)
         except (TypeError, ValueError):
-            raise ValueError("nodes: must be a tuple of 1-D arrays, one per image axis") from None
+            raise ParameterError("nodes", "must be a tuple of 1-D arrays, one per image axis") from None
         if len(nodes) != len(shape) or any(n.ndim != 1 or n.size < 1 for n in nodes):
-            raise ValueError(f"nodes: must be {len(shape)} non-empty 1-D arrays (one per image axis)")
+            raise ParameterError("nodes", f"must be {len(shape)} non-empty 1-D arrays (one per "
+                                          "image axis)")
         gridsize = tuple(n.size for n in nodes)
         for a, (g, n) in enumerate(zip(gridsize, shape)):
-            if g > n:
-                raise ValueError(f"nodes: gridsize {gridsize} is larger than the image {shape} along axis {a}")
+            if g > n:  # an aperture narrower than a pixel
+                raise ParameterError(f"gridsize.{a}",
+                                     f"{g} apertures exceed the image size {n} along axis {a}")
         expected = nodes_for_shape(shape, gridsize)
         for a, (got, want) in enumerate(zip(nodes, expected)):
             if not np.allclose(got, want, rtol=0, atol=1e-6 * max(shape[a], 1)):
-                raise ValueError(
-                    f"nodes: axis {a} must be the corner-spanning grid linspace(0, {shape[a] - 1}, "
-                    f"{gridsize[a]}) (apertures are centred on the nodes), got {got.tolist()}"
-                )
+                raise ParameterError(
+                    "nodes", f"axis {a} must be the corner-spanning grid linspace(0, "
+                             f"{shape[a] - 1}, {gridsize[a]}) (apertures are centred on the nodes), "
+                             f"got {got.tolist()}")
         return tuple(want for want in expected)
 
     @staticmethod
