@@ -72,7 +72,7 @@ def test_medfilt_shorter_series_than_window_is_unchanged():
 
 @pytest.mark.parametrize("n", [0, 2, -3, 2.0])
 def test_medfilt_bad_window(n):
-    with pytest.raises(ValueError, match="n must"):
+    with pytest.raises(ValueError, match="n: must"):
         medfilt(np.zeros((5, 2, 1)), n)
 
 

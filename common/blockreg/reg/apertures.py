@@ -15,7 +15,10 @@ import math
 
 import numpy as np
 
-from ._common import check_normalization
+from .._backend import array_module
+from ..errors import ParameterError
+from ._common import check_normalization, per_axis
+from .deformation import node_grid, nodes_for_shape
 
 
 def _check_gridsize(shape, gridsize):
@@ -23,14 +26,16 @@ def _check_gridsize(shape, gridsize):
     try:
         gridsize = tuple(int(g) for g in gridsize)
     except TypeError:
-        raise ValueError(f"gridsize must be a sequence of ints, got {gridsize!r}") from None
+        raise ParameterError("gridsize", f"must be a sequence of ints, got {gridsize!r}") from None
     if len(gridsize) != len(shape):
-        raise ValueError(f"gridsize has {len(gridsize)} entries but the image has {len(shape)} axes")
+        raise ParameterError("gridsize", f"has {len(gridsize)} entries but the image has "
+                                         f"{len(shape)} axes")
     for a, (n, g) in enumerate(zip(shape, gridsize)):
         if g < 1:
-            raise ValueError(f"gridsize must be >= 1 on every axis, got {gridsize}")
+            raise ParameterError("gridsize", f"must be >= 1 on every axis, got {gridsize}")
         if g > n:
-            raise ValueError(f"gridsize {gridsize} exceeds the image size {shape} along axis {a}")
+            raise ParameterError("gridsize", f"{gridsize} exceeds the image size {shape} along "
+                                             f"axis {a}")
     return shape, gridsize
 
 
@@ -47,13 +52,11 @@ def aperture_grid(shape, gridsize):
     Returns
     -------
     ndarray, shape ``(*gridsize, N)``
-        Centre of each aperture in 0-based pixel coordinates: ``linspace(0, n - 1, g)`` along each
-        axis, or ``(n - 1) / 2`` where ``g == 1``.
+        Centre of each aperture in 0-based pixel coordinates: the deformation's nodes
+        (:func:`~blockreg.reg.deformation.nodes_for_shape`), so apertures sit on the nodes.
     """
     shape, gridsize = _check_gridsize(shape, gridsize)
-    lines = [np.linspace(0, n - 1, g) if g > 1 else np.array([(n - 1) / 2])
-             for n, g in zip(shape, gridsize)]
-    return np.stack(np.meshgrid(*lines, indexing="ij"), axis=-1)
+    return node_grid(nodes_for_shape(shape, gridsize))
 
 
 def default_aperture_width(shape, gridsize, overlap=0):
@@ -72,9 +75,7 @@ def default_aperture_width(shape, gridsize, overlap=0):
         Width along each axis (may be non-integer).
     """
     shape, gridsize = _check_gridsize(shape, gridsize)
-    ov = np.broadcast_to(np.asarray(overlap, dtype=float), (len(shape),))
-    if (ov < 0).any() or not np.isfinite(ov).all():
-        raise ValueError(f"overlap must be finite and non-negative, got {overlap!r}")
+    ov = per_axis(overlap, len(shape), "overlap")
     return tuple(float((n - 1) / (g - 1) + 2 * o) if g > 1 else float(n)
                  for n, g, o in zip(shape, gridsize, ov))
 
@@ -91,9 +92,7 @@ def aperture_range(center, width):
     (slice(11, 18, None),)
     """
     center = np.atleast_1d(np.asarray(center, dtype=float))
-    width = np.broadcast_to(np.asarray(width, dtype=float), center.shape)
-    if (width <= 0).any():
-        raise ValueError(f"width must be positive, got {tuple(width.tolist())}")
+    width = per_axis(width, center.size, "width", positive=True)
     return tuple(slice(math.ceil(c - w / 2), math.ceil(c + w / 2)) for c, w in zip(center, width))
 
 
@@ -117,8 +116,6 @@ def aperture_content(fixed, gridsize, overlap=0, normalization="pixels"):
     -------
     ndarray of float64, shape ``gridsize`` (on the device of ``fixed``)
     """
-    from .._backend import array_module
-
     xp = array_module(fixed)
     fixed = xp.asarray(fixed)
     check_normalization(normalization)

@@ -33,13 +33,14 @@ from functools import lru_cache
 import numpy as np
 
 from .._backend import array_module, to_device
+from ..errors import ParameterError
 
 BOUNDARY_CONDITIONS = ("flat", "quadratic")
 
 
 def _check_bc(bc: str) -> str:
     if bc not in BOUNDARY_CONDITIONS:
-        raise ValueError(f"bc must be one of {BOUNDARY_CONDITIONS}, got {bc!r}")
+        raise ParameterError("bc", f"must be one of {BOUNDARY_CONDITIONS}, got {bc!r}")
     return bc
 
 

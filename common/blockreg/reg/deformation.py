@@ -23,6 +23,7 @@ from functools import lru_cache
 import numpy as np
 
 from .._backend import array_module, to_device, to_host
+from ..errors import ParameterError
 from .bspline import _check_bc, evaluation_matrix, pad_ghosts, prefilter, stencil
 
 __all__ = [
@@ -54,11 +55,12 @@ def nodes_for_shape(shape, gridsize):
     shape = tuple(int(n) for n in shape)
     gridsize = tuple(int(g) for g in gridsize)
     if len(shape) != len(gridsize):
-        raise ValueError(f"gridsize must have {len(shape)} entries (one per image axis), got {gridsize}")
+        raise ParameterError("gridsize", f"must have {len(shape)} entries (one per image axis), "
+                                         f"got {gridsize}")
     if any(n < 1 for n in shape):
-        raise ValueError(f"shape must be positive, got {shape}")
+        raise ParameterError("shape", f"must be positive, got {shape}")
     if any(g < 1 for g in gridsize):
-        raise ValueError(f"gridsize must be positive, got {gridsize}")
+        raise ParameterError("gridsize", f"must be positive, got {gridsize}")
     return tuple(
         np.linspace(0.0, n - 1.0, g) if g > 1 else np.array([(n - 1) / 2.0])
         for n, g in zip(shape, gridsize)
@@ -81,17 +83,18 @@ def _validate_nodes(nodes, gridsize):
     for a, (n, g) in enumerate(zip(nodes, gridsize)):
         n = np.asarray(to_host(n), dtype=np.float64)
         if n.ndim != 1:
-            raise ValueError(f"nodes[{a}] must be 1-D, got shape {n.shape}")
+            raise ParameterError(f"nodes[{a}]", f"must be 1-D, got shape {n.shape}")
         if n.size != g:
-            raise ValueError(f"nodes[{a}] has {n.size} positions but u has {g} nodes along axis {a}")
+            raise ParameterError(f"nodes[{a}]", f"has {n.size} positions but u has {g} nodes along "
+                                                f"axis {a}")
         if not np.all(np.isfinite(n)):
-            raise ValueError(f"nodes[{a}] must be finite")
+            raise ParameterError(f"nodes[{a}]", "must be finite")
         if n.size > 1:
             steps = np.diff(n)
             if np.any(steps <= 0):
-                raise ValueError(f"nodes[{a}] must be strictly increasing")
+                raise ParameterError(f"nodes[{a}]", "must be strictly increasing")
             if not np.allclose(steps, steps[0], rtol=1e-6, atol=0):
-                raise ValueError(f"nodes[{a}] must be evenly spaced")
+                raise ParameterError(f"nodes[{a}]", "must be evenly spaced")
         n.setflags(write=False)
         checked.append(n)
     return tuple(checked)
@@ -133,12 +136,13 @@ class GridDeformation:
         nodes = tuple(nodes)
         N = len(nodes)
         if N == 0:
-            raise ValueError("nodes must name at least one axis")
+            raise ParameterError("nodes", "must name at least one axis")
         if u.ndim != N + 1 or u.shape[-1] != N:
-            raise ValueError(f"u must have shape (*gridsize, {N}) for {N} node axes, got {u.shape}")
+            raise ParameterError("u", f"must have shape (*gridsize, {N}) for {N} node axes, got "
+                                      f"{u.shape}")
         gridsize = tuple(int(g) for g in u.shape[:-1])
         if any(g < 1 for g in gridsize):
-            raise ValueError(f"u must have at least one node per axis, got gridsize {gridsize}")
+            raise ParameterError("u", f"must have at least one node per axis, got gridsize {gridsize}")
         if _is_shape(nodes):
             nodes = nodes_for_shape(nodes, gridsize)
         self.u = u
@@ -195,7 +199,7 @@ class GridDeformation:
         xp = array_module(self.u, points)
         points = xp.asarray(points, dtype=np.float64)
         if points.shape[-1:] != (self.ndim,):
-            raise ValueError(f"points must have shape (..., {self.ndim}), got {points.shape}")
+            raise ParameterError("points", f"must have shape (..., {self.ndim}), got {points.shape}")
         coef = pad_ghosts(self.coefficients(bc), axes=tuple(range(self.ndim)), bc=bc)
         stencils = self._stencils(points, bc)
         value = xp.zeros(points.shape[:-1] + (self.ndim,), dtype=coef.dtype)
@@ -259,13 +263,13 @@ class GridDeformation:
         """
         shape = tuple(int(n) for n in shape)
         if len(shape) != self.ndim:
-            raise ValueError(f"shape must have {self.ndim} entries, got {shape}")
+            raise ParameterError("shape", f"must have {self.ndim} entries, got {shape}")
         if any(n < 1 for n in shape):
-            raise ValueError(f"shape must be positive, got {shape}")
+            raise ParameterError("shape", f"must be positive, got {shape}")
         xp = self._xp if xp is None else xp
         dtype = np.dtype(dtype)
         if dtype.kind != "f":
-            raise ValueError(f"dtype must be a floating type, got {dtype}")
+            raise ParameterError("dtype", f"must be a floating type, got {dtype}")
         values = to_device(self.coefficients(bc), xp).astype(dtype, copy=False)
         for n_pix, nodes, g in zip(shape, self.nodes, self.gridsize):
             E = to_device(_pixel_matrix(n_pix, float(nodes[0]), _step(nodes), g, bc), xp)
@@ -297,7 +301,7 @@ def grid_deformations(us, nodes):
     xp = array_module(us)
     us = xp.asarray(us)
     if us.ndim < 3:
-        raise ValueError(f"us must have shape (T, *gridsize, N), got {us.shape}")
+        raise ParameterError("us", f"must have shape (T, *gridsize, N), got {us.shape}")
     return [GridDeformation(us[t], nodes) for t in range(us.shape[0])]
 
 
@@ -324,7 +328,7 @@ def compose(phi_old, phi_new, jacobians=False):
            ``compose``.
     """
     if phi_old.ndim != phi_new.ndim:
-        raise ValueError(f"phi_old has {phi_old.ndim} dimensions but phi_new has {phi_new.ndim}")
+        raise ParameterError("phi_old", f"has {phi_old.ndim} dimensions but phi_new has {phi_new.ndim}")
     xp = array_module(phi_new.u)
     targets = node_grid(phi_new.nodes, xp) + phi_new.u
     u_c = phi_new.u + phi_old.displacement_at(targets).astype(phi_new.u.dtype, copy=False)
@@ -350,11 +354,12 @@ def regrid(phi, gridsize):
     """
     gridsize = tuple(int(g) for g in gridsize)
     if len(gridsize) != phi.ndim or any(g < 1 for g in gridsize):
-        raise ValueError(f"gridsize must be {phi.ndim} positive ints, got {gridsize}")
+        raise ParameterError("gridsize", f"must be {phi.ndim} positive ints, got {gridsize}")
     nodes = []
     for a, (n, g) in enumerate(zip(phi.nodes, gridsize)):
         if n.size == 1 and g > 1:
-            raise ValueError(f"gridsize[{a}] = {g}, but phi has a single node along axis {a}, so its span is unknown")
+            raise ParameterError("gridsize", f"asks for {g} nodes along axis {a}, but phi has a single "
+                                                 "node there, so its span is unknown")
         nodes.append(np.linspace(n[0], n[-1], g) if g > 1 else np.array([(n[0] + n[-1]) / 2.0]))
     xp = array_module(phi.u)
     u = phi.displacement_at(node_grid(nodes, xp)).astype(phi.u.dtype, copy=False)
@@ -384,9 +389,9 @@ def tform_to_deformation(A, b, shape, gridsize):
     b = np.asarray(to_host(b), dtype=np.float64)
     N = len(tuple(shape))
     if A.shape != (N, N):
-        raise ValueError(f"A must have shape ({N}, {N}) for a {N}-D image, got {A.shape}")
+        raise ParameterError("A", f"must have shape ({N}, {N}) for a {N}-D image, got {A.shape}")
     if b.shape != (N,):
-        raise ValueError(f"b must have shape ({N},), got {b.shape}")
+        raise ParameterError("b", f"must have shape ({N},), got {b.shape}")
     nodes = nodes_for_shape(shape, gridsize)
     x = node_grid(nodes)
     u = x @ (A - np.eye(N)).T + b

@@ -141,7 +141,8 @@ def argmin_mismatch(mm, thresh=None):
         r = xp.where(mm[1] > thresh, mm[0] / xp.where(mm[1] > thresh, mm[1], 1), xp.inf)
     else:
         if any(n % 2 == 0 for n in mm.shape):
-            raise ParameterError("mm", f"must be (2, *(2m+1)) or a ratio array of odd sizes, got {mm.shape}")
+            raise ParameterError("mm", f"must be (2, *(2m+1)) or a ratio array of odd sizes, got "
+                                       f"{mm.shape}")
         r = mm.astype(float_dtype(mm.dtype))
     m = tuple((n - 1) // 2 for n in r.shape)
     interior = tuple(slice(1, n - 1) for n in r.shape)

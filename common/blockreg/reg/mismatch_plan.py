@@ -26,6 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._backend import array_module, fft_module, to_device
+from ..errors import ParameterError
 from ._common import check_maxshift, check_normalization, fft_kwargs, working_dtype
 from ._lags import box_sums, inverse_at_lags, lag_matrices
 from .apertures import aperture_grid, aperture_range, default_aperture_width
@@ -114,7 +115,7 @@ class MismatchPlan:
             frame_bytes = int(np.prod(fixed.shape)) * self.dtype.itemsize
             max_batch_bytes = max(_DEFAULT_BATCH_BYTES, 8 * frame_bytes)
         if int(max_batch_bytes) <= 0:
-            raise ValueError(f"max_batch_bytes must be positive, got {max_batch_bytes!r}")
+            raise ParameterError("max_batch_bytes", f"must be positive, got {max_batch_bytes!r}")
         self.max_batch_bytes = int(max_batch_bytes)
         self.gridsize = tuple(len(r) for r in ranges)
         self.fixed_shape = tuple(fixed.shape)
@@ -361,8 +362,8 @@ class MismatchPlan:
         xp = self._xp
         moving = to_device(moving, xp)
         if moving.ndim != len(self.fixed_shape):
-            raise ValueError(f"moving must have {len(self.fixed_shape)} axes like fixed, got "
-                             f"shape {tuple(moving.shape)}")
+            raise ParameterError("moving", f"must have {len(self.fixed_shape)} axes like fixed, "
+                                           f"got shape {tuple(moving.shape)}")
         shape = tuple(moving.shape)
         moving = moving.astype(self.dtype, copy=False)
         nan_free = not bool(xp.isnan(moving).any())

@@ -17,7 +17,8 @@ import math
 import numpy as np
 
 from .._backend import array_module, fft_module, to_device
-from ._common import fft_kwargs, working_dtype
+from ..errors import ParameterError
+from ._common import fft_kwargs, per_axis, working_dtype
 
 # Kernel radius in standard deviations; the same default as scipy.ndimage.gaussian_filter, so the
 # filtered values agree with it and the truncated tail (mass 6e-5) is below what matters here.
@@ -28,20 +29,6 @@ _TRUNCATE = 4.0
 # for as well); measured with 1 thread, sigma 25: a 24x256x256 volume 16 ms by matrices vs 99 ms by
 # a padded FFT, while a 512x512 image is faster by FFT (4.2 vs 7.1 ms).
 _DIRECT_MAX = 256
-
-
-def _per_axis(sigma, ndim, name):
-    """Return ``sigma`` as a tuple of ``ndim`` non-negative floats (a scalar applies to every axis)."""
-    s = np.atleast_1d(np.asarray(sigma, dtype=float))
-    if s.ndim != 1:
-        raise ValueError(f"{name} must be a scalar or a 1-D sequence, got shape {s.shape}")
-    if s.size == 1:
-        s = np.repeat(s, ndim)
-    if s.size != ndim:
-        raise ValueError(f"{name} has {s.size} entries but the image has {ndim} axes")
-    if np.isnan(s).any() or (s < 0).any():
-        raise ValueError(f"{name} must be non-negative, got {tuple(s.tolist())}")
-    return tuple(float(v) for v in s)
 
 
 def _reach(n, sigma):
@@ -217,7 +204,7 @@ def highpass(data, sigma, clamp=False):
     """
     xp = array_module(data)
     data = xp.asarray(data)
-    sigma = _per_axis(sigma, data.ndim, "sigma")
+    sigma = per_axis(sigma, data.ndim, "sigma", finite=False)
     out = data.astype(working_dtype(data.dtype), copy=True)
     if any(math.isinf(s) for s in sigma):
         return out
@@ -246,9 +233,9 @@ def lowpass(data, sigma):
     """
     xp = array_module(data)
     data = xp.asarray(data)
-    sigma = _per_axis(sigma, data.ndim, "sigma")
+    sigma = per_axis(sigma, data.ndim, "sigma", finite=False)
     if any(math.isinf(s) for s in sigma):
-        raise ValueError(f"sigma must be finite for a low-pass, got {sigma}")
+        raise ParameterError("sigma", f"must be finite for a low-pass, got {sigma}")
     out = data.astype(working_dtype(data.dtype), copy=True)
     if not any(sigma):
         return out
@@ -288,21 +275,21 @@ class PreprocessSNF:
     def __init__(self, bias, sigma_lp, sigma_hp, clamp=False):
         bias = float(bias)
         if not math.isfinite(bias):
-            raise ValueError(f"bias must be finite, got {bias}")
+            raise ParameterError("bias", f"must be finite, got {bias}")
         self.bias = bias
         self.sigma_lp = self._check_sigma(sigma_lp, "sigma_lp")
         self.sigma_hp = self._check_sigma(sigma_hp, "sigma_hp")
         if any(math.isinf(s) for s in np.atleast_1d(self.sigma_lp)):
-            raise ValueError(f"sigma_lp must be finite, got {self.sigma_lp}")
+            raise ParameterError("sigma_lp", f"must be finite, got {self.sigma_lp}")
         self.clamp = bool(clamp)
 
     @staticmethod
     def _check_sigma(sigma, name):
         s = np.asarray(sigma, dtype=float)
         if s.ndim > 1:
-            raise ValueError(f"{name} must be a scalar or a 1-D sequence, got shape {s.shape}")
+            raise ParameterError(name, f"must be a number or a 1-D sequence, got shape {s.shape}")
         if np.isnan(s).any() or (s < 0).any():
-            raise ValueError(f"{name} must be non-negative, got {s.tolist()}")
+            raise ParameterError(name, f"must be non-negative, got {s.tolist()}")
         return float(s) if s.ndim == 0 else [float(v) for v in s]
 
     def __call__(self, img):
@@ -310,7 +297,7 @@ class PreprocessSNF:
         xp = array_module(img)
         a = xp.asarray(img).astype(np.float32, copy=True)
         for name in ("sigma_lp", "sigma_hp"):
-            _per_axis(getattr(self, name), a.ndim, name)  # name the field if it does not fit img
+            per_axis(getattr(self, name), a.ndim, name, finite=False)  # name it if it does not fit img
         a -= np.float32(self.bias)
         # maximum (not fmax) keeps NaN as NaN: a missing pixel stays missing.
         a = xp.sqrt(xp.maximum(a, np.float32(0)))
@@ -327,7 +314,7 @@ class PreprocessSNF:
         """Rebuild from :meth:`to_dict` output."""
         unknown = set(d) - {"bias", "sigma_lp", "sigma_hp", "clamp"}
         if unknown:
-            raise ValueError(f"d has unknown keys {sorted(unknown)}")
+            raise ParameterError("d", f"has unknown keys {sorted(unknown)}")
         return cls(d["bias"], d["sigma_lp"], d["sigma_hp"], clamp=d.get("clamp", False))
 
     def __eq__(self, other):
@@ -346,7 +333,7 @@ def clip_bright(img, threshold):
     xp = array_module(img)
     threshold = float(threshold)
     if math.isnan(threshold):
-        raise ValueError("threshold must not be NaN")
+        raise ParameterError("threshold", "must not be NaN")
     img = xp.asarray(img)
     out = img.astype(working_dtype(img.dtype), copy=True)
     out[out > threshold] = xp.nan
@@ -374,9 +361,9 @@ def temporal_median(movie, t, window):
     n = len(movie)
     t, window = int(t), int(window)
     if window < 1:
-        raise ValueError(f"window must be >= 1, got {window}")
+        raise ParameterError("window", f"must be >= 1, got {window}")
     if not 0 <= t < n:
-        raise ValueError(f"t must be in [0, {n}), got {t}")
+        raise ParameterError("t", f"must be in [0, {n}), got {t}")
     lo, hi = max(0, t - window // 2), min(n - 1, t + window // 2)
     frames = [movie[i] for i in range(lo, hi + 1)]
     xp = array_module(*frames)

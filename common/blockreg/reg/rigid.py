@@ -17,6 +17,8 @@ import scipy.optimize
 from scipy.spatial.transform import Rotation
 
 from .._backend import array_module, ndimage_module, to_host
+from ..errors import ParameterError
+from ._common import per_axis
 
 #: Spline order used to sample the moving image (the original samples with quadratic B-splines).
 SPLINE_ORDER = 2
@@ -161,14 +163,12 @@ def optimize_rigid(fixed, moving, *, maxshift, maxrot=np.pi, tform0=None, thresh
     moving = xp.asarray(moving)
     N = fixed.ndim
     if N not in (2, 3):
-        raise ValueError(f"fixed must be 2-D or 3-D, got {N}-D")
+        raise ParameterError("fixed", f"must be 2-D or 3-D, got {N}-D")
     if moving.ndim != N:
-        raise ValueError(f"moving must be {N}-D like fixed, got {moving.ndim}-D")
-    maxshift = np.broadcast_to(np.asarray(maxshift, dtype=np.float64), (N,))
-    if np.any(maxshift < 0):
-        raise ValueError(f"maxshift must be >= 0, got {maxshift}")
+        raise ParameterError("moving", f"must be {N}-D like fixed, got {moving.ndim}-D")
+    maxshift = np.asarray(per_axis(maxshift, N, "maxshift", finite=False))
     nrot = 1 if N == 2 else 3
-    maxrot = np.broadcast_to(np.asarray(maxrot, dtype=np.float64), (nrot,))
+    maxrot = np.asarray(per_axis(maxrot, nrot, "maxrot", finite=False))
 
     center = (np.asarray(fixed.shape, dtype=np.float64) - 1) / 2
     # Angles are optimised as arc lengths at the image's half-diagonal, so that a unit step in
@@ -183,7 +183,7 @@ def optimize_rigid(fixed, moving, *, maxshift, maxrot=np.pi, tform0=None, thresh
     else:
         A0, b0 = (np.asarray(v, dtype=np.float64) for v in tform0)
         if A0.shape != (N, N) or b0.shape != (N,):
-            raise ValueError(f"tform0 must be (A (N, N), b (N,)) with N = {N}")
+            raise ParameterError("tform0", f"must be (A (N, N), b (N,)) with N = {N}")
         # b = c + t - A c  <=>  t = b - c + A c
         params0 = np.concatenate([_angles(A0) * radius, b0 - center + A0 @ center])
 

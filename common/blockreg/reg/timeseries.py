@@ -15,6 +15,7 @@ import numbers
 import numpy as np
 
 from .._backend import array_module, to_device, to_host
+from ..errors import ParameterError
 from .deformation import GridDeformation
 
 __all__ = ["medfilt", "tinterpolate"]
@@ -25,14 +26,14 @@ def _unpack(us, name):
     if isinstance(us, (list, tuple)) and us and all(isinstance(p, GridDeformation) for p in us):
         first = us[0]
         if any(p.gridsize != first.gridsize for p in us):
-            raise ValueError(f"{name} must all have the same gridsize")
+            raise ParameterError(name, "must all have the same gridsize")
         xp = array_module(*(p.u for p in us))
         return xp.stack([xp.asarray(p.u) for p in us]), first
     xp = array_module(us)
     arr = xp.asarray(us)
     if arr.ndim < 3 or arr.shape[-1] != arr.ndim - 2:
-        raise ValueError(f"{name} must have shape (T, *gridsize, N) or be a list of GridDeformation, "
-                         f"got shape {arr.shape}")
+        raise ParameterError(name, "must have shape (T, *gridsize, N) or be a list of "
+                                   f"GridDeformation, got shape {arr.shape}")
     if arr.dtype.kind != "f":
         arr = arr.astype(np.float64)
     return arr, None
@@ -60,7 +61,7 @@ def medfilt(us, n):
         first and last ``n//2`` frames are copied unchanged, as in the original.
     """
     if not isinstance(n, numbers.Integral) or n < 1 or n % 2 == 0:
-        raise ValueError(f"n must be a positive odd integer, got {n!r}")
+        raise ParameterError("n", f"must be a positive odd integer, got {n!r}")
     arr, template = _unpack(us, "us")
     xp = array_module(arr)
     T = arr.shape[0]
@@ -93,17 +94,18 @@ def tinterpolate(us, tindex, nframes):
     arr, template = _unpack(us, "us")
     xp = array_module(arr)
     if not isinstance(nframes, numbers.Integral) or nframes < 1:
-        raise ValueError(f"nframes must be a positive integer, got {nframes!r}")
+        raise ParameterError("nframes", f"must be a positive integer, got {nframes!r}")
     tindex = np.asarray(to_host(tindex))
     if tindex.ndim != 1 or tindex.size != arr.shape[0]:
-        raise ValueError(f"tindex must list one frame index per deformation ({arr.shape[0]}), got shape {tindex.shape}")
+        raise ParameterError("tindex", f"must list one frame index per deformation ({arr.shape[0]}), "
+                                       f"got shape {tindex.shape}")
     if tindex.size and not np.all(np.equal(np.mod(tindex, 1), 0)):
-        raise ValueError("tindex must hold integer frame indices")
+        raise ParameterError("tindex", "must hold integer frame indices")
     tindex = tindex.astype(np.int64)
     if np.any(np.diff(tindex) <= 0):
-        raise ValueError("tindex must be strictly increasing")
+        raise ParameterError("tindex", "must be strictly increasing")
     if tindex[0] < 0 or tindex[-1] >= nframes:
-        raise ValueError(f"tindex must lie in [0, {nframes}), got {tindex[0]}..{tindex[-1]}")
+        raise ParameterError("tindex", f"must lie in [0, {nframes}), got {tindex[0]}..{tindex[-1]}")
     # Fractional position of every frame in the registered list; np.interp holds the ends constant.
     position = np.interp(np.arange(nframes), tindex, np.arange(tindex.size, dtype=np.float64))
     lower = np.minimum(np.floor(position).astype(np.int64), max(tindex.size - 2, 0))

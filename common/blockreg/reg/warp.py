@@ -16,6 +16,8 @@ import os
 import numpy as np
 
 from .._backend import array_module, float_dtype, to_host
+from ..errors import ParameterError
+from ._common import working_dtype
 from .deformation import GridDeformation
 
 __all__ = ["warp", "warp_to_file", "edge_tolerance", "working_dtype"]
@@ -30,21 +32,13 @@ def edge_tolerance(n: int) -> float:
     return 1e-3 + 8.0 * float(np.finfo(np.float32).eps) * n
 
 
-def working_dtype(dtype) -> np.dtype:
-    """Float type :func:`warp` interpolates an image of ``dtype`` in (and wants its field in).
-
-    float16 images are interpolated in float32 to keep sub-pixel coordinates meaningful.
-    """
-    return np.promote_types(float_dtype(dtype), np.float32)
-
-
 def _as_deformation(phi_or_u, nodes):
     if isinstance(phi_or_u, GridDeformation):
         if nodes is not None:
-            raise ValueError("nodes must not be given together with a GridDeformation")
+            raise ParameterError("nodes", "must not be given together with a GridDeformation")
         return phi_or_u
     if nodes is None:
-        raise ValueError("phi must be a GridDeformation, or give u together with nodes")
+        raise ParameterError("phi", "must be a GridDeformation, or give u together with nodes")
     return GridDeformation(phi_or_u, nodes)
 
 
@@ -86,14 +80,14 @@ def warp(img, phi, nodes=None, *, field=None):
     xp = array_module(img)
     img = xp.asarray(img)
     if img.ndim != phi.ndim:
-        raise ValueError(f"img has {img.ndim} dimensions but phi has {phi.ndim}")
+        raise ParameterError("img", f"has {img.ndim} dimensions but phi has {phi.ndim}")
     out_dtype = float_dtype(img.dtype)
     work = working_dtype(img.dtype)
     if field is None:
         u = phi.field(img.shape, dtype=work, xp=xp)
     else:
         if len(field) != img.ndim or any(tuple(c.shape) != img.shape for c in field):
-            raise ValueError(f"field: must be {img.ndim} arrays of the image's shape {img.shape}")
+            raise ParameterError("field", f"must be {img.ndim} arrays of the image's shape {img.shape}")
         u = tuple(xp.asarray(c).astype(work, copy=False) for c in field)
     src = img.astype(work, copy=False)
     has_nan = bool(xp.isnan(src).any())
@@ -142,8 +136,8 @@ def interpolate_linear(img, displacement, *, start=0, has_nan=None):
         has_nan = bool(xp.isnan(flat).any())
     out_shape = tuple(displacement[0].shape)
     if out_shape[1:] != shape[1:] or not 0 <= start <= shape[0] - out_shape[0]:
-        raise ValueError(f"displacement of shape {out_shape} at row {start} does not fit an image "
-                         f"of shape {shape}")
+        raise ParameterError("displacement", f"of shape {out_shape} at row {start} does not fit an "
+                                             f"image of shape {shape}")
 
     valid = None
     base = None
@@ -213,7 +207,7 @@ def warp_to_file(path_or_file, frames, phis, dtype=np.float32, nodes=None):
     if nodes is not None:
         phis = [GridDeformation(phis[t], nodes) for t in range(len(phis))]
     if len(frames) != len(phis):
-        raise ValueError(f"phis has {len(phis)} deformations for {len(frames)} frames")
+        raise ParameterError("phis", f"has {len(phis)} deformations for {len(frames)} frames")
     dtype = np.dtype(dtype)
     if isinstance(path_or_file, (str, os.PathLike)):
         with open(path_or_file, "wb") as fh:
