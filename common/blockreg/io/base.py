@@ -1,9 +1,60 @@
-"""Common behaviour of the series readers: one frame at a time, picklable by path."""
+"""Common behaviour of the series readers: one frame at a time, picklable by path.
+
+Every problem with the input is a :class:`~blockreg.errors.ParameterError` naming the job-spec
+field it comes from (``input.path``, ``input.dataset``, ``input.channel``), so the job-spec checks
+report it at submit time (HTTP 422, CLI exit code 2) instead of a worker failing later.
+"""
 from __future__ import annotations
 
 import numpy as np
 
+from ..errors import ParameterError
+
 _SPATIAL_LETTERS = "zyx"
+# integers and real floating point: what the preprocessing and the warps compute with
+_SUPPORTED_KINDS = "uif"
+
+
+def path_error(problem: str) -> ParameterError:
+    """An error about the file itself (``input.path``): missing, corrupt, truncated, unsupported."""
+    return ParameterError("input.path", problem)
+
+
+def dataset_error(problem: str) -> ParameterError:
+    """An error about the array chosen inside the file (``input.dataset``)."""
+    return ParameterError("input.dataset", problem)
+
+
+def channel_error(problem: str) -> ParameterError:
+    """An error about the channel choice (``input.channel``)."""
+    return ParameterError("input.channel", problem)
+
+
+def check_dtype(dtype, where: str) -> np.dtype:
+    """Refuse pixel types registration cannot use (complex, bool, strings, objects, records).
+
+    Parameters
+    ----------
+    dtype : numpy.dtype-like
+    where : str
+        The file (and array) named in the message.
+
+    Returns
+    -------
+    numpy.dtype
+
+    Raises
+    ------
+    ParameterError
+        Field ``input.path``, for any dtype that is not an integer or real floating-point type.
+    """
+    dtype = np.dtype(dtype)
+    if dtype.kind not in _SUPPORTED_KINDS or dtype.fields is not None or dtype.itemsize > 8:
+        raise path_error(
+            f"{where} holds {dtype} pixels; registration reads integer or real floating-point "
+            "images only (no complex, boolean, string or object data)"
+        )
+    return dtype
 
 
 def default_axes(nspatial: int) -> str:
@@ -30,14 +81,19 @@ class SeriesReader:
     axes : str
         Lower-case axis names, time first, e.g. ``"tyx"``.
     spacing : tuple of float or None
-        Pixel spacing per spatial axis (physical units of the file), when the file records it.
+        Voxel size in µm per spatial axis (the order of ``axes[1:]``), when the file records it
+        in a known length unit; None when unknown.
+    time_step_s : float or None
+        Seconds between frames, when the file records it.
     """
 
+    FORMAT = "an image series"
     path: str
     shape: tuple
     dtype: np.dtype
     axes: str
     spacing: tuple | None
+    time_step_s: float | None = None
 
     def __init__(self, path, **options):
         self.path = str(path)
@@ -45,10 +101,13 @@ class SeriesReader:
         self._handle = None
         self._open()
         if len(self.shape) - 1 < 2:
-            raise ValueError(
-                f"path: {self.path} has {len(self.shape) - 1} spatial dimension(s) after the time "
+            raise path_error(
+                f"{self.path} has {len(self.shape) - 1} spatial dimension(s) after the time "
                 "axis; registration needs at least 2"
             )
+        if self.shape[0] < 1 or min(self.shape[1:]) < 1:
+            raise path_error(f"{self.path} holds no image data (shape {tuple(self.shape)})")
+        self.dtype = check_dtype(self.dtype, self.path)
 
     def _open(self) -> None:
         raise NotImplementedError
@@ -119,13 +178,13 @@ def select_channel(axes: str, shape: tuple, channel, path: str) -> int | None:
     if "c" in axes:
         nchan = shape[axes.index("c")]
         if channel is None:
-            raise ValueError(
-                f"channel: {path} has a channel axis with {nchan} channels; choose one with channel="
+            raise channel_error(
+                f"{path} has a channel axis with {nchan} channels; choose one with channel="
             )
         channel = int(channel)
         if not 0 <= channel < nchan:
-            raise ValueError(f"channel: {channel} out of range, the file has {nchan} channels")
+            raise channel_error(f"{channel} out of range, the file has {nchan} channels")
         return channel
     if channel is not None:
-        raise ValueError(f"channel: {path} has no channel axis (axes {axes!r})")
+        raise channel_error(f"{path} has no channel axis (axes {axes!r})")
     return None

@@ -1,40 +1,62 @@
-"""HDF5 datasets via h5py (optional dependency): ``(T, *spatial)``, chosen with ``dataset``."""
+"""HDF5 datasets via h5py (optional dependency): ``(T, *spatial)``, chosen with ``dataset``.
+
+A file with an ``nwb_version`` attribute is an NWB file and is read by :mod:`.nwb` instead.
+Spacing (µm) comes from the dataset's ``element_size_um`` attribute when present.
+"""
 from __future__ import annotations
 
 import numpy as np
 
-from .base import SeriesReader, default_axes, select_channel
+from .base import SeriesReader, dataset_error, default_axes, path_error, select_channel
+
+
+def open_h5(path):
+    """Open read-only without file locking (shared filesystems), with errors naming the field."""
+    try:
+        import h5py
+    except ImportError:
+        raise path_error(f"reading {path} needs h5py (pip install 'blockreg[hdf5]')") from None
+    try:
+        return h5py.File(path, "r", locking=False)
+    except OSError as exc:
+        raise path_error(f"{path} is not a readable HDF5 file: {exc}") from None
 
 
 class Hdf5Series(SeriesReader):
-    """One dataset of an HDF5 file, opened read-only without file locking (shared filesystems)."""
+    """One dataset of an HDF5 file."""
+
+    FORMAT = "HDF5"
 
     def _open(self):
+        import h5py
+
+        f = open_h5(self.path)
         try:
-            import h5py
-        except ImportError:
-            raise ValueError(f"path: reading {self.path} needs h5py, which is not installed") from None
-        f = h5py.File(self.path, "r", locking=False)
+            dset = self._dataset(f, h5py)
+            select_channel("", dset.shape, self._options.get("channel"), self.path)
+        except Exception:
+            f.close()
+            raise
+        self._handle = f
+        self._dset_name = dset.name
+        self.shape = tuple(dset.shape)
+        self.dtype = np.dtype(dset.dtype)
+        self.axes = default_axes(dset.ndim - 1)
+        size = dset.attrs.get("element_size_um")
+        self.spacing = (tuple(float(s) for s in size)
+                        if size is not None and len(size) == dset.ndim - 1 else None)
+
+    def _dataset(self, f, h5py):
         dataset = self._options.get("dataset")
         if dataset is None:
             names = []
             f.visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None)
             if len(names) != 1:
-                f.close()
-                raise ValueError(f"dataset: {self.path} holds datasets {names}; name one")
+                raise dataset_error(f"{self.path} holds datasets {names}; name one")
             dataset = names[0]
         if dataset not in f or not isinstance(f[dataset], h5py.Dataset):
-            f.close()
-            raise ValueError(f"dataset: {dataset!r} is not a dataset of {self.path}")
-        dset = f[dataset]
-        select_channel("", dset.shape, self._options.get("channel"), self.path)
-        self._handle = f
-        self._dset_name = dataset
-        self.shape = tuple(dset.shape)
-        self.dtype = np.dtype(dset.dtype)
-        self.axes = default_axes(dset.ndim - 1)
-        size = dset.attrs.get("element_size_um")
-        self.spacing = tuple(float(s) for s in size) if size is not None and len(size) == dset.ndim - 1 else None
+            raise dataset_error(f"{dataset!r} is not a dataset of {self.path}")
+        return f[dataset]
 
     def _read(self, t, region):
         return self._handle[self._dset_name][(t,) + region]

@@ -9,6 +9,8 @@ from .base import SeriesReader, default_axes, select_channel
 class NpySeries(SeriesReader):
     """A ``.npy`` file holding ``(T, *spatial)``; frames are read through a memory map."""
 
+    FORMAT = "NumPy .npy"
+
     def _open(self):
         arr = np.load(self.path, mmap_mode="r")
         select_channel("", arr.shape, self._options.get("channel"), self.path)

@@ -1,15 +1,18 @@
-"""TIFF series (ImageJ hyperstacks, OME-TIFF, plain multi-page) via tifffile.
+"""TIFF series (BigTIFF, ImageJ hyperstacks, OME-TIFF, plain multi-page) via tifffile.
 
 The first series of the file is used, with tifffile's axis letters.  The time axis is ``T``; a file
-without ``T`` whose leading axis is a generic stack axis (``I``, ``Q``) uses that axis as time, and a
-file with neither is one frame.  A channel axis (``C`` or ``S``) must be chosen with ``channel``.
-Uncompressed contiguous data is memory-mapped; otherwise only the pages of one frame are read.
+without ``T`` whose leading axis is a generic stack axis (``I``, ``Q``: a plain multi-page TIFF, an
+ImageJ stack without hyperstack labels) uses that axis as time, and a file with neither (a single
+image, or a ``ZYX`` volume) is one frame.  A channel axis (``C`` or ``S``) must be chosen with
+``channel``.  Uncompressed contiguous data is memory-mapped; otherwise only the pages of one frame
+are read.  A file whose pages point past its end (cut during a copy) is refused when opened.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .base import SeriesReader, select_channel
+from .base import SeriesReader, path_error, select_channel
+from .tiffmeta import check_complete, corruption_log, spacing_and_time
 
 _SPATIAL = "zyx"
 
@@ -17,12 +20,25 @@ _SPATIAL = "zyx"
 class TiffSeries(SeriesReader):
     """The first series of a TIFF file, read one frame at a time."""
 
+    FORMAT = "TIFF"
+
     def _open(self):
         import tifffile
 
-        tif = tifffile.TiffFile(self.path)
+        with corruption_log() as problems:
+            try:
+                tif = tifffile.TiffFile(self.path)
+                series = tif.series[0]
+            except (tifffile.TiffFileError, IndexError, ValueError, OSError) as exc:
+                raise path_error(f"{self.path} is not a readable TIFF: {exc}") from None
+        try:
+            if problems:
+                raise path_error(f"{self.path} is truncated or damaged: {problems[0]}")
+            check_complete(tif, series, self.path)
+        except Exception:
+            tif.close()
+            raise
         self._handle = tif
-        series = tif.series[0]
         raw_axes = series.axes.lower().replace("s", "c")
         shape = tuple(series.shape)
         if "t" not in raw_axes:
@@ -31,11 +47,11 @@ class TiffSeries(SeriesReader):
             else:
                 raw_axes, shape = "t" + raw_axes, (1,) + shape
         if raw_axes.count("c") > 1:
-            raise ValueError(f"path: {self.path} has several channel-like axes ({series.axes})")
+            raise path_error(f"{self.path} has several channel-like axes ({series.axes})")
         unknown = [a for a in raw_axes if a not in "tc" + _SPATIAL]
         if unknown:
-            raise ValueError(
-                f"path: {self.path} has axes {series.axes!r}; cannot interpret {unknown} as time, "
+            raise path_error(
+                f"{self.path} has axes {series.axes!r}; cannot interpret {unknown} as time, "
                 "channel or space"
             )
         self._channel = select_channel(raw_axes, shape, self._options.get("channel"), self.path)
@@ -44,7 +60,7 @@ class TiffSeries(SeriesReader):
         self.axes = "t" + "".join(spatial)
         self.shape = (shape[raw_axes.index("t")],) + tuple(shape[raw_axes.index(a)] for a in spatial)
         self.dtype = np.dtype(series.dtype)
-        self.spacing = _spacing(tif, spatial)
+        self.spacing, self.time_step_s = spacing_and_time(tif, "".join(spatial))
         self._memmap = None
         if series.dataoffset is not None and len(series.shape) == len(shape):
             self._memmap = np.memmap(
@@ -96,29 +112,4 @@ class TiffSeries(SeriesReader):
 def _to_tzyx(frame, axes, wanted):
     """Reorder the spatial axes of ``frame`` (named ``axes``) into ``wanted`` order."""
     return np.transpose(frame, [axes.index(a) for a in wanted]) if list(axes) != list(wanted) else frame
-
-
-def _spacing(tif, spatial):
-    """Pixel spacing from ImageJ/resolution tags, or None when the file does not say."""
-    try:
-        page = tif.pages[0]
-        xres = page.tags.get("XResolution")
-        yres = page.tags.get("YResolution")
-        values = {}
-        unit = page.tags.get("ResolutionUnit")
-        # 72 dpi in inches is the writers' placeholder and (1, 1) means "uncalibrated": not spacing
-        calibrated = unit is None or getattr(unit.value, "name", "") != "INCH"
-        if xres is not None and yres is not None and calibrated:
-            xnum, xden = xres.value
-            ynum, yden = yres.value
-            if xnum and ynum and (xnum, xden) != (1, 1):
-                values["x"], values["y"] = xden / xnum, yden / ynum
-        meta = tif.imagej_metadata or {}
-        if "spacing" in meta:
-            values["z"] = float(meta["spacing"])
-        if all(a in values for a in spatial):
-            return tuple(float(values[a]) for a in spatial)
-    except Exception:  # metadata is optional; a malformed tag must not stop registration
-        return None
-    return None
 
