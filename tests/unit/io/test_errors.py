@@ -1,0 +1,121 @@
+"""Damaged inputs and wrong choices fail when the series is opened, with the job-spec field named."""
+import numpy as np
+import pytest
+import tifffile
+import zarr
+
+from blockreg.errors import ParameterError
+from blockreg.io import open_series
+
+
+def _field(call):
+    with pytest.raises(ParameterError) as err:
+        call()
+    return err.value.field, str(err.value)
+
+
+@pytest.fixture
+def movie():
+    return np.arange(6 * 16 * 20, dtype=np.uint16).reshape(6, 16, 20)
+
+
+@pytest.mark.parametrize("kind", ["imagej", "shaped", "ome", "compressed", "bigtiff"])
+@pytest.mark.parametrize("keep", [0.5, "data-10"])
+def test_truncated_tiff_is_refused_when_opened(tmp_path, movie, kind, keep):
+    path = tmp_path / ("m.ome.tif" if kind == "ome" else "m.tif")
+    options = {"imagej": {"imagej": True}, "shaped": {"photometric": "minisblack"},
+               "ome": {}, "compressed": {"compression": "zlib", "photometric": "minisblack"},
+               "bigtiff": {"bigtiff": True, "photometric": "minisblack"}}[kind]
+    tifffile.imwrite(path, movie, metadata={"axes": "TYX"}, **options)
+    assert open_series(path).shape == movie.shape
+    data = path.read_bytes()
+    if keep == 0.5:
+        cut = len(data) // 2
+    else:  # 10 bytes before the end of the pixel data: every IFD may still be intact
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages[-1]
+            cut = page.dataoffsets[-1] + page.databytecounts[-1] - 10
+    path.write_bytes(data[:cut])
+    field, message = _field(lambda: open_series(path))
+    assert field == "input.path" and "m." in message
+
+
+def test_not_a_tiff(tmp_path):
+    (tmp_path / "x.tif").write_bytes(b"this is not an image" * 10)
+    field, message = _field(lambda: open_series(tmp_path / "x.tif"))
+    assert field == "input.path" and "TIFF" in message
+
+
+@pytest.mark.parametrize("dtype", [np.complex64, np.bool_, "U3", "S2", [("a", "<u2"), ("b", "<u2")]])
+def test_unsupported_dtypes(tmp_path, dtype):
+    data = np.zeros((2, 4, 5), dtype=dtype)
+    np.save(tmp_path / "m.npy", data)
+    field, message = _field(lambda: open_series(tmp_path / "m.npy"))
+    assert field == "input.path" and "integer or real floating-point" in message
+
+
+def test_object_npy_and_complex_zarr(tmp_path):
+    np.save(tmp_path / "o.npy", np.empty((2, 4, 5), dtype=object), allow_pickle=True)
+    assert _field(lambda: open_series(tmp_path / "o.npy"))[0] == "input.path"
+    arr = zarr.create_array(tmp_path / "c.zarr", shape=(2, 4, 5), dtype=np.complex128)
+    assert arr.shape == (2, 4, 5)
+    assert _field(lambda: open_series(tmp_path / "c.zarr"))[0] == "input.path"
+
+
+def test_truncated_npy(tmp_path, movie):
+    np.save(tmp_path / "m.npy", movie)
+    data = (tmp_path / "m.npy").read_bytes()
+    (tmp_path / "m.npy").write_bytes(data[: len(data) // 2])
+    field, message = _field(lambda: open_series(tmp_path / "m.npy"))
+    assert field == "input.path" and "m.npy" in message
+
+
+def test_unknown_datasets_name_input_dataset(tmp_path, movie):
+    group = zarr.open_group(tmp_path / "g.zarr", mode="w")
+    group.create_array("raw", data=movie)
+    assert _field(lambda: open_series(tmp_path / "g.zarr", dataset="nope"))[0] == "input.dataset"
+    field, message = _field(lambda: open_series(tmp_path / "g.zarr"))
+    assert field == "input.dataset" and "raw" in message
+    np.save(tmp_path / "m.npy", movie)
+    assert _field(lambda: open_series(tmp_path / "m.npy", dataset="x"))[0] == "input.dataset"
+
+
+def test_hdf5_damage_and_unknown_dataset(tmp_path, movie):
+    h5py = pytest.importorskip("h5py")
+    with h5py.File(tmp_path / "m.h5", "w") as f:
+        f["a"] = movie
+        f["b"] = movie
+    assert _field(lambda: open_series(tmp_path / "m.h5"))[0] == "input.dataset"
+    assert _field(lambda: open_series(tmp_path / "m.h5", dataset="c"))[0] == "input.dataset"
+    data = (tmp_path / "m.h5").read_bytes()
+    (tmp_path / "cut.h5").write_bytes(data[: len(data) // 2])
+    assert _field(lambda: open_series(tmp_path / "cut.h5", dataset="a"))[0] == "input.path"
+
+
+def test_nwb_without_imaging_series(tmp_path):
+    h5py = pytest.importorskip("h5py")
+    with h5py.File(tmp_path / "e.nwb", "w") as f:
+        f.attrs["nwb_version"] = "2.8.0"
+        f.create_group("acquisition")
+    field, message = _field(lambda: open_series(tmp_path / "e.nwb"))
+    assert field == "input.dataset" and "TwoPhotonSeries" in message
+
+
+def test_imagine_errors(tmp_path):
+    (tmp_path / "a.imagine").write_text("NOT IMAGINE\n")
+    assert _field(lambda: open_series(tmp_path / "a.imagine"))[0] == "input.path"
+    (tmp_path / "b.imagine").write_text("IMAGINE\n[camera]\nimage width=4\nimage height=3\n"
+                                        "frames per stack=1\nnStacks=2\npixel data type=complex64\n")
+    field, message = _field(lambda: open_series(tmp_path / "b.imagine"))
+    assert field == "input.path" and "pixel data type" in message
+    (tmp_path / "c.imagine").write_text("IMAGINE\n[camera]\nimage width=4\nimage height=3\n"
+                                        "frames per stack=1\nnStacks=2\npixel data type=uint8\n")
+    field, message = _field(lambda: open_series(tmp_path / "c.imagine"))
+    assert field == "input.path" and "c.cam" in message  # the pixel file is missing
+
+
+def test_missing_path_and_unknown_suffix(tmp_path):
+    assert _field(lambda: open_series(tmp_path / "none.tif"))[0] == "input.path"
+    (tmp_path / "m.xyz").write_text("x")
+    field, message = _field(lambda: open_series(tmp_path / "m.xyz"))
+    assert field == "input.path" and "unknown format" in message
