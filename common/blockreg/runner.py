@@ -12,6 +12,8 @@ from multiprocessing import util as mp_util
 
 import numpy as np
 
+from .errors import ParameterError
+
 from ._backend import to_host
 from .io.base import default_axes
 
@@ -28,23 +30,26 @@ def _frame_indices(frames, nframes):
     try:
         indices = [int(t) for t in frames]
     except (TypeError, ValueError):
-        raise ValueError(f"frames: expected None, a slice or a sequence of ints, got {frames!r}") from None
+        raise ParameterError("frames", f"expected None, a slice or a sequence of ints, got "
+                                       f"{frames!r}") from None
     bad = [t for t in indices if not 0 <= t < nframes]
     if bad:
-        raise ValueError(f"frames: indices {bad[:5]} outside the movie's {nframes} frames")
+        raise ParameterError("frames", f"indices {bad[:5]} outside the movie's {nframes} frames")
     if len(set(indices)) != len(indices):
-        raise ValueError("frames: indices must not repeat")
+        raise ParameterError("frames", "indices must not repeat")
     return indices
 
 
 def _check_movie(movie):
     if not hasattr(movie, "shape") or not hasattr(movie, "__getitem__"):
-        raise ValueError("movie: expected an array (T, *spatial) or a series reader with .shape and [t]")
+        raise ParameterError("movie", "expected an array (T, *spatial) or a series reader with "
+                                      ".shape and [t]")
     shape = tuple(movie.shape)
     if len(shape) < 3:
-        raise ValueError(f"movie: expected (T, *spatial) with at least 2 spatial axes, got shape {shape}")
+        raise ParameterError("movie", f"expected (T, *spatial) with at least 2 spatial axes, got "
+                                      f"shape {shape}")
     if shape[0] < 1:
-        raise ValueError("movie: has no frames")
+        raise ParameterError("movie", "has no frames")
     return shape
 
 
@@ -52,7 +57,7 @@ def _check_monitor(algorithm, monitor):
     monitor = algorithm.check_wanted(monitor)
     declared = algorithm.declare()
     if not monitor:
-        raise ValueError(f"monitor: name at least one of {sorted(declared)}")
+        raise ParameterError("monitor", f"name at least one of {sorted(declared)}")
     return monitor, {name: declared[name] for name in monitor}
 
 
@@ -118,10 +123,10 @@ def register(movie, algorithm, monitor=("u", "mismatch"), out=None, workers=1, f
     shape = _check_movie(movie)
     indices = _frame_indices(frames, shape[0])
     if not indices:
-        raise ValueError("frames: selects no frames")
+        raise ParameterError("frames", "selects no frames")
     monitor, decls = _check_monitor(algorithm, monitor)
     if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
-        raise ValueError(f"workers: must be a positive integer, got {workers!r}")
+        raise ParameterError("workers", f"must be a positive integer, got {workers!r}")
 
     group = None
     if out is not None:

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import ParameterError
+
 STORE_FORMAT_VERSION = 1
 _IMAGE_NAMES = ("warped", "warped0")
 
@@ -82,12 +84,12 @@ def create_store(path, nframes, decls, attrs=None, fixed=None, overwrite=False, 
     path = Path(os.fspath(path))
     nframes = int(nframes)
     if nframes < 1:
-        raise ValueError(f"nframes: must be at least 1, got {nframes}")
+        raise ParameterError("nframes", f"must be at least 1, got {nframes}")
     if path.exists():
         if not overwrite:
-            raise ValueError(f"out: {path} already exists (pass overwrite=True to replace it)")
+            raise ParameterError("out", f"{path} already exists (pass overwrite=True to replace it)")
         if not _is_zarr_group(path):
-            raise ValueError(f"out: {path} exists and is not a Zarr group; refusing to replace it")
+            raise ParameterError("out", f"{path} exists and is not a Zarr group; refusing to replace it")
 
     image_shape = None if fixed is None else tuple(np.shape(fixed))
     if spatial_axes is None and image_shape is not None:
@@ -150,13 +152,13 @@ def open_store(path, mode="r"):
     import zarr
 
     if mode not in ("r", "r+"):
-        raise ValueError(f"mode: must be 'r' or 'r+', got {mode!r}")
+        raise ParameterError("mode", f"must be 'r' or 'r+', got {mode!r}")
     path = Path(os.fspath(path))
     if not path.exists():
-        raise ValueError(f"path: {path} does not exist")
+        raise ParameterError("path", f"{path} does not exist")
     group = zarr.open_group(str(path), mode=mode)
     if "blockreg" not in group.attrs:
-        raise ValueError(f"path: {path} is a Zarr group but not a blockreg results store")
+        raise ParameterError("path", f"{path} is a Zarr group but not a blockreg results store")
     return group
 
 
@@ -178,14 +180,14 @@ def write_frame(group, index, results):
     index = int(index)
     for name, value in results.items():
         if name not in group:
-            raise ValueError(f"results: {name!r} is not an array of this store")
+            raise ParameterError("results", f"{name!r} is not an array of this store")
         arr = group[name]
         if not 0 <= index < arr.shape[0]:
-            raise ValueError(f"index: {index} outside the store's {arr.shape[0]} frames")
+            raise ParameterError("index", f"{index} outside the store's {arr.shape[0]} frames")
         value = np.asarray(value, dtype=arr.dtype)
         if value.shape != arr.shape[1:]:
-            raise ValueError(
-                f"results: {name!r} has shape {value.shape}, the store expects {arr.shape[1:]}"
+            raise ParameterError(
+                "results", f"{name!r} has shape {value.shape}, the store expects {arr.shape[1:]}"
             )
         arr[index] = value
 

@@ -17,21 +17,9 @@ import numpy as np
 import scipy.fft
 from scipy import ndimage as ndi
 
+from .errors import ParameterError
+from .reg._common import per_axis
 from .reg.bspline import evaluation_matrix
-
-
-def _per_axis(value, ndim, name):
-    try:
-        arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name}: expected a number or {ndim} numbers, got {value!r}") from None
-    if arr.ndim == 0:
-        arr = np.full(ndim, float(arr))
-    if arr.shape != (ndim,):
-        raise ValueError(f"{name}: expected a number or {ndim} numbers, got {value!r}")
-    if (arr < 0).any() or not np.isfinite(arr).all():
-        raise ValueError(f"{name}: must be finite and non-negative, got {value!r}")
-    return arr
 
 
 def _fftconvolve_same(image, kernel):
@@ -174,20 +162,18 @@ def make_movie(shape, nframes, *, max_translation=10, max_local=3, smoothness=No
     shape = tuple(int(n) for n in shape)
     ndim = len(shape)
     if ndim not in (2, 3) or min(shape) < 4:
-        raise ValueError(f"shape: expected 2 or 3 axes of at least 4 pixels, got {shape}")
+        raise ParameterError("shape", f"expected 2 or 3 axes of at least 4 pixels, got {shape}")
     nframes = int(nframes)
     if nframes < 1:
-        raise ValueError(f"nframes: must be at least 1, got {nframes}")
-    max_translation = _per_axis(max_translation, ndim, "max_translation")
-    max_local = _per_axis(max_local, ndim, "max_local")
+        raise ParameterError("nframes", f"must be at least 1, got {nframes}")
+    max_translation = np.asarray(per_axis(max_translation, ndim, "max_translation"))
+    max_local = np.asarray(per_axis(max_local, ndim, "max_local"))
     if smoothness is None:
         # isotropic, like tissue motion: a thin z-stack must not get a z-wobble on a z-sized scale
         smoothness = max(max(shape) / 3.0, 8.0)
-    smoothness = _per_axis(smoothness, ndim, "smoothness")
-    if (smoothness <= 0).any():
-        raise ValueError(f"smoothness: must be positive, got {smoothness}")
+    smoothness = np.asarray(per_axis(smoothness, ndim, "smoothness", positive=True))
     if not photons or photons <= 0:
-        raise ValueError(f"photons: must be positive, got {photons}")
+        raise ParameterError("photons", f"must be positive, got {photons}")
     rng = np.random.default_rng(seed)
 
     margin = np.ceil(max_translation + max_local).astype(int) + 2
@@ -233,14 +219,13 @@ def make_movie(shape, nframes, *, max_translation=10, max_local=3, smoothness=No
 
 def _crop_texture(texture, big_shape):
     if texture.ndim != len(big_shape) or any(a < b for a, b in zip(texture.shape, big_shape)):
-        raise ValueError(
-            f"texture: needs shape at least {big_shape} (frame plus motion margin), got {texture.shape}"
-        )
+        raise ParameterError("texture", f"needs shape at least {big_shape} (frame plus motion "
+                                        f"margin), got {texture.shape}")
     start = [(a - b) // 2 for a, b in zip(texture.shape, big_shape)]
     crop = texture[tuple(slice(s, s + n) for s, n in zip(start, big_shape))]
     lo, hi = np.nanpercentile(crop, [0.5, 99.9])
     if not hi > lo:
-        raise ValueError("texture: the image is constant")
+        raise ParameterError("texture", "the image is constant")
     return np.clip((crop - lo) / (hi - lo), 0.0, 1.0)
 
 
@@ -261,7 +246,8 @@ def grid_truth(u_true, nodes):
     u_true = np.asarray(u_true, dtype=np.float64)
     ndim = len(nodes)
     if u_true.ndim not in (ndim + 1, ndim + 2) or u_true.shape[-1] != ndim:
-        raise ValueError(f"u_true: expected (*shape, {ndim}) or (T, *shape, {ndim}), got {u_true.shape}")
+        raise ParameterError("u_true", f"expected (*shape, {ndim}) or (T, *shape, {ndim}), got "
+                                       f"{u_true.shape}")
     single = u_true.ndim == ndim + 1
     frames = u_true[None] if single else u_true
     points = np.meshgrid(*[np.asarray(n, dtype=np.float64) for n in nodes], indexing="ij")
