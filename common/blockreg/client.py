@@ -123,7 +123,7 @@ class Client:
         """Cancel a queued or running job (ApiError 409 if it already finished)."""
         return self._request("POST", f"/jobs/{int(job_id)}/cancel")
 
-    def wait(self, job_id: int, timeout: float | None = None, poll: float = 0.5,
+    def wait(self, job_id: int, *, timeout: float | None = None, poll: float = 0.5,
              progress=None) -> dict:
         """Poll until the job finishes; return its final status.
 

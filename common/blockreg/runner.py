@@ -92,7 +92,8 @@ def _run_in_worker(frame, t, monitor):
     return {name: to_host(v) for name, v in result.items()}
 
 
-def register(movie, algorithm, monitor=("u", "mismatch"), out=None, workers=1, frames=None, attrs=None):
+def register(movie, algorithm, *, monitor=("u", "mismatch"), out=None, workers=1, frames=None,
+             attrs=None):
     """Register every frame of ``movie`` with ``algorithm``.
 
     Parameters
@@ -135,7 +136,7 @@ def register(movie, algorithm, monitor=("u", "mismatch"), out=None, workers=1, f
         fixed = getattr(algorithm, "fixed", None)
         axes = getattr(movie, "axes", None)
         group = create_store(
-            out, len(indices), decls, _store_attrs(movie, algorithm, indices, attrs),
+            out, len(indices), decls, attrs=_store_attrs(movie, algorithm, indices, attrs),
             fixed=None if fixed is None else to_host(fixed),
             spatial_axes=None if axes is None else axes[1:],
         )

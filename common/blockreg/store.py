@@ -48,7 +48,8 @@ def _is_zarr_group(path: Path) -> bool:
     return (path / "zarr.json").is_file() or (path / ".zgroup").is_file()
 
 
-def create_store(path, nframes, decls, attrs=None, fixed=None, overwrite=False, spatial_axes=None):
+def create_store(path, nframes, decls, *, attrs=None, fixed=None, overwrite=False,
+                 spatial_axes=None):
     """Create the output group with every monitored array pre-declared.
 
     Parameters

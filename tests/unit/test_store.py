@@ -19,7 +19,7 @@ def _make(tmp_path, **kw):
     fixed = np.arange(120, dtype=np.float64).reshape(10, 12)
     attrs = {"spec": {"lam": 1e-3}, "nodes": [np.linspace(0, 9, 3), np.linspace(0, 11, 4)],
              "frames": [4, 5, 6], "fixed_index": np.int64(5), "axes": "tyx", "spacing": None}
-    return create_store(tmp_path / "r.zarr", 3, DECLS, attrs, fixed=fixed, **kw), fixed
+    return create_store(tmp_path / "r.zarr", 3, DECLS, attrs=attrs, fixed=fixed, **kw), fixed
 
 
 def test_layout_chunks_fill_and_dimension_names(tmp_path):
@@ -81,7 +81,7 @@ def test_overwrite_refuses_foreign_directories(tmp_path):
     foreign.mkdir()
     (foreign / "precious.txt").write_text("keep me")
     with pytest.raises(ValueError, match="not a Zarr group"):
-        create_store(foreign, 1, DECLS, {}, overwrite=True)
+        create_store(foreign, 1, DECLS, attrs={}, overwrite=True)
     assert (foreign / "precious.txt").read_text() == "keep me"
 
 
@@ -109,7 +109,7 @@ def test_non_finite_numpy_scalars_in_attrs_stay_valid_json(tmp_path):
     # JSON has no NaN/Inf: a NumPy float scalar must take the same string route as a Python float.
     attrs = {"spec": {"lam": np.float64(np.nan), "cap": np.float32(np.inf), "plain": float("-inf")},
              "values": np.array([1.0, np.nan])}
-    create_store(tmp_path / "r.zarr", 2, DECLS, attrs)
+    create_store(tmp_path / "r.zarr", 2, DECLS, attrs=attrs)
     text = (tmp_path / "r.zarr" / "zarr.json").read_text()
     doc = json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} written to zarr.json"))
     spec = doc["attributes"]["blockreg"]["spec"]
