@@ -1,0 +1,171 @@
+"""Registering a batch of one job's frames against the database and the job's output store.
+
+:func:`run_frames` claims each frame, registers it, writes its results to the Zarr store and
+records it done (or failed) in the database; the Celery task is a thin wrapper around it.
+
+Per process, the context of a job (the plan, the prepared algorithm on the fixed image the
+submit stored, the open output store) is built once and cached, so a batch of frames, and every
+later batch of the same job, pays only for reading and registering its frames.  A process that
+forks workers calls :func:`forget_contexts` in each child.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = ["run_frames", "forget_contexts", "CACHED_JOBS"]
+
+log = logging.getLogger(__name__)
+
+CACHED_JOBS = 2  # job contexts kept per process (a context holds FFT plans of the fixed image)
+_contexts: "OrderedDict[tuple, _JobContext]" = OrderedDict()
+
+
+@dataclass
+class _JobContext:
+    plan: Any
+    algorithm: Any
+    store: Any
+    wanted: tuple
+
+
+def forget_contexts() -> None:
+    """Drop every cached job context without closing it (in a freshly forked child)."""
+    _contexts.clear()
+
+
+def _build_context(job) -> _JobContext:
+    from ..jobs import plan_job
+    from ..jobspec import JobSpec
+    from ..store import open_store
+
+    spec = JobSpec.model_validate(job.spec)
+    store = open_store(job.output_path, "r+")
+    # register against the exact bytes the submit stored, not a re-computation
+    fixed = np.asarray(store["fixed"][...])
+    plan = plan_job(spec, fixed=fixed)
+    algorithm = plan.make_algorithm(fixed)
+    algorithm.prepare()
+    return _JobContext(plan, algorithm, store, tuple(spec.monitor))
+
+
+def _context(session, job_id: int) -> _JobContext:
+    from ..db.queries import get_job
+
+    job = get_job(session, job_id)
+    if job is None:
+        raise LookupError(f"job {job_id} does not exist")
+    # ids repeat when a database is recreated (a fresh embedded stack, tests): the output store
+    # and creation time tell two jobs with the same id apart
+    key = (job_id, job.output_path, str(job.created_at))
+    ctx = _contexts.get(key)
+    if ctx is not None:
+        _contexts.move_to_end(key)
+        return ctx
+    ctx = _build_context(job)
+    _contexts[key] = ctx
+    while len(_contexts) > CACHED_JOBS:
+        _, old = _contexts.popitem(last=False)
+        old.algorithm.close()
+    return ctx
+
+
+def _drop_contexts(job_id: int) -> None:
+    for key in [k for k in _contexts if k[0] == job_id]:
+        _contexts.pop(key).algorithm.close()
+
+
+def _scalars(values: dict) -> dict:
+    return {name: float(v) for name, v in values.items() if np.ndim(v) == 0}
+
+
+def run_frames(job_id: int, frames, *, worker: str, sessions, queue: str = "cpu",
+               task_id: str | None = None, stop_on: dict | None = None) -> dict:
+    """Register ``frames`` (output positions) of job ``job_id``; return counts by outcome.
+
+    Frames already done, being run elsewhere, or of a job no longer active are skipped.  A frame
+    whose registration raises is recorded as failed with the message; the others go on.  After the
+    batch, the job is finalised if this batch accounted for its last frame.
+
+    Parameters
+    ----------
+    job_id : int
+    frames : sequence of int
+        Output positions, in the order to run them.
+    worker : str
+        Recorded on each claimed frame and in this process's heartbeat.
+    sessions : callable
+        A session factory (``sessionmaker``) of the service's database.
+    queue : str
+        The queue the batch came from (for the heartbeat).
+    task_id : str, optional
+        The message id: a redelivery of the same message may take back its running frames.
+    stop_on : dict of exception type -> str, optional
+        Exceptions that end the batch (e.g. the task queue's soft time limit): the frame being
+        run fails with the given message and the frames not reached go back to the dispatcher
+        at once instead of after the queued lease.
+
+    Returns
+    -------
+    dict
+        ``{"done": n, "failed": n, "skipped": n}``.
+    """
+    from .._backend import to_host
+    from ..db import ops
+    from ..jobs import read_frame
+    from ..store import write_frame
+
+    stop_on = dict(stop_on or {})
+    stopping = tuple(stop_on)
+    counts = {"done": 0, "failed": 0, "skipped": 0}
+    with sessions() as session:
+        ops.record_heartbeat(session, hostname=worker, pid=os.getpid(), queues=queue,
+                             device="cpu")
+        ctx = None
+        context_error = None
+        frames = [int(i) for i in frames]
+        for position, index in enumerate(frames):
+            source_t = ops.claim_frame(session, job_id, index, worker, task_id=task_id)
+            if source_t is None:
+                counts["skipped"] += 1
+                continue
+            start = time.perf_counter()
+            try:
+                if context_error is not None:
+                    raise context_error
+                if ctx is None:
+                    ctx = _context(session, job_id)
+                frame = read_frame(ctx.plan, source_t)
+                values = ctx.algorithm.run_frame(frame, source_t, ctx.wanted)
+                values = {name: to_host(v) for name, v in values.items()}
+                write_frame(ctx.store, index, values)
+                ops.complete_frame(session, job_id, index, _scalars(values),
+                                   duration_s=time.perf_counter() - start)
+                counts["done"] += 1
+            except stopping as exc:
+                session.rollback()
+                message = next(m for kind, m in stop_on.items() if isinstance(exc, kind))
+                ops.fail_frame(session, job_id, index, message,
+                               duration_s=time.perf_counter() - start)
+                counts["failed"] += 1
+                ops.release_frames(session, job_id, frames[position + 1:])
+                break
+            except Exception as exc:  # noqa: BLE001 - recorded on the frame, the batch goes on
+                if ctx is None:
+                    context_error = exc
+                log.exception("job %s frame %s failed", job_id, index)
+                session.rollback()
+                ops.fail_frame(session, job_id, index, f"{type(exc).__name__}: {exc}",
+                               duration_s=time.perf_counter() - start)
+                counts["failed"] += 1
+        final = ops.finalize_if_complete(session, job_id)
+        if final is not None:
+            log.info("job %s finished: %s", job_id, final)
+            _drop_contexts(job_id)
+    return counts
