@@ -77,6 +77,15 @@ def test_completion_is_idempotent_and_scalars_stored(sessions):
                                 .where(FrameScalar.job_id == job_id)).all())
         assert values == {"mismatch": 1.25, "lambda": None}
         assert s.get(Job, job_id, populate_existing=True).frames_done == 1
+    with sessions() as s:  # what the API reads: scalars by frame, timestamps in aware UTC
+        from datetime import timedelta
+
+        from blockreg.db import queries
+
+        frames, total = queries.list_frames(s, job_id)
+        assert total == 2 and [f.scalars for f in frames] == [{"lambda": None, "mismatch": 1.25}, {}]
+        assert frames[0].finished_at.utcoffset() == timedelta(0)
+        assert queries.get_job(s, job_id).created_at.utcoffset() == timedelta(0)
 
 
 def test_redelivered_message_reclaims_its_running_frame(sessions):
@@ -127,7 +136,10 @@ def test_submit_100k_frame_job_through_the_api(pg_url, tmp_path, monkeypatch):
     """POST /api/v1/jobs for a 100,000-frame input on PostgreSQL: 201 (latency: bench_service.py)."""
     import numpy as np
 
+    from blockreg.db import ops
     from blockreg_services.coordinator import create_app
+
+    ops.migrate(pg_url)  # create_app does not migrate
 
     class Broker:
         def send_task(self, *args, **kwargs):
@@ -136,7 +148,7 @@ def test_submit_100k_frame_job_through_the_api(pg_url, tmp_path, monkeypatch):
     movie = tmp_path / "long.npy"
     np.save(movie, np.random.default_rng(0).integers(100, 200, size=(100_000, 8, 8)).astype(np.uint16))
     app = create_app({"DATABASE_URL": pg_url, "DATA_DIR": str(tmp_path / "data"),
-                      "ALLOWED_ROOTS": None, "DISPATCHER": False, "CELERY": Broker()})
+                      "ALLOWED_ROOTS": None, "CELERY": Broker()})
     spec = {"input": {"path": str(movie)},
             "params": {"gridsize": [2, 2], "maxshift": [3, 3], "lambda": 0.1}}
     response = app.test_client().post("/api/v1/jobs", json=spec)

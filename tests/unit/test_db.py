@@ -208,6 +208,29 @@ def test_max_attempts_is_a_setting(sessions):
             ops.requeue_stale(s, queued_lease_s=60, running_lease_s=60, max_attempts=0)
 
 
+def test_timestamps_read_back_as_aware_utc(sessions):
+    # SQLite has no time zones: the model layer gives every reader aware UTC datetimes
+    from datetime import timezone
+
+    job_id = new_job(sessions, n=2)
+    with sessions() as s:
+        ops.claim_frame(s, job_id, 0, "w")
+        ops.complete_frame(s, job_id, 0)
+    with sessions() as s:
+        j = queries.get_job(s, job_id)
+        frame = s.get(Frame, (job_id, 0))
+        for value in (j.created_at, j.started_at, frame.started_at, frame.finished_at):
+            assert value.tzinfo is not None and value.utcoffset() == timedelta(0)
+        assert j.started_at >= j.created_at and j.elapsed_s >= 0
+        assert j.finished_at is None  # elapsed runs to now while the job is active
+    with sessions() as s:  # an aware non-UTC value is stored as the same instant
+        later = j.created_at.astimezone(timezone(timedelta(hours=5)))
+        s.execute(update(Job).where(Job.id == job_id).values(finished_at=later))
+        s.commit()
+        assert queries.get_job(s, job_id).finished_at == j.created_at
+        assert queries.get_job(s, job_id).finished_at.tzinfo == timezone.utc
+
+
 def test_list_and_paginate(sessions):
     ids = [new_job(sessions, n=4) for _ in range(3)]
     with sessions() as s:
@@ -215,9 +238,11 @@ def test_list_and_paginate(sessions):
         assert total == 3 and [j.id for j in jobs] == [ids[1]]
         ops.complete_frame(s, ids[0], 2, {"mismatch": 2.0})
         frames, total = queries.list_frames(s, ids[0], offset=1, limit=2)
-        assert total == 4 and [(f.index, sc) for f, sc in frames] == [(1, {}), (2, {"mismatch": 2.0})]
+        assert total == 4 and [(f.index, f.scalars) for f in frames] == [(1, {}), (2, {"mismatch": 2.0})]
+        ops.complete_frame(s, ids[0], 1, {"mismatch": 1.0, "lambda": 0.5})
         done, total = queries.list_frames(s, ids[0], state="done")
-        assert total == 1 and done[0][0].index == 2
+        assert total == 2 and [(f.index, f.scalars) for f in done] == [
+            (1, {"lambda": 0.5, "mismatch": 1.0}), (2, {"mismatch": 2.0})]
 
 
 def test_heartbeat_upsert(sessions):

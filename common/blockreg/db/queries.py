@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
-from .models import Frame, FrameScalar, Job
+from .models import Frame, Job
 
 __all__ = ["get_job", "count_frames", "list_jobs", "list_frames"]
 
@@ -31,25 +31,20 @@ def list_jobs(session: Session, *, offset: int = 0, limit: int = 50, state: str 
 
 def list_frames(session: Session, job_id: int, *, state: str | None = None, offset: int = 0,
                 limit: int = 100):
-    """Frames of a job in output order with their scalars, and the total count.
+    """Frames of a job in output order, their scalars loaded, and the total count.
 
     Returns
     -------
-    frames : list of (Frame, dict of str -> float)
+    frames : list of Frame
+        ``frame.scalars`` is the dict of monitored scalars (loaded in one extra query).
     total : int
     """
-    query = select(Frame).where(Frame.job_id == job_id)
+    query = select(Frame).where(Frame.job_id == job_id).options(selectinload(Frame.scalar_rows))
     count = select(func.count()).select_from(Frame).where(Frame.job_id == job_id)
     if state is not None:
         query = query.where(Frame.state == state)
         count = count.where(Frame.state == state)
-    frames = list(session.scalars(query.order_by(Frame.index).offset(offset).limit(limit)))
-    scalars: dict[int, dict] = {f.index: {} for f in frames}
-    if frames:
-        rows = session.execute(
-            select(FrameScalar.index, FrameScalar.name, FrameScalar.value)
-            .where(FrameScalar.job_id == job_id, FrameScalar.index.in_(list(scalars)))
-        )
-        for index, name, value in rows:
-            scalars[index][name] = value
-    return [(f, scalars[f.index]) for f in frames], session.scalar(count)
+    # populate_existing: a frame already in the session gets today's state and scalars
+    query = query.order_by(Frame.index).offset(offset).limit(limit)
+    frames = list(session.scalars(query.execution_options(populate_existing=True)))
+    return frames, session.scalar(count)

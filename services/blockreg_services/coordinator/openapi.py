@@ -1,92 +1,18 @@
 """The OpenAPI 3.1 document of ``/api/v1``, built from the pydantic models.
 
-The request body schema is :class:`blockreg.jobspec.JobSpec` itself, and the response models
-below describe exactly what :mod:`.api` returns (the unit tests validate real responses against
-them), so the document cannot drift from the code.
+The request body schema is :class:`blockreg.jobspec.JobSpec` itself, the responses are the models
+of :mod:`.schemas` that the views build every body from, and the states are the enums of
+:mod:`blockreg.states` (schemas ``JobState``, ``FrameState``): the document cannot drift from
+the code.
 """
 from __future__ import annotations
-
-from datetime import datetime
-from typing import Literal
-
-from pydantic import BaseModel
 
 from blockreg import __version__
 from blockreg.jobspec import JobSpec
 
-JobStateName = Literal["queued", "running", "succeeded", "failed", "cancelled"]
-FrameStateName = Literal["pending", "queued", "running", "done", "failed"]
+from .schemas import RESPONSE_MODELS
 
-
-class FieldError(BaseModel):
-    field: str
-    problem: str
-
-
-class Error(BaseModel):
-    message: str
-    errors: list[FieldError] = []
-
-
-class Created(BaseModel):
-    id: int
-    state: JobStateName
-    output_path: str
-
-
-class Job(BaseModel):
-    id: int
-    name: str | None
-    state: JobStateName
-    frames_total: int
-    frames_done: int
-    frames_failed: int
-    output_path: str
-    queue: str
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    elapsed_s: float | None
-    error: str | None
-    spec: dict | None = None
-
-
-class JobList(BaseModel):
-    jobs: list[Job]
-    total: int
-    offset: int
-    limit: int
-
-
-class Frame(BaseModel):
-    index: int
-    source_t: int
-    state: FrameStateName
-    attempts: int
-    worker: str | None
-    enqueued_at: datetime | None
-    started_at: datetime | None
-    finished_at: datetime | None
-    duration_s: float | None
-    error: str | None
-    scalars: dict[str, float | None]
-
-
-class FrameList(BaseModel):
-    frames: list[Frame]
-    total: int
-    offset: int
-    limit: int
-
-
-class Health(BaseModel):
-    status: Literal["ok", "degraded"]
-    database: bool
-    broker: bool
-    version: str
-
-
-MODELS = (JobSpec, Error, FieldError, Created, Job, JobList, Frame, FrameList, Health)
+MODELS = (JobSpec, *RESPONSE_MODELS)
 
 
 def _ref(name: str) -> dict:
@@ -137,7 +63,7 @@ def build_openapi() -> dict:
                     _int_query("offset", "Jobs to skip"),
                     _int_query("limit", "Page size (at most 500)", 1),
                     {"name": "state", "in": "query", "required": False,
-                     "schema": {"enum": list(JobStateName.__args__)}}],
+                     "schema": _ref("JobState")}],
                 "responses": {"200": _json("JobList", "A page of jobs"), **_errors(400)}}},
         "/api/v1/jobs/{job_id}": {"get": {
             "summary": "Job state, progress, timings and error", "operationId": "getJob",
@@ -149,13 +75,14 @@ def build_openapi() -> dict:
                 JOB_ID, _int_query("offset", "Frames to skip"),
                 _int_query("limit", "Page size (at most 5000)", 1),
                 {"name": "state", "in": "query", "required": False,
-                 "schema": {"enum": list(FrameStateName.__args__)}}],
+                 "schema": _ref("FrameState")}],
             "responses": {"200": _json("FrameList", "A page of frames in output order"),
                           **_errors(400, 404)}}},
         "/api/v1/jobs/{job_id}/cancel": {"post": {
             "summary": "Cancel a queued or running job", "operationId": "cancelJob",
             "parameters": [JOB_ID],
-            "responses": {"202": _json("Job", "Cancelled; running frames finish, no new ones start"),
+            "responses": {"202": _json("JobSummary",
+                                     "Cancelled; running frames finish, no new ones start"),
                           **_errors(404, 409)}}},
         "/api/v1/openapi.json": {"get": {
             "summary": "This document", "operationId": "openapi",

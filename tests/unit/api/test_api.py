@@ -63,16 +63,8 @@ def test_submit_run_and_inspect(app, client, broker, movie_path):
     assert client.get(f"/api/v1/jobs/{job_id}/frames?state=failed").json["total"] == 0
 
 
-def test_responses_match_the_openapi_models(app, client, broker, movie_path):
-    from blockreg_services.coordinator import openapi
-
-    created = client.post("/api/v1/jobs", json=spec_for(movie_path)).json
-    openapi.Created.model_validate(created)
-    run_all(app, broker)
-    openapi.Job.model_validate(client.get(f"/api/v1/jobs/{created['id']}").json)
-    openapi.JobList.model_validate(client.get("/api/v1/jobs").json)
-    openapi.FrameList.model_validate(client.get(f"/api/v1/jobs/{created['id']}/frames").json)
-    openapi.Health.model_validate(client.get("/api/v1/health").json)
+def test_responses_validate_against_the_openapi_document(app, client, broker, movie_path):
+    jsonschema = pytest.importorskip("jsonschema")
     doc = client.get("/api/v1/openapi.json").json
     assert doc["openapi"].startswith("3.1")
     validator = pytest.importorskip("openapi_spec_validator")
@@ -81,6 +73,41 @@ def test_responses_match_the_openapi_models(app, client, broker, movie_path):
     for path in ("/api/v1/jobs", "/api/v1/jobs/{job_id}", "/api/v1/jobs/{job_id}/frames",
                  "/api/v1/jobs/{job_id}/cancel", "/api/v1/health"):
         assert path in doc["paths"]
+
+    def check(response, path, method, status):
+        assert response.status_code == status, response.json
+        content = doc["paths"][path][method]["responses"][str(status)]["content"]
+        # the document's components at the root resolve its "#/components/schemas/..." refs
+        schema = {**content["application/json"]["schema"], "components": doc["components"]}
+        jsonschema.Draft202012Validator(schema).validate(response.json)
+        return response.json
+
+    created = check(client.post("/api/v1/jobs", json=spec_for(movie_path)), "/api/v1/jobs", "post", 201)
+    job_id = created["id"]
+    check(client.post("/api/v1/jobs", json={}), "/api/v1/jobs", "post", 422)
+    run_all(app, broker)
+    job = check(client.get(f"/api/v1/jobs/{job_id}"), "/api/v1/jobs/{job_id}", "get", 200)
+    assert job["state"] == "succeeded" and job["spec"]["name"] == "test"
+    for key in ("created_at", "started_at", "finished_at"):  # ISO 8601 in UTC, as before
+        assert job[key].endswith("Z") and "+" not in job[key]
+    listed = check(client.get("/api/v1/jobs?state=succeeded"), "/api/v1/jobs", "get", 200)
+    assert "spec" not in listed["jobs"][0]  # listings stay small
+    frames = check(client.get(f"/api/v1/jobs/{job_id}/frames?limit=3"),
+                   "/api/v1/jobs/{job_id}/frames", "get", 200)["frames"]
+    assert [f["state"] for f in frames] == ["done"] * 3 and frames[0]["enqueued_at"].endswith("Z")
+    assert set(frames[0]["scalars"]) == {"mismatch"}
+    check(client.get("/api/v1/jobs/999"), "/api/v1/jobs/{job_id}", "get", 404)
+    check(client.post(f"/api/v1/jobs/{job_id}/cancel"), "/api/v1/jobs/{job_id}/cancel", "post", 409)
+    check(client.get("/api/v1/health"), "/api/v1/health", "get", 200)
+    other = client.post("/api/v1/jobs", json=spec_for(movie_path)).json["id"]
+    cancelled = check(client.post(f"/api/v1/jobs/{other}/cancel"), "/api/v1/jobs/{job_id}/cancel",
+                      "post", 202)
+    assert cancelled["state"] == "cancelled" and cancelled["elapsed_s"] is None
+    # the query parameters' states are the enums' values
+    params = doc["paths"]["/api/v1/jobs"]["get"]["parameters"]
+    state = next(p for p in params if p["name"] == "state")["schema"]["$ref"].rsplit("/", 1)[1]
+    assert doc["components"]["schemas"][state]["enum"] == [
+        "queued", "running", "succeeded", "failed", "cancelled"]
 
 
 def test_cancel(app, client, broker, movie_path):
@@ -97,7 +124,7 @@ def test_cancel(app, client, broker, movie_path):
 
 def test_cancel_stops_workers_midway(app, client, broker, movie_path):
     from blockreg_services.coordinator.dispatcher import dispatch_once
-    from blockreg_services.worker.tasks import run_frames
+    from blockreg.orchestrate.frames import run_frames
 
     job_id = client.post("/api/v1/jobs", json=spec_for(movie_path)).json["id"]
     sessions = app.extensions["blockreg"].sessions
@@ -127,7 +154,7 @@ def test_failed_frames_fail_the_job_once_all_are_accounted_for(app, client, brok
 
 
 def test_redelivered_batch_changes_nothing(app, client, broker, movie_path):
-    from blockreg_services.worker.tasks import run_frames
+    from blockreg.orchestrate.frames import run_frames
 
     job_id = client.post("/api/v1/jobs", json=spec_for(movie_path)).json["id"]
     run_all(app, broker)
@@ -263,8 +290,9 @@ def test_time_limit_fails_the_frame_and_releases_the_rest(app, client, broker, m
                                                            monkeypatch):
     from celery.exceptions import SoftTimeLimitExceeded
 
+    from blockreg.orchestrate.frames import run_frames
     from blockreg_services.coordinator.dispatcher import dispatch_once
-    from blockreg_services.worker.tasks import run_frames
+    from blockreg_services.worker.tasks import STOP_ON
 
     job_id = client.post("/api/v1/jobs", json=spec_for(movie_path)).json["id"]
     sessions = app.extensions["blockreg"].sessions
@@ -276,9 +304,10 @@ def test_time_limit_fails_the_frame_and_releases_the_rest(app, client, broker, m
         raise SoftTimeLimitExceeded()
 
     monkeypatch.setattr(fakes.MeanShiftAlgorithm, "run_frame", too_slow)
-    counts = run_frames(job_id, batch, worker="w", sessions=sessions)
+    counts = run_frames(job_id, batch, worker="w", sessions=sessions, stop_on=STOP_ON)
     assert counts == {"done": 0, "failed": 1, "skipped": 0}
     with sessions() as session:
-        assert queries.count_frames(session, job_id, "failed") == 1
+        failed, _ = queries.list_frames(session, job_id, state="failed")
+        assert [(f.index, f.error) for f in failed] == [(batch[0], "task time limit exceeded")]
         assert queries.count_frames(session, job_id, "queued") == 0
         assert queries.count_frames(session, job_id, "pending") == 11

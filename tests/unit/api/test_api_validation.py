@@ -165,3 +165,26 @@ def test_default_output_avoids_a_leftover_store(app, client, broker, movie_path,
     assert (results / "job-1.zarr" / "old").read_text() == "keep"
     run_all(app, broker)
     assert client.get(f"/api/v1/jobs/{job_id}").json["state"] == "succeeded"
+
+
+@pytest.mark.parametrize("outcome", ["succeeds", "fails"])
+def test_submit_never_touches_a_user_folder_beside_the_output(app, client, movie_path, tmp_path,
+                                                              monkeypatch, outcome):
+    # the name the coordinator once used for its staging folder (and removed with its contents)
+    out = tmp_path / "out.zarr"
+    theirs = tmp_path / ".out.zarr.creating"
+    theirs.mkdir()
+    (theirs / "notes.txt").write_text("keep")
+    if outcome == "fails":
+        import blockreg.store
+
+        def full(*args, **kwargs):
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(blockreg.store, "create_store", full)
+    response = client.post("/api/v1/jobs", json=spec_for(movie_path, output={"path": str(out)}))
+    assert response.status_code == (201 if outcome == "succeeds" else 422), response.json
+    assert (theirs / "notes.txt").read_text() == "keep"
+    assert out.is_dir() == (outcome == "succeeds")
+    # the submit's own staging folder is gone either way
+    assert not [p for p in tmp_path.iterdir() if "staging" in p.name]
