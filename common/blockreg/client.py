@@ -14,10 +14,12 @@ from __future__ import annotations
 import os
 import time
 
+from .states import FINISHED_JOB_STATES
+
 __all__ = ["Client", "ApiError", "DEFAULT_URL"]
 
 DEFAULT_URL = "http://127.0.0.1:8750"
-FINISHED = ("succeeded", "failed", "cancelled")
+FINISHED = FINISHED_JOB_STATES  # the states Client.wait stops at
 
 
 class ApiError(RuntimeError):

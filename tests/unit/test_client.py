@@ -177,3 +177,16 @@ def test_health_reports_a_degraded_server(app):
 def test_default_url_from_environment(monkeypatch):
     monkeypatch.setenv("BLOCKREG_SERVER", "http://lab-server:9000/")
     assert Client().url == "http://lab-server:9000"
+
+
+def test_client_and_states_import_without_the_server_stack():
+    # a notebook user's client needs neither SQLAlchemy nor Flask; the states are shared with them
+    import subprocess
+    import sys
+
+    code = ("import sys, blockreg.client as c, blockreg.states as s; "
+            "assert set(c.FINISHED) == {'succeeded', 'failed', 'cancelled'}; "
+            "assert set(c.FINISHED) | set(s.ACTIVE_JOB_STATES) == set(s.JobState); "
+            "print(sorted({'sqlalchemy', 'flask', 'celery'} & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stderr
