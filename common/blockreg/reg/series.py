@@ -1,0 +1,347 @@
+"""Whole-series registration: the second stage of two-stage registration.
+
+The first stage (:class:`blockreg.algorithms.apertures_mismatch.AperturesMismatch`) reduces every
+frame to quadratic fits ``(cs, Qs)`` of its aperture mismatches and the interpolated mismatch
+``mmis``.  Here all deformations ``us`` (``(T, *gridsize, N)``) are found at once by minimising
+
+    sum_t [affine(u_t) + data_t(u_t)] + (lam_t / 2) sum_t ||u_{t+1} - u_t||**2,
+
+so a frame too noisy to register alone borrows strength from its neighbours.  As in the original
+(``fixed_λ(cs, Qs, nodes, ap, λt, mmis)``, reference §5.4), the temporal linear solve on the
+quadratic fits is the starting point and a bounded quasi-Newton refinement follows.
+
+A long series is solved in overlapping time windows, each independent of the others (a task
+each), and the windows are stitched: each frame takes a weighted mean of the windows that hold it,
+with weights that vanish near a window's cut edges, where the window lacked the neighbours beyond
+the cut.  Only one window of ``mmis`` is in memory at a time.
+
+Frames whose fits or mismatch hold NaN (frames never registered, failed frames) carry no data
+term: the temporal term fills them in from their neighbours.
+
+References
+----------
+.. [1] T. E. Holy et al., RegisterOptimize.jl (HolyLab), ``initial_deformation``, ``fixed_λ``
+       and ``optimize!`` for series, ``auto_λt``; RegisterPenalty.jl, ``penalty!`` with ``λt``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.optimize
+
+from .._backend import to_host
+from ..errors import ParameterError
+from ._common import BOUND_MARGIN, shift_limit
+from .fit import clamp_shifts
+from .optimize import initial_deformation, single_threaded_blas
+from .penalty import AffinePenalty, maxshift_of, temporal_penalty, total_penalty
+
+__all__ = [
+    "Window",
+    "optimize_series",
+    "optimize_series_windowed",
+    "plan_windows",
+    "series_penalty",
+    "solve_window",
+    "stitch_windows",
+    "window_weights",
+]
+
+
+def _check_weights(lam, lam_t):
+    for name, value in (("lam", lam), ("lam_t", lam_t)):
+        if not (isinstance(value, (int, float, np.floating, np.integer)) and math.isfinite(value)
+                and value >= 0):
+            raise ParameterError(name, f"must be a finite number >= 0, got {value!r}")
+    return float(lam), float(lam_t)
+
+
+def _load(cs, Qs, mmis):
+    """Host float64 copies, shapes checked, and which frames carry data (all finite)."""
+    cs = np.asarray(to_host(cs), dtype=np.float64)
+    Qs = np.asarray(to_host(Qs), dtype=np.float64)
+    mmis = np.ascontiguousarray(to_host(mmis), dtype=np.float64)
+    if cs.ndim < 3:
+        raise ParameterError("cs", f"must have shape (T, *gridsize, N), got {cs.shape}")
+    T, N = cs.shape[0], cs.shape[-1]
+    gridsize = cs.shape[1:-1]
+    if Qs.shape != cs.shape + (N,):
+        raise ParameterError("Qs", f"must have shape {cs.shape + (N,)}, got {Qs.shape}")
+    if mmis.shape[: len(gridsize) + 2] != (T,) + gridsize + (2,) or mmis.ndim != 2 * N + 2:
+        raise ParameterError("mmis", f"must have shape (T, *gridsize, 2, *(2m+1)) with T={T}, "
+                                     f"gridsize={gridsize}, got {mmis.shape}")
+    present = (np.isfinite(cs).reshape(T, -1).all(axis=1) & np.isfinite(Qs).reshape(T, -1).all(axis=1)
+               & np.isfinite(mmis).reshape(T, -1).all(axis=1))
+    return cs, Qs, mmis, present
+
+
+def _objective(us, ap, mmis, present, lam_t):
+    """The series penalty and its gradient; frames without data get the affine term only."""
+    value, grad = temporal_penalty(us, lam_t)
+    for t in range(us.shape[0]):
+        if present[t]:
+            v, g = total_penalty(us[t], ap, mmis[t])
+        else:
+            v, g = ap(us[t])
+        value += v
+        grad[t] += g
+        if not math.isfinite(value):
+            break
+    return value, grad
+
+
+def optimize_series(cs, Qs, mmis, nodes, lam, lam_t, *, tol=1e-6, maxiter=2000):
+    """Register a whole series at once: temporal linear solve, then bounded joint refinement.
+
+    Parameters
+    ----------
+    cs : array_like, shape ``(T, *gridsize, N)``
+        Quadratic-fit centres per frame and aperture (``AperturesMismatch``'s ``cs``).
+    Qs : array_like, shape ``(T, *gridsize, N, N)``
+    mmis : array_like, shape ``(T, *gridsize, 2, *(2 * maxshift + 1))``
+        Interpolated mismatches (any float type; computed in float64).  The bounds of the
+        refinement, ``|u_a| <= maxshift_a - 0.5001``, come from its shape.
+    nodes : tuple of N 1-D arrays
+    lam : float
+        Affine-residual weight (:class:`~blockreg.reg.penalty.AffinePenalty`).
+    lam_t : float
+        Temporal weight (:func:`~blockreg.reg.penalty.temporal_penalty`).
+    tol : float
+        ``ftol`` and ``gtol`` of L-BFGS-B.
+    maxiter : int
+
+    Returns
+    -------
+    us : ndarray, shape ``(T, *gridsize, N)``, float64
+    penalty : float
+        The series penalty at ``us`` (data + affine of every frame + temporal).
+
+    Notes
+    -----
+    A frame whose ``cs``, ``Qs`` or ``mmis`` holds a NaN has no data term and zero weight in the
+    initial solve; with ``lam_t > 0`` it is interpolated from its neighbours.  The refinement never
+    returns a point with a higher penalty than its (clamped) start.  With all frames present the
+    objective is :func:`~blockreg.reg.penalty.total_penalty_series`.
+    """
+    lam, lam_t = _check_weights(lam, lam_t)
+    cs, Qs, mmis, present = _load(cs, Qs, mmis)
+    ap = AffinePenalty(nodes, lam)
+    if tuple(ap.gridsize) != cs.shape[1:-1]:
+        raise ParameterError("nodes", f"gridsize {ap.gridsize} does not match cs {cs.shape[1:-1]}")
+    maxshift = maxshift_of(mmis[0])
+    # missing frames: no pull towards any centre in the linear solve
+    cs0 = np.where(present.reshape((-1,) + (1,) * (cs.ndim - 1)), cs, 0.0)
+    Qs0 = np.where(present.reshape((-1,) + (1,) * (Qs.ndim - 1)), Qs, 0.0)
+    u0, _ = initial_deformation(ap, cs0, Qs0, lam_t=lam_t)
+    if not np.all(np.isfinite(u0)):
+        u0 = cs0
+    u0 = clamp_shifts(u0, maxshift)
+    f0, _ = _objective(u0, ap, mmis, present, lam_t)
+    if not math.isfinite(f0):
+        raise ValueError("the series penalty at the initial guess is not finite; check mmis")
+    limit = np.broadcast_to(shift_limit(maxshift, BOUND_MARGIN), u0.shape).ravel()
+
+    def flat(x):
+        value, grad = _objective(x.reshape(u0.shape), ap, mmis, present, lam_t)
+        return value, np.asarray(grad, dtype=np.float64).ravel()
+
+    with single_threaded_blas():
+        result = scipy.optimize.minimize(flat, u0.ravel(), jac=True, method="L-BFGS-B",
+                                         bounds=scipy.optimize.Bounds(-limit, limit),
+                                         options={"ftol": tol, "gtol": tol, "maxiter": maxiter})
+    if math.isfinite(result.fun) and result.fun <= f0:
+        return result.x.reshape(u0.shape), float(result.fun)
+    return u0, float(f0)
+
+
+# --- windows -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Window:
+    """Frames ``start .. stop - 1`` of a series, solved together by :func:`solve_window`."""
+
+    start: int
+    stop: int
+
+    @property
+    def slice(self) -> slice:
+        return slice(self.start, self.stop)
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+
+def plan_windows(nframes, window, overlap):
+    """Overlapping windows covering ``nframes`` frames.
+
+    Parameters
+    ----------
+    nframes : int
+    window : int
+        Frames per window (the memory of one task: ``window`` frames of ``mmis`` in float64).
+    overlap : int
+        Frames shared by consecutive windows, ``4 <= overlap <= window // 2`` (unless one window
+        covers the series).  The stitched result differs from a one-shot solve by terms that
+        decay with the distance to the windows' edges, on the temporal penalty's reach (about
+        ``sqrt(lam_t / q)`` frames for a per-node data curvature ``q``): give the overlap several
+        such reaches.
+
+    Returns
+    -------
+    list of Window
+        Windows ``[k * (window - overlap), + window)``; the last one ends at ``nframes`` (and
+        may overlap its predecessor by more).
+    """
+    for name, value in (("nframes", nframes), ("window", window), ("overlap", overlap)):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
+            raise ParameterError(name, f"must be an integer, got {value!r}")
+    if nframes < 1:
+        raise ParameterError("nframes", f"must be at least 1, got {nframes}")
+    if window < 2:
+        raise ParameterError("window", f"must be at least 2 frames, got {window}")
+    if window >= nframes:
+        return [Window(0, int(nframes))]
+    if not 4 <= overlap <= window // 2:
+        raise ParameterError("overlap", f"must be between 4 and window // 2 = {window // 2}, got {overlap}")
+    step = window - overlap
+    windows = []
+    start = 0
+    while start + window < nframes:
+        windows.append(Window(start, start + window))
+        start += step
+    windows.append(Window(nframes - window, nframes))
+    return windows
+
+
+def window_weights(windows, nframes):
+    """Per-window stitching weights: for every frame, the weights of the windows holding it sum to 1.
+
+    A window's weight at frame ``t`` grows with the distance ``d`` from ``t`` to the window's
+    nearest *cut* edge (an edge at the series' own start or end is not a cut): zero for
+    ``d <= margin``, rising linearly over the next ``ramp`` frames, with ``margin`` a third of
+    the smallest overlap.  Consecutive windows thus cross-fade over the central third of their
+    overlap, and the frames nearest a cut, the least reliable, never count.  (A window's error
+    near a cut decays geometrically with ``d``, measured by about 0.55 per frame for a reach of
+    two frames; a quarter-overlap margin left 0.04 px where a third leaves 0.003 px.)
+    """
+    overlaps = [a.stop - b.start for a, b in zip(windows, windows[1:])]
+    smallest = min(overlaps) if overlaps else nframes
+    margin = smallest // 3
+    ramp = max(1, smallest - 1 - 2 * margin)
+    raw = []
+    for w in windows:
+        t = np.arange(w.start, w.stop)
+        left = t - w.start if w.start > 0 else np.full(len(w), np.inf)
+        right = w.stop - 1 - t if w.stop < nframes else np.full(len(w), np.inf)
+        raw.append(np.clip(np.minimum(left, right) - margin, 0, ramp).astype(np.float64))
+    total = np.zeros(nframes)
+    for w, r in zip(windows, raw):
+        total[w.slice] += r
+    if np.any(total <= 0):
+        raise ParameterError("windows", "some frames have no window with weight (overlap too small?)")
+    return [r / total[w.slice] for w, r in zip(windows, raw)]
+
+
+def solve_window(window, cs, Qs, mmis, nodes, lam, lam_t, **kwargs):
+    """Solve one window: :func:`optimize_series` on frames ``window.start .. window.stop - 1``.
+
+    ``cs``, ``Qs`` and ``mmis`` are the whole series as anything sliceable along time (NumPy
+    arrays, memory maps, Zarr or HDF5 arrays); only the window's frames are read.  Returns
+    ``(us, penalty)`` of the window.  This is the body of one window task.
+    """
+    sl = window.slice
+    return optimize_series(cs[sl], Qs[sl], mmis[sl], nodes, lam, lam_t, **kwargs)
+
+
+def stitch_windows(windows, results, nframes):
+    """Combine the windows' ``us`` into the series' ``(nframes, *gridsize, N)`` displacements.
+
+    Parameters
+    ----------
+    windows : list of Window
+        As given by :func:`plan_windows`.
+    results : sequence of ndarray
+        Each window's ``us`` (``(len(window), *gridsize, N)``), in the same order.
+    nframes : int
+    """
+    if len(results) != len(windows):
+        raise ParameterError("results", f"{len(results)} results for {len(windows)} windows")
+    weights = window_weights(windows, nframes)
+    out = None
+    for w, us, wt in zip(windows, results, weights):
+        us = np.asarray(to_host(us), dtype=np.float64)
+        if us.shape[0] != len(w):
+            raise ParameterError("results", f"window {w} has {len(w)} frames, its result {us.shape[0]}")
+        if out is None:
+            out = np.zeros((nframes,) + us.shape[1:])
+        out[w.slice] += wt.reshape((-1,) + (1,) * (us.ndim - 1)) * us
+    return out
+
+
+def optimize_series_windowed(cs, Qs, mmis, nodes, lam, lam_t, *, window=128, overlap=None,
+                             map=map, progress=None, **kwargs):
+    """:func:`optimize_series` for a series too long to hold: overlapping windows, stitched.
+
+    Parameters
+    ----------
+    cs, Qs, mmis : sliceable along time
+        The whole series' fits and interpolated mismatches (e.g. the arrays of a mismatch job's
+        Zarr store); each window reads only its own frames.
+    nodes, lam, lam_t
+        As for :func:`optimize_series`.
+    window : int
+        Frames per window.
+    overlap : int, optional
+        Frames shared by consecutive windows; default ``max(4, window // 3)``.
+    map : callable
+        ``map(function, windows)`` used to solve the windows, e.g. an executor's ``map`` to run
+        them in parallel (the windows are independent).
+    progress : callable, optional
+        Called as ``progress(done, total)`` after each window (in the order ``map`` yields).
+    **kwargs
+        ``tol``, ``maxiter`` of :func:`optimize_series`.
+
+    Returns
+    -------
+    us : ndarray ``(T, *gridsize, N)``
+    """
+    nframes = int(cs.shape[0])
+    if overlap is None:
+        overlap = max(4, int(window) // 3)
+    windows = plan_windows(nframes, int(window), int(overlap))
+    results = []
+    for i, (us, _) in enumerate(map(_WindowTask(cs, Qs, mmis, nodes, lam, lam_t, kwargs), windows)):
+        results.append(us)
+        if progress is not None:
+            progress(i + 1, len(windows))
+    return stitch_windows(windows, results, nframes)
+
+
+class _WindowTask:
+    """Picklable ``window -> solve_window(window, ...)`` (for process-pool ``map``)."""
+
+    def __init__(self, cs, Qs, mmis, nodes, lam, lam_t, kwargs):
+        self.args = (cs, Qs, mmis, nodes, lam, lam_t)
+        self.kwargs = kwargs
+
+    def __call__(self, window):
+        return solve_window(window, *self.args, **self.kwargs)
+
+
+def series_penalty(us, mmis, nodes, lam, lam_t, *, chunk=256):
+    """The series penalty of ``us`` (what :func:`optimize_series` minimises), read in chunks.
+
+    ``mmis`` is sliceable along time; frames with NaN in ``mmis`` count the affine term only.
+    """
+    lam, lam_t = _check_weights(lam, lam_t)
+    us = np.asarray(to_host(us), dtype=np.float64)
+    ap = AffinePenalty(nodes, lam)
+    value = temporal_penalty(us, lam_t)[0]
+    for start in range(0, us.shape[0], chunk):
+        block = np.ascontiguousarray(to_host(mmis[start:start + chunk]), dtype=np.float64)
+        present = np.isfinite(block).reshape(block.shape[0], -1).all(axis=1)
+        value += _objective(us[start:start + block.shape[0]], ap, block, present, 0.0)[0]
+    return value
