@@ -18,7 +18,8 @@ import numpy as np
 __all__ = ["FigureImage", "make_figures", "exaggeration"]
 
 _DPI = 96
-_FIXED, _BEFORE, _AFTER = "#444444", "#d62728", "#1f77b4"
+_BEFORE, _AFTER = "#d62728", "#1f77b4"
+_NO_DATA = "#4a78b5"  # pixels whose source lies outside the image (NaN)
 
 
 class FigureImage(NamedTuple):
@@ -70,7 +71,13 @@ def _show(ax, img, title, limits):
         ax.text(0.5, 0.5, "not available", ha="center", va="center", transform=ax.transAxes)
         ax.set_facecolor("#eeeeee")
         return
-    ax.imshow(_plane(img), cmap="gray", vmin=limits[0], vmax=limits[1], interpolation="nearest")
+    ax.imshow(_plane(img), cmap=_gray(), vmin=limits[0], vmax=limits[1], interpolation="nearest")
+
+
+def _gray():
+    import matplotlib
+
+    return matplotlib.colormaps["gray"].with_extremes(bad=_NO_DATA)
 
 
 def _overlay(fixed, moving):
@@ -80,7 +87,9 @@ def _overlay(fixed, moving):
         return np.nan_to_num(np.clip((_plane(img) - lo) / (hi - lo), 0, 1))
 
     f, m = scaled(fixed), scaled(moving)
-    return np.stack([f, m, f], axis=-1)
+    rgb = np.stack([f, m, f], axis=-1)
+    rgb[~np.isfinite(_plane(moving))] = 0  # no data: black, not a magenta "misalignment"
+    return rgb
 
 
 def _plane_note(images):
@@ -128,7 +137,8 @@ def worst_frame(report, images) -> FigureImage:
     caption = (f"The sampled frame with the lowest correlation after registration (source frame "
                f"{t}, correlation {_num(rows.get(position))}){_plane_note(images)}. In the "
                "overlays, coloured fringes are misalignment; after registration they should be "
-               "gone. NaN (black) borders are pixels whose source lies outside the image.")
+               "gone. Pixels whose source lies outside the frame have no data (blue in the "
+               "images, black in the overlays).")
     return FigureImage("Worst frame before and after", caption, _png(fig))
 
 
@@ -160,10 +170,13 @@ def deformation_grid(report, images) -> FigureImage:
         else 1.0
     norms = np.sqrt(np.sum(u * u, axis=-1))
     scale = exaggeration(float(norms.max()), spacing)
-    fixed = images.get("fixed")
-    if fixed is not None:
-        ax.imshow(_plane(fixed), cmap="gray", vmin=_limits(fixed)[0], vmax=_limits(fixed)[1],
-                  interpolation="nearest")
+    background = images.get("grid_frame")
+    over = "this frame before registration"
+    if background is None:
+        background, over = images.get("fixed"), "the fixed image"
+    if background is not None:
+        lo, hi = _limits(background)
+        ax.imshow(_plane(background), cmap=_gray(), vmin=lo, vmax=hi, interpolation="nearest")
 
     def line(ys, xs):
         pts = np.stack(np.broadcast_arrays(*[np.full_like(xs, v) for v in lead], ys, xs), axis=-1)
@@ -173,10 +186,10 @@ def deformation_grid(report, images) -> FigureImage:
     dense_x = np.linspace(nx[0], nx[-1], 10 * max(1, len(nx) - 1) + 1)
     dense_y = np.linspace(ny[0], ny[-1], 10 * max(1, len(ny) - 1) + 1)
     for y in ny:
-        ax.plot(dense_x, np.full_like(dense_x, y), color="white", lw=0.6, ls=":", alpha=0.8)
+        ax.plot(dense_x, np.full_like(dense_x, y), color="cyan", lw=0.8, ls="--")
         ax.plot(*line(np.full_like(dense_x, y), dense_x), color="#ff7f0e", lw=1.4)
     for x in nx:
-        ax.plot(np.full_like(dense_y, x), dense_y, color="white", lw=0.6, ls=":", alpha=0.8)
+        ax.plot(np.full_like(dense_y, x), dense_y, color="cyan", lw=0.8, ls="--")
         ax.plot(*line(dense_y, np.full_like(dense_y, x)), color="#ff7f0e", lw=1.4)
     # the nodes themselves, red where a component sits at the maxshift bound
     idx_plane = tuple(len(n) // 2 for n in nodes[:-2])
@@ -201,10 +214,11 @@ def deformation_grid(report, images) -> FigureImage:
     ax.set_title(f"frame {t}: displacements drawn x{scale:g}", fontsize=10)
     plane = f" (the middle node plane, along the first axis, of the 3-D grid)" if N == 3 else ""
     caption = (f"The deformation of source frame {t}, the frame with the largest displacement "
-               f"({_num(float(norms.max()))} px){plane}, over the fixed image. Dotted white: the "
-               f"undeformed node grid; orange: the grid displaced by u, exaggerated {scale:g} "
-               "times so the shape is visible. Smooth, uncrossed orange lines are a plausible "
-               "deformation; crossed lines are folds.")
+               f"({_num(float(norms.max()))} px){plane}, over {over}. Dashed cyan: the node grid "
+               "of the fixed image; orange: where registration found those points in this frame, "
+               f"x + u(x), with u exaggerated {scale:g} times so the shape is visible. Smooth, "
+               "uncrossed orange lines are a plausible deformation; crossed lines are folds; red "
+               "squares are nodes at the maxshift bound.")
     return FigureImage("Deformation grid", caption, _png(fig))
 
 
@@ -226,14 +240,18 @@ def displacement(report, images) -> FigureImage:
         ax_mean.plot(t, mean_u[:, a], lw=1, label=f"u_{axes_names[a]}")
     ax_mean.axhline(0, color="#999999", lw=0.5)
     ax_mean.set_ylabel("mean u (px)")
-    ax_mean.legend(fontsize=8, loc="upper right")
-    ax_max.plot(t, _series(frames["max_abs_u"]), color="k", lw=1, label="max |u| over nodes")
+    ax_mean.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+    ax_max.plot(t, _series(frames["max_abs_u"]), color="k", lw=1.2, label="max |u| (length)")
+    per_axis = np.asarray([[np.nan if v is None else v for v in row]
+                           for row in frames["max_abs_u_axis"]], dtype=np.float64).reshape(len(t), -1)
     maxshift = report["job"].get("maxshift")
-    if maxshift is not None:
-        ax_max.axhline(min(maxshift) - 0.5, color="red", ls="--", lw=1,
-                       label=f"reachable limit (smallest maxshift - 0.5 = {min(maxshift) - 0.5:g})")
-    ax_max.set_ylabel("max |u| (px)")
-    ax_max.legend(fontsize=8, loc="upper right")
+    for a in range(per_axis.shape[1]):
+        line, = ax_max.plot(t, per_axis[:, a], lw=0.8, label=f"max |u_{axes_names[a]}|")
+        if maxshift is not None:
+            ax_max.axhline(maxshift[a] - 0.5, color=line.get_color(), ls="--", lw=1,
+                           label=f"limit {axes_names[a]}: maxshift - 0.5 = {maxshift[a] - 0.5:g}")
+    ax_max.set_ylabel("largest displacement (px)")
+    ax_max.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     n_nodes = int(np.prod(report["job"]["gridsize"]))
     ax_frac.plot(t, np.asarray(frames["nodes_at_bound"], dtype=np.float64) / n_nodes,
                  color="red", lw=1, label="nodes at maxshift bound")
@@ -242,11 +260,11 @@ def displacement(report, images) -> FigureImage:
     ax_frac.set_ylim(-0.02, 1.02)
     ax_frac.set_ylabel("fraction")
     ax_frac.set_xlabel("source frame")
-    ax_frac.legend(fontsize=8, loc="upper right")
+    ax_frac.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     caption = ("Time courses over every frame. Top: the mean displacement of the nodes per axis "
                "(the rigid part of the motion; slow drift and sudden jumps show here). Middle: "
-               "the largest node displacement; values touching the dashed line hit the search "
-               "limit. Bottom: the fraction of nodes at the maxshift bound and of the grid that "
+               "the largest node displacement (vector length, and per axis); a per-axis curve "
+               "touching its dashed line of the same colour hit the search limit. Bottom: the fraction of nodes at the maxshift bound and of the grid that "
                "folds; both should stay at 0.")
     return FigureImage("Displacement over time", caption, _png(fig))
 

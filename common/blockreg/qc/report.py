@@ -101,6 +101,7 @@ def _displacement_metrics(u_arr, nodes, maxshift, tolerance, top_k):
     T = u_arr.shape[0]
     N = len(nodes)
     mean_u = np.full((T, N), np.nan)
+    max_axis = np.full((T, N), np.nan)
     max_abs = np.full(T, np.nan)
     folds = np.full(T, np.nan)
     min_det = np.full(T, np.nan)
@@ -111,7 +112,9 @@ def _displacement_metrics(u_arr, nodes, maxshift, tolerance, top_k):
         u = np.asarray(u_arr[start:start + _U_BATCH], dtype=np.float64)
         b = u.shape[0]
         finite = np.isfinite(u.reshape(b, -1)).all(axis=1)
-        mean_u[start:start + b][finite] = u[finite].reshape(finite.sum(), -1, N).mean(axis=1)
+        per_node = u[finite].reshape(finite.sum(), -1, N)
+        mean_u[start:start + b][finite] = per_node.mean(axis=1)
+        max_axis[start:start + b][finite] = np.abs(per_node).max(axis=1, initial=0)
         norms = metrics.displacement_norms(u[finite]).reshape(finite.sum(), -1)
         max_abs[start:start + b][finite] = norms.max(axis=1, initial=0)
         folds[start:start + b], min_det[start:start + b] = metrics.fold_fractions(u, nodes)
@@ -123,7 +126,7 @@ def _displacement_metrics(u_arr, nodes, maxshift, tolerance, top_k):
             item["position"] += start
             largest.append(item)
     largest.sort(key=lambda item: (-item["max_abs_u"], item["position"]))
-    return {"mean_u": mean_u, "max_abs_u": max_abs, "fold_fraction": folds, "min_det": min_det,
+    return {"mean_u": mean_u, "max_abs_u_axis": max_axis, "max_abs_u": max_abs, "fold_fraction": folds, "min_det": min_det,
             "nodes_at_bound": bound_count, "node_hits": node_hits, "largest": largest[:top_k]}
 
 
@@ -344,6 +347,7 @@ def analyse(store_path, *, max_frames: int = DEFAULT_MAX_FRAMES, top_k: int = 5,
             "source_t": [int(t) for t in source_t],
             "mean_u": np.round(disp["mean_u"], 4).tolist(),
             "max_abs_u": np.round(disp["max_abs_u"], 4).tolist(),
+            "max_abs_u_axis": np.round(disp["max_abs_u_axis"], 4).tolist(),
             "fold_fraction": np.round(disp["fold_fraction"], 5).tolist(),
             "nodes_at_bound": disp["nodes_at_bound"].tolist(),
             "mismatch": None if mismatch is None else mismatch.tolist(),
@@ -372,6 +376,11 @@ def analyse(store_path, *, max_frames: int = DEFAULT_MAX_FRAMES, top_k: int = 5,
     report["grid_frame"] = grid_frame
     if grid_frame is not None:
         images["grid_u"] = np.asarray(u_arr[grid_frame], dtype=np.float64)
+        if plan is not None:  # the grid is drawn over the frame it deforms
+            from ..jobs import read_frame
+
+            raw = read_frame(plan, source_t[grid_frame])
+            images["grid_frame"] = np.asarray(plan.preprocess(raw), dtype=np.float64)
     return Analysis(report=plain_json(report), images=images)
 
 
