@@ -111,7 +111,9 @@ class JobPlan:
         axes = getattr(self.series, "axes", None)
         if isinstance(axes, str) and len(axes) == len(self.roi) + 1:
             return axes[1:]
-        return "zyx"[-len(self.roi):]
+        from .io.base import default_axes
+
+        return default_axes(len(self.roi))[1:]
 
     def load_fixed(self) -> np.ndarray:
         """Read and preprocess the fixed frame (float32); cached on the plan.
@@ -150,18 +152,15 @@ class JobPlan:
 
     def store_attrs(self) -> dict:
         """Attributes of the output store (docs/internals.md, "Zarr output store")."""
+        from .store import store_attributes
+
         spacing = getattr(self.series, "spacing", None)
         if spacing is not None:
-            spacing = [float(s) for s in spacing][-len(self.roi):]
-        return {
-            "spec": self.spec.to_json(),
-            "nodes": [n.tolist() for n in self.nodes],
-            "axes": "t" + self.spatial_axes,
-            "spacing": spacing,
-            "frames": list(self.frames),
-            "fixed_index": self.fixed_index,
-            "roi": [[s.start, s.stop] for s in self.roi],
-        }
+            spacing = list(spacing)[-len(self.roi):]
+        return store_attributes(self.spec.to_json(), self.frames, nodes=self.nodes,
+                                axes="t" + self.spatial_axes, spacing=spacing,
+                                fixed_index=self.fixed_index,
+                                roi=[[s.start, s.stop] for s in self.roi])
 
 
 def plan_job(spec, *, fixed=None, check: bool = False) -> JobPlan:

@@ -62,13 +62,11 @@ def _check_monitor(algorithm, monitor):
 
 
 def _store_attrs(movie, algorithm, frames, attrs):
-    describe = algorithm.describe()
-    meta = {"spec": describe, "frames": list(frames)}
-    nodes = getattr(algorithm, "nodes", None)
-    if nodes is not None:
-        meta["nodes"] = [np.asarray(n, dtype=float).tolist() for n in nodes]
-    meta["axes"] = movie.axes if hasattr(movie, "axes") else default_axes(len(movie.shape) - 1)
-    meta["spacing"] = getattr(movie, "spacing", None)
+    from .store import store_attributes
+
+    axes = movie.axes if hasattr(movie, "axes") else default_axes(len(movie.shape) - 1)
+    meta = store_attributes(algorithm.describe(), frames, nodes=getattr(algorithm, "nodes", None),
+                            axes=axes, spacing=getattr(movie, "spacing", None))
     meta.update(attrs or {})
     return meta
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ParameterError
+from .io.base import default_axes
 
 STORE_FORMAT_VERSION = 1
 _IMAGE_NAMES = ("warped", "warped0")
@@ -35,6 +36,40 @@ def _jsonable(value):
         # JSON has no NaN/Inf; keep the information as a string rather than failing the job
         return str(value)
     return value
+
+
+def store_attributes(spec, frames, *, nodes=None, axes=None, spacing=None, **extra) -> dict:
+    """The ``"blockreg"`` attributes of a results store, for :func:`create_store`'s ``attrs``.
+
+    The one place that builds them, for the in-process runner and for jobs (CLI and service).
+
+    Parameters
+    ----------
+    spec : dict
+        The job spec (``JobSpec.to_json()``) or the algorithm's ``describe()``.
+    frames : sequence of int
+        Source time index of each position along the output's time axis.
+    nodes : tuple of 1-D arrays, optional
+        The deformation grid's node positions.
+    axes : str, optional
+        Axis names, time first (e.g. ``"tyx"``).
+    spacing : sequence of float, optional
+        Pixel spacing per spatial axis.
+    **extra
+        Further attributes (``fixed_index``, ``roi``).
+
+    Returns
+    -------
+    dict
+        JSON-able once :func:`create_store` has converted NumPy values.
+    """
+    meta = {"spec": spec, "frames": [int(t) for t in frames]}
+    if nodes is not None:
+        meta["nodes"] = [np.asarray(n, dtype=float).tolist() for n in nodes]
+    meta["axes"] = axes
+    meta["spacing"] = None if spacing is None else [float(s) for s in spacing]
+    meta.update(extra)
+    return meta
 
 
 def _fill_value(dtype):
@@ -71,7 +106,7 @@ def create_store(path, nframes, decls, *, attrs=None, fixed=None, overwrite=Fals
         that exists but is not a Zarr group is refused even with it (never delete foreign data).
     spatial_axes : str or sequence of str, optional
         Names of the image axes (e.g. ``"zyx"``), used for ``dimension_names`` of image arrays.
-        Default: the last N letters of ``"zyx"``.
+        Default: those of :func:`blockreg.io.base.default_axes`.
 
     Returns
     -------
@@ -93,8 +128,8 @@ def create_store(path, nframes, decls, *, attrs=None, fixed=None, overwrite=Fals
             raise ParameterError("out", f"{path} exists and is not a Zarr group; refusing to replace it")
 
     image_shape = None if fixed is None else tuple(np.shape(fixed))
-    if spatial_axes is None and image_shape is not None:
-        spatial_axes = "zyx"[-len(image_shape):] if len(image_shape) <= 3 else None
+    if spatial_axes is None and image_shape is not None and len(image_shape) <= 3:
+        spatial_axes = default_axes(len(image_shape))[1:]
     spatial_axes = None if spatial_axes is None else tuple(spatial_axes)
 
     def image_dims(shape):
