@@ -116,24 +116,20 @@ def prefilter(y, axes=None, bc: str = "flat"):
         Coefficients, same shape as ``y``, floating point.
     """
     _check_bc(bc)
-    xp = array_module(y)
-    c = xp.asarray(y)
+    c = array_module(y).asarray(y)
     if c.dtype.kind != "f":
         c = c.astype(np.float64)
-    if axes is None:
-        axes = range(c.ndim)
-    elif isinstance(axes, int):
-        axes = (axes,)
-    for ax in axes:
-        ax = ax % c.ndim
-        P = to_device(_prefilter_matrix(c.shape[ax], bc), xp).astype(c.dtype, copy=False)
-        c = xp.moveaxis(xp.tensordot(P, c, axes=([1], [ax])), 0, ax)
-    return c
+    return _apply_along_axes(_prefilter_matrix, c, axes, bc)
 
 
 def pad_ghosts(c, axes=None, bc: str = "flat"):
     """Append the ghost coefficient at both ends of each axis in ``axes`` (length n -> n + 2)."""
     _check_bc(bc)
+    return _apply_along_axes(_ghost_matrix, c, axes, bc)
+
+
+def _apply_along_axes(matrix, c, axes, bc):
+    """Multiply ``c`` along each axis in ``axes`` (all by default) by ``matrix(length, bc)``."""
     xp = array_module(c)
     if axes is None:
         axes = range(c.ndim)
@@ -141,8 +137,8 @@ def pad_ghosts(c, axes=None, bc: str = "flat"):
         axes = (axes,)
     for ax in axes:
         ax = ax % c.ndim
-        G = to_device(_ghost_matrix(c.shape[ax], bc), xp).astype(c.dtype, copy=False)
-        c = xp.moveaxis(xp.tensordot(G, c, axes=([1], [ax])), 0, ax)
+        M = to_device(matrix(c.shape[ax], bc), xp).astype(c.dtype, copy=False)
+        c = xp.moveaxis(xp.tensordot(M, c, axes=([1], [ax])), 0, ax)
     return c
 
 
