@@ -21,20 +21,23 @@ STORE_FORMAT_VERSION = 1
 _IMAGE_NAMES = ("warped", "warped0")
 
 
-def _jsonable(value):
-    """Convert NumPy scalars/arrays and tuples inside ``value`` into plain JSON types."""
+def jsonable(value, nonfinite=str):
+    """Copy of ``value`` in plain JSON types: NumPy scalars and arrays, tuples become lists.
+
+    JSON has no NaN or Inf: a non-finite float becomes ``nonfinite(value)``; the default keeps the
+    information as a string (``"nan"``, ``"inf"``) rather than failing the job.
+    """
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v, nonfinite) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v, nonfinite) for v in value]
     if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
+        return jsonable(value.tolist(), nonfinite)
     if isinstance(value, np.generic):
         # through the float check below: np.float64("nan").item() is a non-finite float
-        return _jsonable(value.item())
+        return jsonable(value.item(), nonfinite)
     if isinstance(value, float) and not np.isfinite(value):
-        # JSON has no NaN/Inf; keep the information as a string rather than failing the job
-        return str(value)
+        return nonfinite(value)
     return value
 
 
@@ -166,7 +169,7 @@ def create_store(path, nframes, decls, *, attrs=None, fixed=None, overwrite=Fals
         )
         arr[...] = fixed
     meta = {"version": __version__, "store_format": STORE_FORMAT_VERSION}
-    meta.update(_jsonable(dict(attrs or {})))
+    meta.update(jsonable(dict(attrs or {})))
     group.attrs["blockreg"] = meta
     return group
 

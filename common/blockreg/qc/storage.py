@@ -57,17 +57,9 @@ def store_member(group, name):
 
 def plain_json(value):
     """JSON-safe copy: NumPy types to Python, non-finite floats to None (JSON has no NaN)."""
-    if isinstance(value, dict):
-        return {str(k): plain_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain_json(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return plain_json(value.tolist())
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value
+    from ..store import jsonable
+
+    return jsonable(value, nonfinite=lambda _: None)
 
 
 def save_report(store_path, report: dict, html: str | None = None) -> None:
