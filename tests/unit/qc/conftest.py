@@ -38,6 +38,12 @@ def job_spec(movie, out, frames=FRAMES, monitor=("u", "mismatch", "warped"), max
 
 
 @pytest.fixture(scope="session")
+def make_spec():
+    """The spec builder (a fixture: test modules cannot import conftest under importlib mode)."""
+    return job_spec
+
+
+@pytest.fixture(scope="session")
 def movie(tmp_path_factory):
     return write_movie(tmp_path_factory.mktemp("qc_movie"))
 
