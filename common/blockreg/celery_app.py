@@ -12,50 +12,45 @@ Frame tasks are long and heavy, so the settings follow the Redis caveats
 """
 from __future__ import annotations
 
-import os
-
 from celery import Celery
 
-__all__ = ["make_celery", "broker_url", "TASK_REGISTER_FRAMES", "DEFAULT_QUEUE",
-           "TASK_TIME_LIMIT_S", "VISIBILITY_TIMEOUT_S"]
+from . import settings as _settings
+
+__all__ = ["make_celery", "TASK_REGISTER_FRAMES"]
 
 TASK_REGISTER_FRAMES = "blockreg.register_frames"
-DEFAULT_QUEUE = "cpu"
-TASK_TIME_LIMIT_S = 2 * 3600
-# margin over the hard limit plus the time a prefetched message may wait behind a running task
-VISIBILITY_TIMEOUT_S = TASK_TIME_LIMIT_S + 3600
-DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
 
 
-def broker_url(url: str | None = None) -> str:
-    """``url``, else ``$BLOCKREG_BROKER_URL``, else the local Redis."""
-    return url or os.environ.get("BLOCKREG_BROKER_URL") or DEFAULT_BROKER_URL
+def make_celery(url: str | None = None, name: str = "blockreg", *,
+                settings: _settings.Settings | None = None) -> Celery:
+    """Build a Celery app on the broker ``url`` (default: the ``broker_url`` setting).
 
-
-def make_celery(url: str | None = None, name: str = "blockreg") -> Celery:
-    """Build a Celery app on the broker ``url`` (default ``$BLOCKREG_BROKER_URL``)."""
-    app = Celery(name, broker=broker_url(url), set_as_current=False)
-    transport = {"visibility_timeout": VISIBILITY_TIMEOUT_S}
+    The time limits, the visibility timeout, the default queue and the soft-shutdown grace come
+    from ``settings`` (default: :func:`blockreg.settings.load`).
+    """
+    s = settings or _settings.load()
+    app = Celery(name, broker=url or s.broker_url, set_as_current=False)
+    transport = {"visibility_timeout": s.visibility_timeout_s}
     app.conf.update(
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        task_time_limit=TASK_TIME_LIMIT_S,
-        task_soft_time_limit=TASK_TIME_LIMIT_S - 60,
+        task_time_limit=s.task_time_limit_s,
+        task_soft_time_limit=s.task_soft_time_limit_s,
         broker_transport_options=dict(transport),
         result_backend_transport_options=dict(transport),
-        visibility_timeout=VISIBILITY_TIMEOUT_S,
+        visibility_timeout=s.visibility_timeout_s,
         result_backend=None,
         task_ignore_result=True,
         task_serializer="json",
         accept_content=["json"],
-        task_default_queue=DEFAULT_QUEUE,
-        task_routes={TASK_REGISTER_FRAMES: {"queue": DEFAULT_QUEUE}},
+        task_default_queue=s.queue,
+        task_routes={TASK_REGISTER_FRAMES: {"queue": s.queue}},
         # Soft shutdown runs only on a cold shutdown (SIGQUIT, or SIGTERM with REMAP_SIGTERM=SIGQUIT
         # as the compose file and `blockreg up` set for workers): the running frame gets this long,
         # then its unacked late-ack message is re-queued at once instead of after the visibility
         # timeout. A plain SIGTERM is a warm shutdown, which waits for the frame without limit.
-        worker_soft_shutdown_timeout=10.0,
+        worker_soft_shutdown_timeout=s.worker_soft_shutdown_s,
         # on a lost broker connection the message is redelivered; do not keep a second copy running
         worker_cancel_long_running_tasks_on_connection_loss=True,
         broker_connection_retry_on_startup=True,

@@ -11,14 +11,13 @@ Example::
 """
 from __future__ import annotations
 
-import os
 import time
 
+from . import settings
 from .states import FINISHED_JOB_STATES
 
-__all__ = ["Client", "ApiError", "DEFAULT_URL"]
+__all__ = ["Client", "ApiError"]
 
-DEFAULT_URL = "http://127.0.0.1:8750"
 FINISHED = FINISHED_JOB_STATES  # the states Client.wait stops at
 
 
@@ -49,8 +48,8 @@ class Client:
     Parameters
     ----------
     url : str, optional
-        Base URL of the coordinator (default ``$BLOCKREG_SERVER`` — the variable the
-        ``blockreg`` command reads too — or ``http://127.0.0.1:8750``).
+        Base URL of the coordinator (default: the ``server`` setting, ``$BLOCKREG_SERVER`` —
+        the variable the ``blockreg`` command reads too — else ``http://127.0.0.1:8750``).
     timeout : float
         Seconds to wait for each HTTP response.
     session : requests.Session, optional
@@ -60,7 +59,7 @@ class Client:
     def __init__(self, url: str | None = None, *, timeout: float = 30.0, session=None):
         import requests
 
-        self.url = (url or os.environ.get("BLOCKREG_SERVER") or DEFAULT_URL).rstrip("/")
+        self.url = (url or settings.load().server_url).rstrip("/")
         self.timeout = float(timeout)
         self._http = session or requests.Session()
 

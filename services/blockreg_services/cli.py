@@ -1,9 +1,11 @@
 """The ``blockreg`` command: register in-process, run the embedded stack, talk to a coordinator.
 
-Subcommands: ``register``, ``up``, ``submit``, ``status``, ``cancel``, ``list``, ``demo``.
+Subcommands: ``register``, ``up``, ``db upgrade``, ``submit``, ``status``, ``cancel``, ``list``,
+``demo``.
 
-Bad input (a missing file, an invalid spec, an unknown job, an unreachable server) prints one line
-per problem on stderr and exits with code 2, never a traceback. ``submit --wait`` exits 0 when the
+Bad input (a missing file, an invalid spec, an unknown job, an unreachable server, a bad
+``BLOCKREG_*`` variable) prints one line per problem on stderr and exits with code 2, never a
+traceback. Output piped into a program that stops reading (``blockreg list | head``) ends quietly. ``submit --wait`` exits 0 when the
 job succeeded and 1 when it failed or was cancelled.
 """
 from __future__ import annotations
@@ -16,10 +18,11 @@ import sys
 import time
 from pathlib import Path
 
+from blockreg import settings
+
 __all__ = ["main", "CliError", "read_spec", "absolute_paths", "default_server", "ProgressBar"]
 
 EXIT_OK, EXIT_JOB_FAILED, EXIT_USAGE = 0, 1, 2
-FALLBACK_SERVER = "http://127.0.0.1:8750"
 
 
 class CliError(Exception):
@@ -89,13 +92,15 @@ def absolute_paths(data: dict, base: Path) -> dict:
 
 # -- finding and calling the server ----------------------------------------------------------
 def default_server() -> str:
-    """``$BLOCKREG_SERVER``, else the URL the running embedded stack wrote, else the default port."""
-    if os.environ.get("BLOCKREG_SERVER"):
-        return os.environ["BLOCKREG_SERVER"]
-    from .embedded import default_home, running_stack
+    """``$BLOCKREG_SERVER``, else the URL the running embedded stack wrote, else the local
+    coordinator on the ``port`` setting."""
+    s = settings.load()
+    if s.server:
+        return s.server
+    from .embedded import running_stack
 
-    info = running_stack(default_home())
-    return info["url"] if info and isinstance(info.get("url"), str) else FALLBACK_SERVER
+    info = running_stack(s.home)
+    return info["url"] if info and isinstance(info.get("url"), str) else s.server_url
 
 
 def _client(args):
@@ -223,6 +228,29 @@ def cmd_up(args) -> int:
         raise CliError(str(exc)) from None
 
 
+def cmd_db(args) -> int:
+    from blockreg.db.migrate import migrate
+    from blockreg.db.session import database_url
+
+    url = args.database_url or database_url()
+    try:
+        migrate(url)
+    except Exception as exc:  # noqa: BLE001 - unreachable server, bad URL, refused login...
+        raise CliError(f"upgrade of {_safe_url(url)} failed: {exc}") from None
+    print(f"database {_safe_url(url)} is at the current schema", file=sys.stderr)
+    return EXIT_OK
+
+
+def _safe_url(url: str) -> str:
+    """``url`` without its password (it goes to logs)."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - unparsable: the error message says so
+        return url
+
+
 def cmd_demo(args) -> int:
     from .demo import run_demo
 
@@ -244,10 +272,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="blockreg", description="Aperture-based deformable registration, in-process or as a service.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    defaults = settings.load()
+
     def server_option(p):
         p.add_argument("--server", metavar="URL",
                        help="coordinator URL (default: $BLOCKREG_SERVER, else the running "
-                            "`blockreg up`, else %s)" % FALLBACK_SERVER)
+                            "`blockreg up`, else %s)" % defaults.server_url)
 
     from blockreg.commandline import add_register_parser
 
@@ -255,10 +285,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     up = sub.add_parser("up", help="run the embedded stack in the foreground (Ctrl-C stops it)")
     up.add_argument("--home", help="stack folder (default: $BLOCKREG_HOME or ~/.blockreg)")
-    up.add_argument("--port", type=int, default=8750, help="coordinator port (default 8750)")
-    up.add_argument("--workers", type=_positive_int, default=2, help="worker processes (default 2)")
-    up.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    up.add_argument("--port", type=int, default=defaults.port,
+                    help=f"coordinator port (default {defaults.port})")
+    up.add_argument("--workers", type=_positive_int, default=defaults.workers,
+                    help=f"worker processes (default {defaults.workers})")
+    up.add_argument("--host", default=defaults.host,
+                    help=f"interface to bind (default {defaults.host})")
     up.set_defaults(func=cmd_up)
+
+    db = sub.add_parser("db", help="manage the service database")
+    db_sub = db.add_subparsers(dest="db_command", required=True, metavar="DB_COMMAND")
+    upgrade = db_sub.add_parser(
+        "upgrade", help="create or migrate the schema to the current version (safe to run "
+                        "concurrently: one process migrates, the others wait)")
+    upgrade.add_argument("--database-url", metavar="URL",
+                         help="SQLAlchemy URL (default: $BLOCKREG_DATABASE_URL, else "
+                              "SQLite in $BLOCKREG_HOME)")
+    upgrade.set_defaults(func=cmd_db)
 
     submit = sub.add_parser("submit", help="submit a job spec (.json, .toml or .yaml)")
     submit.add_argument("spec", help="job spec file")
@@ -281,7 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="register a generated movie end to end and report its quality")
     demo.add_argument("--home", help="stack folder (default: $BLOCKREG_HOME or ~/.blockreg)")
     demo.add_argument("--frames", type=_positive_int, default=12, help="movie length (default 12)")
-    demo.add_argument("--workers", type=_positive_int, default=2, help="worker processes (default 2)")
+    demo.add_argument("--workers", type=_positive_int, default=defaults.workers,
+                      help=f"worker processes (default {defaults.workers})")
     demo.add_argument("--port", type=int, default=0, help="coordinator port (default: a free one)")
     demo.add_argument("--keep-running", action="store_true",
                       help="keep the stack up after the demo until Ctrl-C")
@@ -303,16 +347,24 @@ def _positive_int(text: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``blockreg`` command; returns the exit code."""
-    args = build_parser().parse_args(argv)  # argparse itself exits 2 on bad usage
+    command = "blockreg"
     try:
+        args = build_parser().parse_args(argv)  # argparse itself exits 2 on bad usage
+        command = f"blockreg {args.command}"
         return args.func(args)
-    except CliError as exc:
-        for line in exc.problems:
-            print(f"blockreg {args.command}: {line}", file=sys.stderr)
+    except (CliError, settings.SettingError) as exc:
+        for line in getattr(exc, "problems", [str(exc)]):
+            print(f"{command}: {line}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print(f"blockreg {args.command}: interrupted", file=sys.stderr)
+        print(f"{command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader went away (`blockreg list | head`): stop quietly, and keep Python's exit
+        # flush from hitting the closed pipe again
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1  # Python's convention for EPIPE; the pipeline's status is the reader's
 
 
 if __name__ == "__main__":

@@ -4,8 +4,11 @@ One folder (``home``) holds everything: the SQLite database ``blockreg.db``, the
 ``data/results``, one log file per process under ``logs``, a private Redis listening only on the unix
 socket ``redis.sock``, and ``server.json`` (the coordinator's URL, read by the CLI to find it).
 
+Start order, as in docker-compose.yml: Redis, then the migrations (``blockreg db upgrade``), then
+the dispatcher, the coordinator (waitress) and the workers, each a child process.
+
 The queue state in the private Redis is disposable (no RDB, no AOF): the database is the truth and
-the coordinator's dispatcher re-enqueues frames whose messages were lost.
+the dispatcher re-enqueues frames whose messages were lost.
 
 Example
 -------
@@ -27,6 +30,8 @@ from pathlib import Path
 
 import requests
 
+from blockreg import settings
+
 __all__ = ["EmbeddedStack", "find_redis_server", "default_home", "running_stack"]
 
 # Linux refuses unix socket paths longer than sun_path (108 bytes including the NUL).
@@ -34,8 +39,8 @@ _MAX_SOCKET_PATH = 100
 
 
 def default_home() -> Path:
-    """The embedded stack's folder: ``$BLOCKREG_HOME`` or ``~/.blockreg``."""
-    return Path(os.environ.get("BLOCKREG_HOME") or Path.home() / ".blockreg").expanduser()
+    """The embedded stack's folder: the ``home`` setting (``$BLOCKREG_HOME``, else ``~/.blockreg``)."""
+    return settings.load().home
 
 
 def running_stack(home) -> dict | None:
@@ -97,19 +102,20 @@ def _die_with_parent() -> None:
 
 
 class EmbeddedStack:
-    """Private Redis + SQLite + coordinator + N Celery workers, as child processes.
+    """Private Redis + SQLite + dispatcher + coordinator + N Celery workers, as child processes.
 
     Parameters
     ----------
     home : path-like
         Folder for the database, results, logs, the Redis socket and ``server.json``.
-    port : int
-        Coordinator port; 0 picks a free one.
-    workers : int
-        Number of Celery worker processes (each with concurrency 1).
-    host : str
-        Interface the coordinator binds to. The embedded stack has no authentication, so keep
-        the loopback default unless the network is trusted.
+    port : int, optional
+        Coordinator port (default: the ``port`` setting); 0 picks a free one.
+    workers : int, optional
+        Number of Celery worker processes, each with concurrency 1 (default: the ``workers``
+        setting).
+    host : str, optional
+        Interface the coordinator binds to (default: the ``host`` setting). The embedded stack
+        has no authentication, so keep the loopback default unless the network is trusted.
     database_url : str, optional
         Use this database instead of the SQLite file in ``home`` (e.g. a lab PostgreSQL).
     broker_url : str, optional
@@ -126,13 +132,17 @@ class EmbeddedStack:
     Use as a context manager: on exit (normal, exception, Ctrl-C) the workers get SIGTERM first
     (mapped to Celery's cold shutdown with a soft-shutdown grace: a running frame has
     ``worker_soft_shutdown_timeout`` seconds to finish, else its message goes back to the queue),
-    then the coordinator, then Redis.
+    then the dispatcher and the coordinator, then Redis.
     """
 
-    def __init__(self, home, port: int = 8750, workers: int = 2, host: str = "127.0.0.1",
-                 *, database_url: str | None = None, broker_url: str | None = None,
-                 env: dict[str, str] | None = None, startup_timeout: float = 60.0,
-                 stop_timeout: float = 30.0):
+    def __init__(self, home, port: int | None = None, workers: int | None = None,
+                 host: str | None = None, *, database_url: str | None = None,
+                 broker_url: str | None = None, env: dict[str, str] | None = None,
+                 startup_timeout: float = 60.0, stop_timeout: float = 30.0):
+        defaults = settings.load()
+        port = defaults.port if port is None else port
+        workers = defaults.workers if workers is None else workers
+        host = defaults.host if host is None else host
         if workers < 1:
             raise ValueError(f"workers: must be at least 1, got {workers}")
         if not 0 <= port < 65536:
@@ -141,9 +151,11 @@ class EmbeddedStack:
         self.port = port
         self.workers = workers
         self.host = host
-        self.database_url = database_url or f"sqlite:///{self.home / 'blockreg.db'}"
+        # the stack's own database, whatever $BLOCKREG_DATABASE_URL says
+        self.database_url = database_url or settings.Settings(home=self.home).database_url
         self.broker_url = broker_url
         self.extra_env = dict(env or {})
+        self.queue = settings.load({**os.environ, **self.extra_env}).queue
         self.startup_timeout = startup_timeout
         self.stop_timeout = stop_timeout
         self.url: str | None = None
@@ -219,7 +231,9 @@ class EmbeddedStack:
             folder.mkdir(parents=True, exist_ok=True)
         if self.broker_url is None:
             self._start_redis()
+        self._migrate()
 
+        self._spawn("dispatcher", [sys.executable, "-m", "blockreg_services.dispatcher"])
         port = self.port or _free_port(self.host)
         self._spawn("coordinator", [
             sys.executable, "-m", "blockreg_services.coordinator",
@@ -228,12 +242,21 @@ class EmbeddedStack:
         for i in range(self.workers):
             self._spawn(f"worker-{i + 1}", [
                 sys.executable, "-m", "celery", "-A", "blockreg_services.worker", "worker",
-                "--queues", "cpu", "--concurrency", "1", "--pool", "prefork",
+                "--queues", self.queue, "--concurrency", "1", "--pool", "prefork",
                 "--loglevel", "INFO", "--hostname", f"embedded-{i + 1}@%h",
             ], env=self.worker_environment())
         self.url = f"http://{self.host}:{port}"
         self._wait_for_health()
         self.server_file.write_text(json.dumps({"url": self.url, "pid": os.getpid()}))
+
+    def _migrate(self) -> None:
+        """``blockreg db upgrade`` on the stack's database, before anything else uses it."""
+        from blockreg.db.migrate import migrate
+
+        try:
+            migrate(self.database_url)
+        except Exception as exc:  # noqa: BLE001 - reported as a start-up failure, not a traceback
+            raise RuntimeError(f"the database migration failed: {exc}") from exc
 
     def _start_redis(self) -> None:
         self.redis_socket = self._redis_socket()
@@ -255,7 +278,7 @@ class EmbeddedStack:
         if self.url is not None and self.server_file.exists():
             self.server_file.unlink()
         # workers first so their last DB writes go through while the DB and broker are still up
-        for stage in ("worker", "coordinator", "redis"):
+        for stage in (("worker",), ("dispatcher", "coordinator"), ("redis",)):
             group = [proc for name, proc in self._children if name.startswith(stage)]
             for proc in group:
                 if proc.poll() is None:

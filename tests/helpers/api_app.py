@@ -13,7 +13,7 @@ def spec_for(path, **changes):
 
 def run_all(app, broker):
     """Dispatch and run every batch, as the dispatcher thread and Celery workers would."""
-    from blockreg_services.coordinator.dispatcher import dispatch_once
+    from blockreg.orchestrate.dispatch import dispatch_once
     from blockreg.orchestrate.frames import run_frames
 
     sessions = app.extensions["blockreg"].sessions

@@ -152,11 +152,56 @@ def test_default_server_prefers_env_then_running_stack_then_default_port(tmp_pat
     assert cli.default_server() == "http://lab:8750"
 
 
+def test_default_server_follows_the_port_setting(tmp_path, monkeypatch):
+    monkeypatch.delenv("BLOCKREG_SERVER", raising=False)
+    monkeypatch.setenv("BLOCKREG_HOME", str(tmp_path))
+    monkeypatch.setenv("BLOCKREG_PORT", "8123")
+    assert cli.default_server() == "http://127.0.0.1:8123"
+
+
+def test_bad_setting_exits_2_naming_the_variable(monkeypatch, capsys):
+    monkeypatch.setenv("BLOCKREG_PORT", "eighty")
+    assert cli.main(["list"]) == 2
+    err = capsys.readouterr().err
+    assert "BLOCKREG_PORT" in err and "eighty" in err and "Traceback" not in err
+
+
+def test_db_upgrade_creates_the_schema_in_the_home(tmp_path, monkeypatch, capsys):
+    import sqlalchemy
+
+    monkeypatch.delenv("BLOCKREG_DATABASE_URL", raising=False)
+    monkeypatch.setenv("BLOCKREG_HOME", str(tmp_path / "home"))
+    assert cli.main(["db", "upgrade"]) == 0
+    assert cli.main(["db", "upgrade"]) == 0  # already current: nothing to do, no error
+    engine = sqlalchemy.create_engine(f"sqlite:///{tmp_path / 'home' / 'blockreg.db'}")
+    assert {"job", "frame", "alembic_version"} <= set(sqlalchemy.inspect(engine).get_table_names())
+    engine.dispose()
+
+
+def test_db_upgrade_of_an_unreachable_database_exits_2(capsys):
+    url = f"postgresql+psycopg://nobody@127.0.0.1:{_closed_port()}/none"
+    assert cli.main(["db", "upgrade", "--database-url", url]) == 2
+    err = capsys.readouterr().err
+    assert "blockreg db: upgrade of" in err and "Traceback" not in err
+
+
+def test_output_into_a_closed_pipe_ends_quietly(tmp_path):
+    # `blockreg list | head -1`: the reader stops early; no BrokenPipeError traceback
+    code = ("import sys\n"
+            "from blockreg_services import cli\n"
+            "cli.cmd_list = lambda args: [print(f'line {i}') for i in range(100000)] and 0\n"
+            "sys.exit(cli.main(['list']))\n")
+    result = subprocess.run(f"{sys.executable} -c \"{code}\" | head -1", shell=True,
+                            capture_output=True, text=True, timeout=60)
+    assert result.stdout == "line 0\n"
+    assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr, result.stderr
+
+
 def test_default_server_ignores_a_corrupt_server_file(tmp_path, monkeypatch):
     monkeypatch.delenv("BLOCKREG_SERVER", raising=False)
     monkeypatch.setenv("BLOCKREG_HOME", str(tmp_path))
     (tmp_path / "server.json").write_text("{not json")
-    assert cli.default_server() == cli.FALLBACK_SERVER
+    assert cli.default_server() == "http://127.0.0.1:8750"
 
 
 def test_default_server_ignores_the_file_of_a_killed_stack(tmp_path, monkeypatch):
@@ -164,7 +209,7 @@ def test_default_server_ignores_the_file_of_a_killed_stack(tmp_path, monkeypatch
     monkeypatch.setenv("BLOCKREG_HOME", str(tmp_path))
     (tmp_path / "server.json").write_text(json.dumps({"url": "http://127.0.0.1:9999",
                                                       "pid": _dead_pid()}))
-    assert cli.default_server() == cli.FALLBACK_SERVER
+    assert cli.default_server() == "http://127.0.0.1:8750"
 
 
 def _dead_pid() -> int:

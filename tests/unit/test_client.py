@@ -41,12 +41,14 @@ class FlaskTransport:
 
 @pytest.fixture
 def app(tmp_path, monkeypatch):
+    from blockreg.db.migrate import migrate
     from blockreg_services.coordinator import create_app
 
     fakes.install(monkeypatch)
-    app = create_app({"DATABASE_URL": f"sqlite:///{tmp_path / 'state.db'}",
-                      "DATA_DIR": str(tmp_path / "data"), "ALLOWED_ROOTS": None,
-                      "DISPATCHER": False, "CELERY": fakes.FakeBroker()})
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    migrate(url)
+    app = create_app({"DATABASE_URL": url, "DATA_DIR": str(tmp_path / "data"),
+                      "ALLOWED_ROOTS": None, "CELERY": fakes.FakeBroker()})
     yield app
     app.extensions["blockreg"].engine.dispose()
 
@@ -65,7 +67,7 @@ def spec_for(path):
 
 def drive(app):
     """One dispatcher round plus the worker running every batch sent."""
-    from blockreg_services.coordinator.dispatcher import dispatch_once
+    from blockreg.orchestrate.dispatch import dispatch_once
     from blockreg_services.worker.tasks import run_frames
 
     services = app.extensions["blockreg"]

@@ -11,6 +11,7 @@ import os
 
 import numpy as np
 
+from .. import settings
 from .._backend import array_module, float_dtype, is_cupy, to_device
 from ..errors import ParameterError
 
@@ -37,7 +38,7 @@ def fft_kwargs(xp):
     """
     if is_cupy(xp):
         return {}
-    workers = os.environ.get("BLOCKREG_FFT_WORKERS")
+    workers = settings.get("fft_workers")
     if workers is None:
         try:
             workers = len(os.sched_getaffinity(0))

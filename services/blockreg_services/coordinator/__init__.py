@@ -1,50 +1,41 @@
-"""The coordinator: Flask app factory (flaskr style), the /api/v1 blueprint and the dispatcher.
+"""The coordinator: the Flask app factory (flaskr style) and the /api/v1 blueprint.
 
-Configuration comes from the environment (``BLOCKREG_DATABASE_URL``, ``BLOCKREG_BROKER_URL``,
-``BLOCKREG_DATA_DIR``, ``BLOCKREG_ALLOWED_ROOTS``, ``BLOCKREG_HOME``), then from the mapping given
-to :func:`create_app`.  Serve with ``python -m blockreg_services.coordinator``.
+:func:`create_app` builds the app and nothing else: it neither migrates the database
+(``blockreg db upgrade`` does) nor dispatches frames (the dispatcher is its own process,
+``python -m blockreg_services.dispatcher``). Its configuration comes from
+:mod:`blockreg.settings`, then from the mapping given to it. Serve it with
+``python -m blockreg_services.coordinator`` (waitress, a production WSGI server).
 """
 from __future__ import annotations
-
-import os
-from pathlib import Path
 
 from flask import Flask
 
 from blockreg import __version__
+from blockreg import settings as _settings
 
-from .dispatcher import DEFAULTS as DISPATCH_DEFAULTS
-from .dispatcher import Dispatcher
-
-__all__ = ["create_app", "config_from_env"]
+__all__ = ["create_app", "config_from_settings"]
 
 
-def config_from_env(environ=None) -> dict:
-    """The coordinator's configuration from ``BLOCKREG_*`` environment variables."""
-    env = os.environ if environ is None else environ
-    home = Path(env.get("BLOCKREG_HOME") or "~/.blockreg").expanduser()
-    roots = env.get("BLOCKREG_ALLOWED_ROOTS")
+def config_from_settings(s: _settings.Settings | None = None) -> dict:
+    """The app's configuration keys from the settings (default: :func:`blockreg.settings.load`)."""
+    s = s or _settings.load()
     return {
-        "HOME": str(home),
-        "DATABASE_URL": env.get("BLOCKREG_DATABASE_URL") or f"sqlite:///{home / 'blockreg.db'}",
-        "BROKER_URL": env.get("BLOCKREG_BROKER_URL"),
-        "DATA_DIR": env.get("BLOCKREG_DATA_DIR") or str(home),
-        "ALLOWED_ROOTS": [r for r in roots.split(os.pathsep) if r] if roots else None,
+        "HOME": str(s.home),
+        "DATABASE_URL": s.database_url,
+        "BROKER_URL": s.broker_url,
+        "DATA_DIR": str(s.data_dir),
+        "ALLOWED_ROOTS": [str(root) for root in s.allowed_roots] if s.allowed_roots else None,
+        "QUEUE": s.queue,
     }
 
 
 class Services:
-    """What the blueprints need: DB sessions, the task sender, the dispatcher."""
+    """What the blueprints need: DB sessions and the task sender."""
 
-    def __init__(self, engine, sessions, celery, dispatcher=None):
+    def __init__(self, engine, sessions, celery):
         self.engine = engine
         self.sessions = sessions
         self.celery = celery
-        self.dispatcher = dispatcher
-
-    def wake_dispatcher(self) -> None:
-        if self.dispatcher is not None:
-            self.dispatcher.wake()
 
     def broker_reachable(self, timeout: float = 2.0) -> bool:
         try:
@@ -56,39 +47,28 @@ class Services:
 
 
 def create_app(config: dict | None = None) -> Flask:
-    """Build the coordinator app.
+    """Build the coordinator app (no side effects: nothing is migrated, started or connected).
 
     Parameters
     ----------
     config : dict, optional
-        Overrides of :func:`config_from_env`, plus: ``DISPATCHER`` (False: no background thread),
-        ``MIGRATE`` (False: do not run Alembic at startup), ``CELERY`` (an object with
-        ``send_task``; default: the Celery app on ``BROKER_URL``), ``QUEUE`` and the dispatcher
-        options ``BATCH_FRAMES``, ``MAX_BATCHES_PER_JOB``, ``DISPATCH_INTERVAL_S``,
-        ``QUEUED_LEASE_S``, ``RUNNING_LEASE_S``, ``MAX_ATTEMPTS``.
+        Overrides of :func:`config_from_settings` (``DATABASE_URL``, ``BROKER_URL``,
+        ``DATA_DIR``, ``ALLOWED_ROOTS`` (list or None), ``QUEUE``), plus ``CELERY``: an object
+        with ``send_task`` (default: the Celery app on ``BROKER_URL``; tests inject a fake).
     """
-    from blockreg.celery_app import DEFAULT_QUEUE, make_celery
+    from blockreg.celery_app import make_celery
     from blockreg.db import make_engine, session_factory
-    from blockreg.db.ops import migrate
 
     from . import api
 
     app = Flask(__name__)
-    app.config.update(VERSION=__version__, DISPATCHER=True, MIGRATE=True, QUEUE=DEFAULT_QUEUE,
-                      CELERY=None, **DISPATCH_DEFAULTS)
-    app.config.update(config_from_env())
+    app.config.update(VERSION=__version__, CELERY=None)
+    app.config.update(config_from_settings())
     app.config.update(config or {})
 
-    url = app.config["DATABASE_URL"]
-    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
-        Path(url[len("sqlite:///"):]).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    if app.config["MIGRATE"]:
-        migrate(url)
-    engine = make_engine(url)
-    sessions = session_factory(engine)
+    engine = make_engine(app.config["DATABASE_URL"])  # connects on first use
     celery = app.config["CELERY"] or make_celery(app.config["BROKER_URL"])
-    services = Services(engine, sessions, celery)
-    app.extensions["blockreg"] = services
+    app.extensions["blockreg"] = Services(engine, session_factory(engine), celery)
 
     # Import the planning stack now, not in the first submit (which must answer in seconds).
     # The coordinator never forks workers, so loading zarr and the algorithms here is harmless.
@@ -103,14 +83,4 @@ def create_app(config: dict | None = None) -> Flask:
     app.register_error_handler(404, api.json_http_errors)
     app.register_error_handler(405, api.json_http_errors)
     app.register_error_handler(Exception, api.json_internal_error)
-
-    if app.config["DISPATCHER"] is not False:
-        services.dispatcher = Dispatcher(
-            sessions, celery, interval_s=app.config["DISPATCH_INTERVAL_S"],
-            batch_frames=app.config["BATCH_FRAMES"],
-            max_batches=app.config["MAX_BATCHES_PER_JOB"],
-            queued_lease_s=app.config["QUEUED_LEASE_S"],
-            running_lease_s=app.config["RUNNING_LEASE_S"],
-            max_attempts=app.config["MAX_ATTEMPTS"])
-        services.dispatcher.start()
     return app

@@ -1,24 +1,36 @@
-"""Serve the coordinator: ``python -m blockreg_services.coordinator --host 127.0.0.1 --port 8750``."""
+"""Serve the coordinator with waitress: ``python -m blockreg_services.coordinator``.
+
+Host, port and the number of request threads default to the settings ``host``, ``port`` and
+``wsgi_threads`` (``$BLOCKREG_HOST``, ``$BLOCKREG_PORT``, ``$BLOCKREG_WSGI_THREADS``). The
+database must be migrated first (``blockreg db upgrade``) and frames are dispatched by
+``python -m blockreg_services.dispatcher``.
+"""
 from __future__ import annotations
 
 import argparse
 import logging
 
+from blockreg import settings
+
 
 def main(argv=None) -> None:
+    s = settings.load()
     parser = argparse.ArgumentParser(prog="python -m blockreg_services.coordinator",
-                                     description="blockreg coordinator (REST API + dispatcher)")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8750)
+                                     description="blockreg coordinator (the REST API)")
+    parser.add_argument("--host", default=s.host, help=f"interface to bind (default {s.host})")
+    parser.add_argument("--port", type=int, default=s.port, help=f"port (default {s.port})")
+    parser.add_argument("--threads", type=int, default=s.wsgi_threads,
+                        help=f"request threads (default {s.wsgi_threads})")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=s.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    from werkzeug.serving import run_simple
+    import waitress
 
     from . import create_app
 
-    app = create_app()
-    run_simple(args.host, args.port, app, threaded=True, use_reloader=False)
+    waitress.serve(create_app(), host=args.host, port=args.port, threads=args.threads,
+                   ident="blockreg")
 
 
 if __name__ == "__main__":

@@ -133,7 +133,6 @@ def submit_job():
         raise ApiError(422, "invalid job spec", exc.errors) from None
     except submit.OutputConflict as exc:
         raise ApiError(409, str(exc), exc.errors) from None
-    services().wake_dispatcher()
     response = jsonify(schemas.body(schemas.Created, queries.get_job(db(), job_id)))
     response.status_code = 201
     response.headers["Location"] = url_for("api.get_job", job_id=job_id)

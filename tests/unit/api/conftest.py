@@ -20,14 +20,16 @@ def broker():
 
 @pytest.fixture
 def app(tmp_path, monkeypatch, broker):
+    from blockreg.db.migrate import migrate
     from blockreg_services.coordinator import create_app
 
     fakes.install(monkeypatch)
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    migrate(url)  # `blockreg db upgrade`: create_app does not migrate
     app = create_app({
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'state.db'}",
+        "DATABASE_URL": url,
         "DATA_DIR": str(tmp_path / "data"),
         "ALLOWED_ROOTS": None,
-        "DISPATCHER": False,
         "CELERY": broker,
         "BATCH_FRAMES": 4,
         "MAX_BATCHES_PER_JOB": 2,

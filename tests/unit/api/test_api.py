@@ -123,7 +123,7 @@ def test_cancel(app, client, broker, movie_path):
 
 
 def test_cancel_stops_workers_midway(app, client, broker, movie_path):
-    from blockreg_services.coordinator.dispatcher import dispatch_once
+    from blockreg.orchestrate.dispatch import dispatch_once
     from blockreg.orchestrate.frames import run_frames
 
     job_id = client.post("/api/v1/jobs", json=spec_for(movie_path)).json["id"]
@@ -171,7 +171,7 @@ def test_redelivered_batch_changes_nothing(app, client, broker, movie_path):
 
 
 def test_lost_messages_are_sent_again(app, client, broker, movie_path):
-    from blockreg_services.coordinator.dispatcher import dispatch_once
+    from blockreg.orchestrate.dispatch import dispatch_once
 
     client.post("/api/v1/jobs", json=spec_for(movie_path))
     sessions = app.extensions["blockreg"].sessions
@@ -186,7 +186,7 @@ def test_lost_messages_are_sent_again(app, client, broker, movie_path):
 
 
 def test_broker_down_keeps_frames_pending(app, client, movie_path):
-    from blockreg_services.coordinator.dispatcher import dispatch_once
+    from blockreg.orchestrate.dispatch import dispatch_once
 
     job_id = client.post("/api/v1/jobs", json=spec_for(movie_path)).json["id"]
     down = fakes.FakeBroker(fail_sends=True)
@@ -235,30 +235,20 @@ def test_spec_is_stored_and_round_trips(client, movie_path):
     assert JobSpec.model_validate(stored).params.lam == 0.01
 
 
-def test_dispatcher_thread_sends_after_submit(tmp_path, monkeypatch, movie_path):
-    """With the background dispatcher on, a submit is enqueued without waiting for a tick."""
-    import time
+def test_create_app_neither_migrates_nor_starts_anything(tmp_path):
+    """The app factory only builds the app: `blockreg db upgrade` migrates, the dispatcher is
+    its own process (tests/unit/services/test_dispatcher.py)."""
+    import threading
 
     from blockreg_services.coordinator import create_app
 
-    fakes.install(monkeypatch)
-    broker = fakes.FakeBroker()
-    app = create_app({"DATABASE_URL": f"sqlite:///{tmp_path / 'bg.db'}",
-                      "DATA_DIR": str(tmp_path / "data"), "ALLOWED_ROOTS": None,
-                      "CELERY": broker, "BATCH_FRAMES": 4, "MAX_BATCHES_PER_JOB": 2,
-                      "DISPATCH_INTERVAL_S": 60.0})
-    services = app.extensions["blockreg"]
-    try:
-        job_id = app.test_client().post("/api/v1/jobs", json=spec_for(movie_path)).json["id"]
-        deadline = time.monotonic() + 10
-        while len(broker.sent) < 2 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert [args for _, args, _ in broker.sent] == [(job_id, [0, 1, 2, 3]), (job_id, [4, 5, 6, 7])]
-        assert app.test_client().get(f"/api/v1/jobs/{job_id}").json["state"] == "running"
-    finally:
-        services.dispatcher.stop()
-        services.engine.dispose()
-    assert not services.dispatcher.is_alive()
+    threads = threading.active_count()
+    url = f"sqlite:///{tmp_path / 'db' / 'state.db'}"
+    app = create_app({"DATABASE_URL": url, "CELERY": fakes.FakeBroker()})
+    assert threading.active_count() == threads
+    assert not (tmp_path / "db").exists()  # not even the database's folder
+    assert set(app.blueprints) == {"api"}
+    app.extensions["blockreg"].engine.dispose()
 
 
 def test_missing_store_fails_every_frame_with_the_reason(app, client, broker, movie_path):
@@ -291,7 +281,7 @@ def test_time_limit_fails_the_frame_and_releases_the_rest(app, client, broker, m
     from celery.exceptions import SoftTimeLimitExceeded
 
     from blockreg.orchestrate.frames import run_frames
-    from blockreg_services.coordinator.dispatcher import dispatch_once
+    from blockreg.orchestrate.dispatch import dispatch_once
     from blockreg_services.worker.tasks import STOP_ON
 
     job_id = client.post("/api/v1/jobs", json=spec_for(movie_path)).json["id"]

@@ -1,0 +1,95 @@
+"""One round of dispatching: feed pending frames to the queue in small batches, a bounded number
+at a time, re-queue lost frames and finalise finished jobs.
+
+Keeping at most ``max_batches`` batches of a job in the broker at once means a 100,000-frame job
+costs one INSERT at submit time instead of 12,500 messages, Redis holds a few kilobytes per job,
+and cancelling only has to stop the dispatcher (workers skip frames of a cancelled job).  The same
+round recovers from lost messages and dead workers: frames queued or running past their lease go
+back to pending and are sent again.  The dispatcher process (``blockreg_services.dispatcher``)
+runs :func:`dispatch_once` in a loop.
+"""
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import select
+
+from ..celery_app import TASK_REGISTER_FRAMES
+from ..db import ops, queries
+from ..db.models import Job
+from ..settings import load as load_settings
+from ..states import ACTIVE_JOB_STATES, FrameState, JobState
+
+__all__ = ["dispatch_once", "has_new_jobs"]
+
+log = logging.getLogger(__name__)
+
+
+def has_new_jobs(session) -> bool:
+    """True when a submitted job has not been dispatched yet (a cheap, read-only check)."""
+    found = session.scalar(select(Job.id).where(Job.state == JobState.QUEUED.value).limit(1))
+    session.rollback()
+    return found is not None
+
+
+def dispatch_once(session, celery_app, *, batch_frames: int | None = None,
+                  max_batches: int | None = None, queued_lease_s: float | None = None,
+                  running_lease_s: float | None = None, max_attempts: int | None = None) -> int:
+    """One round: re-queue stale frames, top up every active job's batches, finalise finished jobs.
+
+    Parameters
+    ----------
+    session : sqlalchemy.orm.Session
+    celery_app : object with ``send_task(name, args=..., queue=...)``
+    batch_frames : int, optional
+        Frames per task message.
+    max_batches : int, optional
+        Batches of one job allowed in the broker (queued, not yet started) at once.
+    queued_lease_s, running_lease_s, max_attempts : optional
+        See :func:`blockreg.db.ops.requeue_stale`.
+
+    Every option left out comes from :mod:`blockreg.settings` (``batch_frames``,
+    ``max_batches_per_job``, ``queued_lease_s``, the derived ``running_lease_s``,
+    ``max_attempts``).
+
+    Returns
+    -------
+    int
+        Number of task messages sent.
+    """
+    s = load_settings()
+    batch_frames = s.batch_frames if batch_frames is None else batch_frames
+    max_batches = s.max_batches_per_job if max_batches is None else max_batches
+    if batch_frames < 1:
+        raise ValueError(f"batch_frames: must be at least 1, got {batch_frames}")
+    if max_batches < 1:
+        raise ValueError(f"max_batches: must be at least 1, got {max_batches}")
+    moved = ops.requeue_stale(
+        session,
+        queued_lease_s=s.queued_lease_s if queued_lease_s is None else queued_lease_s,
+        running_lease_s=s.running_lease_s if running_lease_s is None else running_lease_s,
+        max_attempts=s.max_attempts if max_attempts is None else max_attempts)
+    if moved:
+        log.warning("re-queued or failed %d frames whose message or worker was lost", moved)
+    jobs = session.execute(select(Job.id, Job.queue).where(Job.state.in_(ACTIVE_JOB_STATES))
+                           .order_by(Job.id)).all()
+    session.rollback()
+    sent = 0
+    for job_id, queue in jobs:
+        # covers a worker that died between completing the last frame and finalising
+        if ops.finalize_if_complete(session, job_id) is not None:
+            continue
+        waiting = queries.count_frames(session, job_id, FrameState.QUEUED.value)
+        session.rollback()
+        room = (max_batches * batch_frames - waiting) // batch_frames * batch_frames
+        indices = ops.enqueue_pending(session, job_id, room)
+        for start in range(0, len(indices), batch_frames):
+            batch = indices[start:start + batch_frames]
+            try:
+                celery_app.send_task(TASK_REGISTER_FRAMES, args=(job_id, batch), queue=queue)
+            except Exception:  # noqa: BLE001 - broker down: give the frames back, retry next round
+                log.exception("could not send frames of job %s; will retry", job_id)
+                ops.release_frames(session, job_id, indices[start:])
+                return sent
+            sent += 1
+    return sent
