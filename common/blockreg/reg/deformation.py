@@ -61,10 +61,12 @@ def nodes_for_shape(shape, gridsize):
         raise ParameterError("shape", f"must be positive, got {shape}")
     if any(g < 1 for g in gridsize):
         raise ParameterError("gridsize", f"must be positive, got {gridsize}")
-    return tuple(
-        np.linspace(0.0, n - 1.0, g) if g > 1 else np.array([(n - 1) / 2.0])
-        for n, g in zip(shape, gridsize)
-    )
+    return tuple(_evenly_spaced(0.0, n - 1.0, g) for n, g in zip(shape, gridsize))
+
+
+def _evenly_spaced(first, last, g):
+    """``g`` node positions spanning ``[first, last]``; a single node sits at the centre."""
+    return np.linspace(first, last, g) if g > 1 else np.array([(first + last) / 2.0])
 
 
 def node_grid(nodes, xp=np):
@@ -360,7 +362,7 @@ def regrid(phi, gridsize):
         if n.size == 1 and g > 1:
             raise ParameterError("gridsize", f"asks for {g} nodes along axis {a}, but phi has a single "
                                                  "node there, so its span is unknown")
-        nodes.append(np.linspace(n[0], n[-1], g) if g > 1 else np.array([(n[0] + n[-1]) / 2.0]))
+        nodes.append(_evenly_spaced(n[0], n[-1], g))
     xp = array_module(phi.u)
     u = phi.displacement_at(node_grid(nodes, xp)).astype(phi.u.dtype, copy=False)
     return GridDeformation(u, tuple(nodes))

@@ -40,12 +40,18 @@ def _reach(n, sigma):
     return min(int(_TRUNCATE * sigma + 0.5), n - 1)
 
 
-def _gaussian_transfer(n, sigma, padded, real):
-    """DFT of a sampled, truncated, unit-sum Gaussian placed circularly on ``padded`` samples."""
+def _gaussian_kernel(sigma):
+    """Offsets ``-r .. r`` (``r = round(4 sigma)``) and the sampled, unit-sum Gaussian taps there."""
     radius = int(_TRUNCATE * sigma + 0.5)
     offsets = np.arange(-radius, radius + 1)
     kernel = np.exp(-0.5 * (offsets / sigma) ** 2)
     kernel /= kernel.sum()
+    return offsets, kernel
+
+
+def _gaussian_transfer(n, sigma, padded, real):
+    """DFT of a sampled, truncated, unit-sum Gaussian placed circularly on ``padded`` samples."""
+    offsets, kernel = _gaussian_kernel(sigma)
     reach = _reach(n, sigma)
     inside = np.abs(offsets) <= reach
     circular = np.zeros(padded)
@@ -86,10 +92,8 @@ def _gaussian_matrix(n, sigma):
     Row ``i`` holds the truncated, unit-sum kernel centred on ``i`` (the same taps as
     :func:`_gaussian_transfer`); taps outside the axis are the zero border. Read-only (cached).
     """
-    radius = int(_TRUNCATE * sigma + 0.5)
-    offsets = np.arange(-radius, radius + 1)
-    kernel = np.exp(-0.5 * (offsets / sigma) ** 2)
-    kernel /= kernel.sum()
+    offsets, kernel = _gaussian_kernel(sigma)
+    radius = int(offsets[-1])
     lag = np.subtract.outer(np.arange(n), np.arange(n))
     matrix = np.where(np.abs(lag) <= radius, kernel[np.clip(lag + radius, 0, 2 * radius)], 0.0)
     matrix.flags.writeable = False
