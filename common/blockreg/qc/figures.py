@@ -133,6 +133,8 @@ def worst_frame(report, images) -> FigureImage:
         ax.set_title(f"overlay {name}", fontsize=10)
         if img is not None and fixed is not None:
             ax.imshow(_overlay(fixed, img), interpolation="nearest")
+        else:
+            _show(ax, None, f"overlay {name}", limits)
     rows = dict(zip(report["sampled"]["position"], report["sampled"]["correlation_after"]))
     caption = (f"The sampled frame with the lowest correlation after registration (source frame "
                f"{t}, correlation {_num(rows.get(position))}){_plane_note(images)}. In the "
@@ -165,7 +167,10 @@ def deformation_grid(report, images) -> FigureImage:
     phi = GridDeformation(u, nodes)
     N = len(nodes)
     ny, nx = nodes[-2], nodes[-1]
-    lead = [float(n[len(n) // 2]) for n in nodes[:-2]]  # the middle node plane of a 3-D grid
+    # a 3-D grid is cut at the plane the background image shows (its middle along the first axis)
+    shape = np.shape(images.get("grid_frame", images.get("fixed")))
+    lead = [float(shape[a] // 2) if len(shape) == N else float(n[len(n) // 2])
+            for a, n in enumerate(nodes[:-2])]
     spacing = min(float(n[1] - n[0]) for n in (ny, nx) if len(n) > 1) if max(len(ny), len(nx)) > 1 \
         else 1.0
     norms = np.sqrt(np.sum(u * u, axis=-1))
@@ -192,10 +197,11 @@ def deformation_grid(report, images) -> FigureImage:
         ax.plot(np.full_like(dense_y, x), dense_y, color="cyan", lw=0.8, ls="--")
         ax.plot(*line(dense_y, np.full_like(dense_y, x)), color="#ff7f0e", lw=1.4)
     # the nodes themselves, red where a component sits at the maxshift bound
-    idx_plane = tuple(len(n) // 2 for n in nodes[:-2])
-    u_plane = u[idx_plane]
     gy, gx = np.meshgrid(ny, nx, indexing="ij")
-    px, py = gx + scale * u_plane[..., N - 1], gy + scale * u_plane[..., N - 2]
+    d = phi.displacement_at(np.stack(np.broadcast_arrays(*lead, gy, gx), axis=-1))
+    px, py = gx + scale * d[..., N - 1], gy + scale * d[..., N - 2]
+    # bound markers: the node plane nearest to the cut (the nodes themselves are what is bounded)
+    u_plane = u[tuple(int(np.argmin(np.abs(n - z))) for n, z in zip(nodes[:-2], lead))]
     maxshift = report["job"].get("maxshift")
     hit = np.zeros(gy.shape, dtype=bool)
     if maxshift is not None:
@@ -212,7 +218,7 @@ def deformation_grid(report, images) -> FigureImage:
     position = report.get("grid_frame")
     t = report["frames"]["source_t"][position]
     ax.set_title(f"frame {t}: displacements drawn x{scale:g}", fontsize=10)
-    plane = f" (the middle node plane, along the first axis, of the 3-D grid)" if N == 3 else ""
+    plane = f" (3-D: cut at plane {lead[0]:g} along the first axis)" if N == 3 else ""
     caption = (f"The deformation of source frame {t}, the frame with the largest displacement "
                f"({_num(float(norms.max()))} px){plane}, over {over}. Dashed cyan: the node grid "
                "of the fixed image; orange: where registration found those points in this frame, "

@@ -231,3 +231,34 @@ def test_the_qc_package_stays_off_the_server_stack_and_draws_lazily():
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_3d_store_without_input_gets_every_figure_it_has_data_for(tmp_path):
+    pytest.importorskip("matplotlib")
+    from blockreg.algorithms.base import ArrayDecl
+    from blockreg.jobs import grid_nodes
+    from blockreg.qc import analyse, make_figures, render_html
+    from blockreg.reg.warp import warp
+    from blockreg.store import create_store, write_frame
+
+    rng = np.random.default_rng(7)
+    fixed = rng.random((6, 20, 24)).astype(np.float32)
+    u = rng.normal(scale=0.5, size=(3, 2, 3, 3, 3))
+    nodes = grid_nodes(fixed.shape, (2, 3, 3))
+    group = create_store(tmp_path / "v.zarr", 3, {"u": ArrayDecl((2, 3, 3, 3), "float64"),
+                                                  "warped": ArrayDecl(fixed.shape, "float32")},
+                         attrs={"spec": {"maxshift": [2, 4, 4]}, "nodes": nodes}, fixed=fixed)
+    for t in range(3):
+        write_frame(group, t, {"u": u[t], "warped": warp(fixed, u[t], nodes)})
+    analysis = analyse(tmp_path / "v.zarr")
+    report = analysis.report
+    assert report["job"]["image_shape"] == [6, 20, 24] and report["job"]["gridsize"] == [2, 3, 3]
+    assert report["summary"]["frames_sampled"] == 3
+    assert all(c is None for c in report["sampled"]["correlation_before"])
+    assert all(0.5 < c <= 1 for c in report["sampled"]["correlation_after"])
+    figures = make_figures(report, analysis.images)
+    # no input: no 'before' images, but means, frames, grid, time courses and correlations
+    assert set(figures) == {"mean_images", "worst_frame", "deformation_grid", "displacement",
+                            "correlation"}
+    assert "3-D" in figures["mean_images"].caption
+    assert len(parse(render_html(report, figures)).sources) == 5
