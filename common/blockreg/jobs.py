@@ -2,8 +2,8 @@
 
 The CLI, the in-process runner and the service (coordinator and Celery workers) all build a job
 through :func:`plan_job`, so for the same spec they read the same pixels, preprocess them the same
-way and construct the same :class:`~blockreg.Apertures`: the service's ``u`` equals the in-process
-result.
+way and construct the same algorithm (the one the spec names, through :mod:`blockreg.registry`):
+the service's ``u`` equals the in-process result.
 """
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ from typing import Any
 import numpy as np
 
 from .jobspec import JobSpec, validate_spec
+from .registry import get_algorithm
 
 __all__ = ["JobPlan", "FixedFrameError", "plan_job", "read_frame", "run_inprocess", "grid_nodes",
-           "input_geometry", "known_variables"]
+           "input_geometry", "build_algorithm", "known_variables"]
 
 
 def _open(spec: JobSpec):
@@ -25,10 +26,11 @@ def _open(spec: JobSpec):
 
 
 def input_geometry(spec: JobSpec) -> tuple[int, tuple[int, ...]]:
-    """Open the spec's input and return ``(number of frames, spatial shape)`` (before the ROI)."""
+    """Open the spec's input and return ``(number of frames, spatial shape)`` (before the ROI).
+
+    The readers refuse an input with fewer than two spatial axes, so the shape is ``(T, *spatial)``.
+    """
     shape = tuple(int(n) for n in _open(spec).shape)
-    if len(shape) < 2:
-        raise ValueError(f"input.path: expected a time series (T, ...), got shape {shape}")
     return shape[0], shape[1:]
 
 
@@ -45,26 +47,27 @@ def _make_preprocess(spec: JobSpec):
     return PreprocessSNF.from_dict(spec.preprocess.model_dump())
 
 
-def _lambda(spec: JobSpec):
-    lam = spec.params.lam
-    return tuple(float(v) for v in lam) if isinstance(lam, list) else float(lam)
+def build_algorithm(spec: JobSpec, fixed, nodes, preprocess):
+    """The algorithm the spec names, built by its registered factory.
 
-
-def _build_algorithm(spec: JobSpec, fixed, nodes, preprocess):
-    from .algorithms.apertures import Apertures
-
-    p = spec.params
-    overlap = tuple(p.overlap) if isinstance(p.overlap, list) else p.overlap
-    return Apertures(fixed, nodes, tuple(p.maxshift), _lambda(spec), preprocess,
-                     overlap=overlap, normalization=p.normalization,
-                     correct_bias=p.correct_bias, passes=p.passes)
+    Raises
+    ------
+    ParameterError
+        What the algorithm refuses, naming a field of ``spec.params``.
+    """
+    return get_algorithm(spec.algorithm).build(spec.params, fixed, nodes, preprocess)
 
 
 def known_variables(spec: JobSpec, image_shape) -> set[str]:
-    """Names the spec's algorithm can monitor, for an image of ``image_shape`` (after the ROI)."""
-    blank = np.zeros(tuple(image_shape), dtype=np.float32)
-    alg = _build_algorithm(spec, blank, grid_nodes(image_shape, spec.params.gridsize), None)
-    return set(alg.declare())
+    """Names the spec's algorithm can monitor, for an image of ``image_shape`` (after the ROI).
+
+    Builds the algorithm on a blank image, so it raises what the algorithm refuses
+    (:class:`~blockreg.errors.ParameterError`, naming a field of ``spec.params``).
+    """
+    image_shape = tuple(image_shape)
+    nodes = get_algorithm(spec.algorithm).nodes(spec.params, image_shape)
+    blank = np.zeros(image_shape, dtype=np.float32)
+    return set(build_algorithm(spec, blank, nodes, None).declare())
 
 
 class FixedFrameError(ValueError):
@@ -88,6 +91,7 @@ class JobPlan:
         Source time index of the fixed image.
     preprocess : PreprocessSNF
     nodes : tuple of ndarray
+        The grid the algorithm's displacements live on (its registered ``nodes``).
     fixed : ndarray or None
         The preprocessed fixed image (float32), or None until :meth:`load_fixed`.
     """
@@ -134,19 +138,19 @@ class JobPlan:
         return self.fixed
 
     def make_algorithm(self, fixed=None):
-        """The job's :class:`~blockreg.Apertures`, on ``fixed`` (default: :meth:`load_fixed`).
+        """The job's algorithm, on ``fixed`` (default: :meth:`load_fixed`).
 
         Workers pass the fixed image read back from the output store, so every process registers
         against the very bytes the coordinator stored.
         """
         fixed = self.load_fixed() if fixed is None else np.asarray(fixed, dtype=np.float32)
-        return _build_algorithm(self.spec, fixed, self.nodes, self.preprocess)
+        return build_algorithm(self.spec, fixed, self.nodes, self.preprocess)
 
     def declarations(self, algorithm=None) -> dict:
         """Declarations of the monitored variables only (name -> ArrayDecl)."""
         if algorithm is None:
             blank = np.zeros(self.image_shape, dtype=np.float32)
-            algorithm = _build_algorithm(self.spec, blank, self.nodes, self.preprocess)
+            algorithm = build_algorithm(self.spec, blank, self.nodes, self.preprocess)
         declared = algorithm.declare()
         return {name: declared[name] for name in self.spec.monitor}
 
@@ -189,7 +193,7 @@ def plan_job(spec, *, fixed=None, check: bool = False) -> JobPlan:
     image_shape = tuple(s.stop - s.start for s in roi)
     plan = JobPlan(spec=spec, series=series, frames=frames, roi=roi, fixed_index=fixed_index,
                    preprocess=_make_preprocess(spec),
-                   nodes=grid_nodes(image_shape, spec.params.gridsize))
+                   nodes=get_algorithm(spec.algorithm).nodes(spec.params, image_shape))
     if fixed is not None:
         plan.fixed = np.asarray(fixed, dtype=np.float32)
     return plan

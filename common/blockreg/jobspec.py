@@ -4,10 +4,13 @@ The same :class:`JobSpec` is accepted by the REST API (JSON), the CLI (JSON, TOM
 and :func:`blockreg.jobs.run_inprocess`, so the service and the in-process runner compute the same
 thing.  Validation happens in two layers:
 
-1. the shape of the document (pydantic models, unknown fields rejected everywhere);
+1. the shape of the document (pydantic models, unknown fields rejected everywhere); ``params``
+   is validated by the model that the algorithm named by ``algorithm`` registered
+   (:mod:`blockreg.registry`);
 2. the checks that need the input (:func:`validate_spec`): the file exists and is readable, the
-   grid and shift limits fit the image, the frames and ROI are in range, the monitored variables
-   are known to the algorithm, and paths stay inside the allowed roots.
+   frames and ROI are in range, the algorithm accepts its parameters for the image (its
+   constructor's :class:`~blockreg.errors.ParameterError` becomes ``params.<field>``), the
+   monitored variables are known to the algorithm, and paths stay inside the allowed roots.
 
 Every problem is reported as ``{"field": "dotted.path", "problem": "human sentence"}`` inside a
 :class:`SpecError`, which the API turns into a 422 and the CLI into exit code 2.
@@ -18,6 +21,7 @@ import json
 import math
 import os
 from pathlib import Path
+import re
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
@@ -26,30 +30,36 @@ from pydantic import (
     Field,
     NonNegativeFloat,
     NonNegativeInt,
-    PositiveInt,
+    TypeAdapter,
     ValidationError,
+    create_model,
     field_validator,
-    model_validator,
 )
+from pydantic_core import PydanticCustomError
 
+from .registry import AlgorithmEntry, UnknownAlgorithm, algorithm_names, get_algorithm
 from .spec_checks import check_against_input, check_paths, check_usable_paths, pydantic_errors
 
 __all__ = [
+    "SpecModel",
     "InputSpec",
     "PreprocessSpec",
-    "ParamsSpec",
     "OutputSpec",
     "JobSpec",
     "SpecError",
     "validate_spec",
     "load_spec_file",
+    "DEFAULT_ALGORITHM",
     "DEFAULT_MONITOR",
 ]
 
+DEFAULT_ALGORITHM = "apertures"
 DEFAULT_MONITOR = ("u", "mismatch")
 
 
-class _Strict(BaseModel):
+class SpecModel(BaseModel):
+    """Base of every part of a job spec, including each algorithm's ``params`` model."""
+
     # Unknown fields are an error everywhere: a misspelt option must not be silently ignored.
     # Infinity (sigma_hp's default) is written as the string "Infinity" so the spec survives JSON
     # and PostgreSQL's JSON type, and is read back from it.
@@ -61,7 +71,7 @@ class _Strict(BaseModel):
 Sigma = Union[NonNegativeFloat, list[NonNegativeFloat]]
 
 
-class InputSpec(_Strict):
+class InputSpec(SpecModel):
     """Where the frames come from."""
 
     path: str = Field(min_length=1, description="Input series (TIFF, Zarr, HDF5, ...).")
@@ -98,7 +108,7 @@ class InputSpec(_Strict):
         return frames
 
 
-class PreprocessSpec(_Strict):
+class PreprocessSpec(SpecModel):
     """Shot-noise / filtering preprocessing (:class:`blockreg.PreprocessSNF`)."""
 
     bias: float = Field(0.0, allow_inf_nan=False,
@@ -108,69 +118,63 @@ class PreprocessSpec(_Strict):
     clamp: bool = Field(False, description="Clamp negative values after preprocessing.")
 
 
-Lambda = Union[
-    Annotated[float, Field(ge=0, allow_inf_nan=False)],
-    Annotated[list[Annotated[float, Field(gt=0, allow_inf_nan=False)]], Field(min_length=2, max_length=2)],
-]
-
-
-class ParamsSpec(_Strict):
-    """Parameters of the aperture algorithm."""
-
-    gridsize: list[PositiveInt] = Field(min_length=1, max_length=3,
-                                        description="Aperture grid, one count per spatial axis.")
-    maxshift: list[PositiveInt] = Field(min_length=1, max_length=3,
-                                           description="Largest shift searched, per spatial axis.")
-    lam: Lambda = Field(alias="lambda", description="Affine-residual penalty: a number >= 0, "
-                        "or [min, max] to choose it automatically in that range.")
-    overlap: NonNegativeInt | list[NonNegativeInt] = Field(0, description="Aperture overlap (pixels).")
-    normalization: Literal["pixels", "intensity"] = "pixels"
-    passes: Literal[1, 2] = 1
-    correct_bias: bool = False
-
-    @field_validator("lam")
-    @classmethod
-    def _lambda_range(cls, lam):
-        if isinstance(lam, list) and not lam[0] < lam[1]:
-            raise ValueError(f"range [min, max] needs min < max, got {lam}")
-        # The algorithm's own rule (e.g. an auto-lambda range must span at least 4 steps of 2x),
-        # applied here so a bad value is a 422 naming params.lambda, not an error at planning.
-        from .algorithms.apertures import check_lambda
-
-        try:
-            check_lambda(lam)
-        except ValueError as exc:
-            raise ValueError(str(exc).removeprefix("lam: ")) from None
-        return lam
-
-    @model_validator(mode="after")
-    def _same_ndim(self):
-        if len(self.maxshift) != len(self.gridsize):
-            raise ValueError(
-                f"maxshift has {len(self.maxshift)} entries but gridsize has {len(self.gridsize)}"
-            )
-        return self
-
-
-class OutputSpec(_Strict):
+class OutputSpec(SpecModel):
     """Where the results go (default: ``$BLOCKREG_DATA_DIR/results/job-<id>.zarr``)."""
 
     path: str | None = Field(None, min_length=1)
 
 
-class JobSpec(_Strict):
-    """A registration job: input, algorithm, parameters, monitored variables and output."""
+class JobSpec(SpecModel):
+    """A registration job: input, algorithm, parameters, monitored variables and output.
+
+    ``params`` depends on ``algorithm``: :meth:`model_validate` returns an instance of the
+    subclass of the named algorithm (``AperturesJob`` for ``"apertures"``), whose ``params`` is
+    that algorithm's registered model, and :meth:`model_json_schema` describes every registered
+    algorithm (a union discriminated by ``algorithm``). Build specs with
+    ``JobSpec.model_validate(data)`` (or :func:`validate_spec`), not ``JobSpec(...)``.
+    """
 
     name: str | None = Field(None, max_length=200)
     input: InputSpec
-    algorithm: Literal["apertures"] = "apertures"
+    algorithm: str = Field(DEFAULT_ALGORITHM, description="A registered algorithm's name.")
     fixed_index: NonNegativeInt | None = Field(
         None, description="Source time index of the fixed image (default: the middle selected frame)."
     )
     preprocess: PreprocessSpec = PreprocessSpec()
-    params: ParamsSpec
+    params: SpecModel
     monitor: list[str] = Field(list(DEFAULT_MONITOR), min_length=1)
     output: OutputSpec = OutputSpec()
+
+    @classmethod
+    def model_validate(cls, obj, **kwargs):
+        """Validate ``obj`` as the spec of the algorithm it names (default ``"apertures"``)."""
+        if cls is not JobSpec or isinstance(obj, JobSpec):
+            return super().model_validate(obj, **kwargs)
+        name = obj.get("algorithm", DEFAULT_ALGORITHM) if isinstance(obj, dict) else DEFAULT_ALGORITHM
+        try:
+            model = _job_model(get_algorithm(name))
+        except UnknownAlgorithm as exc:
+            raise ValidationError.from_exception_data("JobSpec", [{
+                "type": PydanticCustomError("unknown_algorithm", str(exc)),
+                "loc": ("algorithm",), "input": name}]) from None
+        return model.model_validate(obj, **kwargs)
+
+    @classmethod
+    def model_json_schema(cls, by_alias=True, ref_template="#/$defs/{model}", **kwargs):
+        """The JSON schema; for JobSpec itself, one variant per registered algorithm."""
+        if cls is not JobSpec:
+            return super().model_json_schema(by_alias=by_alias, ref_template=ref_template, **kwargs)
+        variants = tuple(_job_model(get_algorithm(name)) for name in algorithm_names())
+        if len(variants) == 1:
+            return variants[0].model_json_schema(by_alias=by_alias, ref_template=ref_template,
+                                                 **kwargs)
+        union = Annotated[Union[variants], Field(discriminator="algorithm")]
+        return TypeAdapter(union).json_schema(by_alias=by_alias, ref_template=ref_template,
+                                              **kwargs)
+
+    def __reduce__(self):
+        # the variants are built at run time, so pickle (process pools) by value, not by class
+        return (JobSpec.model_validate, (self.to_json(),))
 
     @field_validator("monitor")
     @classmethod
@@ -193,6 +197,24 @@ class JobSpec(_Strict):
             return range(n_time)
         start, stop, *step = self.input.frames
         return range(start, min(stop, n_time), *step)
+
+
+_job_models: dict[int, tuple[AlgorithmEntry, type[JobSpec]]] = {}
+
+
+def _job_model(entry: AlgorithmEntry) -> type[JobSpec]:
+    """The JobSpec subclass of one registered algorithm (built once per entry)."""
+    cached = _job_models.get(id(entry))
+    if cached is not None and cached[0] is entry:
+        return cached[1]
+    title = "".join(part.capitalize() for part in re.split(r"[^0-9A-Za-z]+", entry.name)) + "Job"
+    default = entry.name if entry.name == DEFAULT_ALGORITHM else ...
+    model = create_model(
+        title, __base__=JobSpec, __doc__=f"A job of the {entry.name!r} algorithm: {entry.summary}",
+        algorithm=(Literal[entry.name], Field(default, description="The algorithm's name.")),
+        params=(entry.params, Field(description=f"Parameters of {entry.name!r}.")))
+    _job_models[id(entry)] = (entry, model)
+    return model
 
 
 class SpecError(ValueError):

@@ -1,9 +1,14 @@
 """The checks behind :func:`blockreg.jobspec.validate_spec` that need more than the document.
 
-Paths (usable, inside the allowed roots) and the input itself (readable; grid, shifts, ROI, frames,
-fixed frame and monitored names consistent with its shape), plus the translation of pydantic's
-errors into ``{"field", "problem"}`` entries.  Each check appends to an ``errors`` list instead of
-raising, so one submit reports every problem at once.
+Paths (usable, inside the allowed roots) and the input itself (readable; ROI, frames, fixed frame
+and monitored names consistent with its shape; the algorithm's parameters accepted by the
+algorithm for the image), plus the translation of pydantic's errors into ``{"field", "problem"}``
+entries.  Each check appends to an ``errors`` list instead of raising, so one submit reports every
+problem at once.
+
+No rule of an algorithm's parameters lives here: the algorithm is built on a blank image of the
+job's size, and the :class:`~blockreg.errors.ParameterError` its constructor raises is reported as
+``params.<field>``.
 """
 from __future__ import annotations
 
@@ -11,6 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
+
+from .errors import ParameterError
 
 if TYPE_CHECKING:
     from .jobspec import JobSpec
@@ -73,10 +80,25 @@ def check_paths(spec: JobSpec, allowed_roots, errors: list[dict]) -> None:
             errors.append({"field": field, "problem": f"{value} is outside the allowed roots"})
 
 
+def check_algorithm(spec: JobSpec, image_shape, errors: list[dict]) -> set[str] | None:
+    """Build the spec's algorithm for an image of ``image_shape``; return the variables it declares.
+
+    What the algorithm refuses is appended to ``errors`` (``params.<field>``) and None returned.
+    """
+    from .jobs import known_variables  # pulls in the algorithm stack
+
+    try:
+        return known_variables(spec, image_shape)
+    except ParameterError as exc:
+        errors.append({"field": f"params.{exc.field}", "problem": exc.problem})
+    except ValueError as exc:  # a rule not (yet) reported as ParameterError: a 422, never a 500
+        errors.append({"field": "params", "problem": str(exc)})
+    return None
+
+
 def check_against_input(spec: JobSpec, errors: list[dict]) -> None:
-    # local imports: these pull in the readers and the algorithm stack, which the shape check and
-    # the OpenAPI document must not need
-    from .jobs import input_geometry, known_variables
+    # local import: the readers, which the shape check and the OpenAPI document must not need
+    from .jobs import input_geometry
 
     path = Path(spec.input.path).expanduser()
     if not path.exists():
@@ -102,40 +124,11 @@ def check_against_input(spec: JobSpec, errors: list[dict]) -> None:
         if any(e["field"].startswith("input.roi") for e in errors):
             return
         spatial = tuple(stop - start for start, stop in roi)
-    params = spec.params
-    for name, values in (("gridsize", params.gridsize), ("maxshift", params.maxshift)):
-        if len(values) != ndim:
-            errors.append({"field": f"params.{name}", "problem":
-                           f"has {len(values)} entries but the image has {ndim} spatial axes "
-                           f"(shape {tuple(spatial)})"})
-    if len(params.gridsize) == ndim:
-        for axis, (g, m, n) in enumerate(zip(params.gridsize, params.maxshift, spatial)):
-            if g > n:
-                errors.append({"field": f"params.gridsize.{axis}", "problem":
-                               f"{g} apertures exceed the image size {n} along axis {axis}"})
-            if m >= n:
-                errors.append({"field": f"params.maxshift.{axis}", "problem":
-                               f"{m} must be smaller than the image size {n} along axis {axis}"})
-    if isinstance(params.overlap, list) and len(params.overlap) != ndim:
-        errors.append({"field": "params.overlap", "problem":
-                       f"has {len(params.overlap)} entries but the image has {ndim} spatial axes"})
-    elif len(params.gridsize) == ndim:
-        per_axis = isinstance(params.overlap, list)
-        overlaps = params.overlap if per_axis else [params.overlap] * ndim
-        for axis, (g, o, n) in enumerate(zip(params.gridsize, overlaps, spatial)):
-            width = (n - 1) / (g - 1) + 2 * o if g > 1 else n
-            if width > n:
-                errors.append({"field": "params.overlap" + (f".{axis}" if per_axis else ""),
-                               "problem": f"makes apertures {width:g} px wide along axis {axis}, "
-                                          f"wider than the image ({n})"})
-                if not per_axis:  # one number: one error
-                    break
     for name in ("sigma_lp", "sigma_hp"):
         value = getattr(spec.preprocess, name)
         if isinstance(value, list) and len(value) != ndim:
             errors.append({"field": f"preprocess.{name}", "problem":
                            f"has {len(value)} entries but the image has {ndim} spatial axes"})
-    frames = spec.input.frames
     if spec.fixed_index is not None and spec.fixed_index >= n_time:
         errors.append({"field": "fixed_index", "problem":
                        f"{spec.fixed_index} is beyond the {n_time} frames of the input"})
@@ -143,15 +136,10 @@ def check_against_input(spec: JobSpec, errors: list[dict]) -> None:
     if frames is not None and frames[1] > n_time:
         errors.append({"field": "input.frames", "problem":
                        f"stop {frames[1]} is beyond the {n_time} frames of the input"})
-        return
-    if not spec.frame_indices(n_time) and not any(e["field"] == "input.frames" for e in errors):
+    elif not spec.frame_indices(n_time):
         errors.append({"field": "input.frames", "problem": "selects no frames"})
+    known = check_algorithm(spec, spatial, errors)
     if errors:
-        return
-    try:
-        known = known_variables(spec, spatial)
-    except ValueError as exc:  # the algorithm refused its parameters: report, never a 500
-        errors.append({"field": "params", "problem": str(exc)})
         return
     for i, name in enumerate(spec.monitor):
         if name not in known:

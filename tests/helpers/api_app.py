@@ -3,12 +3,18 @@ from __future__ import annotations
 
 
 def spec_for(path, **changes):
+    """A spec of the real "apertures" algorithm for the fake movie."""
     spec = {"name": "test", "input": {"path": str(path)},
             "params": {"gridsize": [3, 2], "maxshift": [2, 2], "lambda": 0.01},
             "preprocess": {"bias": 100}}
     for key, value in changes.items():
         spec[key] = value
     return spec
+
+
+def toy_spec_for(path, **changes):
+    """The same job for the toy algorithm "mean-shift" (helpers.service_fakes.MEAN_SHIFT)."""
+    return spec_for(path, **{"algorithm": "mean-shift", "params": {"gridsize": [3, 2]}, **changes})
 
 
 def run_all(app, broker):

@@ -3,15 +3,21 @@
 The toy algorithm has the real :class:`blockreg.algorithms.base.Algorithm` interface and a result
 that is easy to compute independently (the mean difference to the fixed image), so tests can check
 that the service wires frames, ROI, preprocessing, store and database together correctly without
-depending on the registration core.  Not a test module (no ``test_`` prefix).
+depending on the registration core.  It is a second algorithm, ``"mean-shift"`` (params: just
+``gridsize``), which tests register through the public registry:
+``with blockreg.registry.registered(MEAN_SHIFT): ...``.  Not a test module (no ``test_`` prefix).
 """
 from __future__ import annotations
 
 import contextlib
 
 import numpy as np
+from pydantic import Field, PositiveInt
 
 from blockreg.algorithms.base import Algorithm, ArrayDecl
+from blockreg.errors import ParameterError
+from blockreg.jobspec import SpecModel
+from blockreg.registry import AlgorithmEntry
 
 
 class MeanShiftAlgorithm(Algorithm):
@@ -19,11 +25,10 @@ class MeanShiftAlgorithm(Algorithm):
 
     prepared = 0
 
-    def __init__(self, fixed, nodes, maxshift, lam, preprocess=None, **options):
+    def __init__(self, fixed, nodes, preprocess=None):
         self.fixed = np.asarray(fixed, dtype=np.float32)
         self.nodes = nodes
         self.preprocess = preprocess
-        self.options = options
         self._context = None
 
     def declare(self):
@@ -66,14 +71,32 @@ def expected_u(movie, t, fixed_index, roi, gridsize, bias=0.0):
     return np.full(tuple(gridsize) + (len(gridsize),), value)
 
 
-def install(monkeypatch):
-    """Make blockreg.jobs build the toy algorithm (the reader and preprocessing stay real)."""
-    import blockreg.jobs as jobs
+class MeanShiftParams(SpecModel):
+    gridsize: list[PositiveInt] = Field(min_length=1, max_length=3,
+                                        description="Nodes per spatial axis.")
 
-    monkeypatch.setattr(
-        jobs, "_build_algorithm",
-        lambda spec, fixed, nodes, preprocess: MeanShiftAlgorithm(fixed, nodes, spec.params.maxshift,
-                                                                  spec.params.lam, preprocess))
+
+def _mean_shift_nodes(params, image_shape):
+    # the toy owns its rules as a real algorithm does: ParameterError naming the params field
+    from blockreg.reg.deformation import nodes_for_shape
+
+    if len(params.gridsize) != len(image_shape):
+        raise ParameterError("gridsize", f"needs {len(image_shape)} entries")
+    for axis, (g, n) in enumerate(zip(params.gridsize, image_shape)):
+        if g > n:
+            raise ParameterError(f"gridsize.{axis}", f"{g} nodes exceed the image size {n}")
+    return nodes_for_shape(image_shape, params.gridsize)
+
+
+MEAN_SHIFT = AlgorithmEntry(
+    name="mean-shift",
+    params=MeanShiftParams,
+    build=lambda params, fixed, nodes, preprocess: MeanShiftAlgorithm(fixed, nodes, preprocess),
+    nodes=_mean_shift_nodes,
+    variables={"u": "mean difference to the fixed image, at every node",
+               "mismatch": "mean squared difference", "warped": "the preprocessed frame"},
+    summary="test double: the mean difference to the fixed image",
+)
 
 
 class FakeBroker:

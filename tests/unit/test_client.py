@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from blockreg.client import ApiError, Client
+from blockreg.registry import registered
 
 from helpers import service_fakes as fakes
 
@@ -40,17 +41,17 @@ class FlaskTransport:
 
 
 @pytest.fixture
-def app(tmp_path, monkeypatch):
+def app(tmp_path):
     from blockreg.db.migrate import migrate
     from blockreg_services.coordinator import create_app
 
-    fakes.install(monkeypatch)
     url = f"sqlite:///{tmp_path / 'state.db'}"
     migrate(url)
-    app = create_app({"DATABASE_URL": url, "DATA_DIR": str(tmp_path / "data"),
-                      "ALLOWED_ROOTS": None, "CELERY": fakes.FakeBroker()})
-    yield app
-    app.extensions["blockreg"].engine.dispose()
+    with registered(fakes.MEAN_SHIFT):  # the toy algorithm, whose u is easy to check
+        app = create_app({"DATABASE_URL": url, "DATA_DIR": str(tmp_path / "data"),
+                          "ALLOWED_ROOTS": None, "CELERY": fakes.FakeBroker()})
+        yield app
+        app.extensions["blockreg"].engine.dispose()
 
 
 @pytest.fixture
@@ -61,8 +62,8 @@ def movie_path(tmp_path):
 
 
 def spec_for(path):
-    return {"input": {"path": str(path)}, "preprocess": {"bias": 100},
-            "params": {"gridsize": [2, 2], "maxshift": [2, 2], "lambda": 0.1}}
+    return {"input": {"path": str(path)}, "preprocess": {"bias": 100}, "algorithm": "mean-shift",
+            "params": {"gridsize": [2, 2]}}
 
 
 def drive(app):

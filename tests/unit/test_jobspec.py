@@ -58,7 +58,6 @@ def test_valid_spec_and_defaults(movie_path):
     ({"output.dir": "/tmp"}, "output.dir"),
     ({"params.gridsize": 3}, "params.gridsize"),
     ({"params.gridsize": [3, 0]}, "params.gridsize.1"),
-    ({"params.maxshift": [4, 4, 4]}, "params"),
     ({"params.maxshift": [0, 4]}, "params.maxshift.0"),
     ({"params.lambda": -1}, "params.lambda"),
     ({"params.lambda": [1, 0.5]}, "params.lambda"),
@@ -96,6 +95,9 @@ def test_not_an_object():
     ({"params.gridsize": [40, 3]}, "params.gridsize.0"),      # more apertures than pixels
     ({"params.maxshift": [4, 24]}, "params.maxshift.1"),      # not smaller than the image
     ({"params.gridsize": [3, 3, 3], "params.maxshift": [2, 2, 2]}, "params.gridsize"),
+    ({"params.maxshift": [4, 4, 4]}, "params.maxshift"),      # one per image axis
+    ({"params.overlap": 20}, "params.overlap"),               # apertures wider than the image
+    ({"params.overlap": [0, 20]}, "params.overlap.1"),
     ({"input.frames": [0, 11]}, "input.frames"),
     ({"fixed_index": 10}, "fixed_index"),
     ({"input.roi": [[0, 33], [0, 24]]}, "input.roi.0"),

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import pytest
 
+from blockreg.registry import registered
+
 from helpers import service_fakes as fakes
 
 
@@ -19,11 +21,17 @@ def broker():
 
 
 @pytest.fixture
-def app(tmp_path, monkeypatch, broker):
+def toy_algorithm():
+    """The toy algorithm "mean-shift" (helpers.api_app.toy_spec_for), registered for one test."""
+    with registered(fakes.MEAN_SHIFT) as entry:
+        yield entry
+
+
+@pytest.fixture
+def app(tmp_path, broker, toy_algorithm):
     from blockreg.db.migrate import migrate
     from blockreg_services.coordinator import create_app
 
-    fakes.install(monkeypatch)
     url = f"sqlite:///{tmp_path / 'state.db'}"
     migrate(url)  # `blockreg db upgrade`: create_app does not migrate
     app = create_app({

@@ -14,13 +14,13 @@ from blockreg.db import queries
 from blockreg.store import open_store
 
 from helpers import service_fakes as fakes
-from helpers.api_app import run_all, spec_for
+from helpers.api_app import run_all, spec_for, toy_spec_for
 
 
 def test_submit_run_and_inspect(app, client, broker, movie_path):
     movie = np.load(movie_path)
     roi = [[2, 22], [1, 19]]
-    spec = spec_for(movie_path, input={"path": str(movie_path), "roi": roi, "frames": [1, 11, 2]},
+    spec = toy_spec_for(movie_path, input={"path": str(movie_path), "roi": roi, "frames": [1, 11, 2]},
                     monitor=["u", "mismatch"])
     response = client.post("/api/v1/jobs", json=spec)
     assert response.status_code == 201, response.json
@@ -69,7 +69,11 @@ def test_responses_validate_against_the_openapi_document(app, client, broker, mo
     assert doc["openapi"].startswith("3.1")
     validator = pytest.importorskip("openapi_spec_validator")
     validator.validate(doc)  # a well-formed OpenAPI 3.1 document
-    assert "lambda" in doc["components"]["schemas"]["ParamsSpec"]["properties"]
+    # one request variant per registered algorithm, its params model among the schemas
+    schemas = doc["components"]["schemas"]
+    assert set(schemas["JobSpec"]["discriminator"]["mapping"]) == {"apertures", "mean-shift"}
+    assert "lambda" in schemas["AperturesParams"]["properties"]
+    assert set(schemas["MeanShiftParams"]["properties"]) == {"gridsize"}
     for path in ("/api/v1/jobs", "/api/v1/jobs/{job_id}", "/api/v1/jobs/{job_id}/frames",
                  "/api/v1/jobs/{job_id}/cancel", "/api/v1/health"):
         assert path in doc["paths"]
@@ -82,7 +86,7 @@ def test_responses_validate_against_the_openapi_document(app, client, broker, mo
         jsonschema.Draft202012Validator(schema).validate(response.json)
         return response.json
 
-    created = check(client.post("/api/v1/jobs", json=spec_for(movie_path)), "/api/v1/jobs", "post", 201)
+    created = check(client.post("/api/v1/jobs", json=toy_spec_for(movie_path)), "/api/v1/jobs", "post", 201)
     job_id = created["id"]
     check(client.post("/api/v1/jobs", json={}), "/api/v1/jobs", "post", 422)
     run_all(app, broker)
@@ -99,7 +103,7 @@ def test_responses_validate_against_the_openapi_document(app, client, broker, mo
     check(client.get("/api/v1/jobs/999"), "/api/v1/jobs/{job_id}", "get", 404)
     check(client.post(f"/api/v1/jobs/{job_id}/cancel"), "/api/v1/jobs/{job_id}/cancel", "post", 409)
     check(client.get("/api/v1/health"), "/api/v1/health", "get", 200)
-    other = client.post("/api/v1/jobs", json=spec_for(movie_path)).json["id"]
+    other = client.post("/api/v1/jobs", json=toy_spec_for(movie_path)).json["id"]
     cancelled = check(client.post(f"/api/v1/jobs/{other}/cancel"), "/api/v1/jobs/{job_id}/cancel",
                       "post", 202)
     assert cancelled["state"] == "cancelled" and cancelled["elapsed_s"] is None
@@ -111,7 +115,7 @@ def test_responses_validate_against_the_openapi_document(app, client, broker, mo
 
 
 def test_cancel(app, client, broker, movie_path):
-    job_id = client.post("/api/v1/jobs", json=spec_for(movie_path)).json["id"]
+    job_id = client.post("/api/v1/jobs", json=toy_spec_for(movie_path)).json["id"]
     response = client.post(f"/api/v1/jobs/{job_id}/cancel")
     assert response.status_code == 202 and response.json["state"] == "cancelled"
     run_all(app, broker)
@@ -126,7 +130,7 @@ def test_cancel_stops_workers_midway(app, client, broker, movie_path):
     from blockreg.orchestrate.dispatch import dispatch_once
     from blockreg.orchestrate.frames import run_frames
 
-    job_id = client.post("/api/v1/jobs", json=spec_for(movie_path)).json["id"]
+    job_id = client.post("/api/v1/jobs", json=toy_spec_for(movie_path)).json["id"]
     sessions = app.extensions["blockreg"].sessions
     with sessions() as session:
         dispatch_once(session, broker, batch_frames=4, max_batches=2)
@@ -143,7 +147,7 @@ def test_failed_frames_fail_the_job_once_all_are_accounted_for(app, client, brok
     movie = fakes.make_movie(tmp_path / "m.npy", shape=(6, 16, 16)).astype(np.float32)
     movie[4, 3, 3] = np.nan  # the toy algorithm raises on non-finite pixels
     np.save(tmp_path / "m.npy", movie)
-    job_id = client.post("/api/v1/jobs", json=spec_for(tmp_path / "m.npy", fixed_index=0)).json["id"]
+    job_id = client.post("/api/v1/jobs", json=toy_spec_for(tmp_path / "m.npy", fixed_index=0)).json["id"]
     run_all(app, broker)
     status = client.get(f"/api/v1/jobs/{job_id}").json
     assert status["state"] == "failed"
@@ -156,7 +160,7 @@ def test_failed_frames_fail_the_job_once_all_are_accounted_for(app, client, brok
 def test_redelivered_batch_changes_nothing(app, client, broker, movie_path):
     from blockreg.orchestrate.frames import run_frames
 
-    job_id = client.post("/api/v1/jobs", json=spec_for(movie_path)).json["id"]
+    job_id = client.post("/api/v1/jobs", json=toy_spec_for(movie_path)).json["id"]
     run_all(app, broker)
     before = client.get(f"/api/v1/jobs/{job_id}").json
     path = before["output_path"]
@@ -173,7 +177,7 @@ def test_redelivered_batch_changes_nothing(app, client, broker, movie_path):
 def test_lost_messages_are_sent_again(app, client, broker, movie_path):
     from blockreg.orchestrate.dispatch import dispatch_once
 
-    client.post("/api/v1/jobs", json=spec_for(movie_path))
+    client.post("/api/v1/jobs", json=toy_spec_for(movie_path))
     sessions = app.extensions["blockreg"].sessions
     with sessions() as session:
         assert dispatch_once(session, broker, batch_frames=4, max_batches=2) == 2
@@ -188,7 +192,7 @@ def test_lost_messages_are_sent_again(app, client, broker, movie_path):
 def test_broker_down_keeps_frames_pending(app, client, movie_path):
     from blockreg.orchestrate.dispatch import dispatch_once
 
-    job_id = client.post("/api/v1/jobs", json=spec_for(movie_path)).json["id"]
+    job_id = client.post("/api/v1/jobs", json=toy_spec_for(movie_path)).json["id"]
     down = fakes.FakeBroker(fail_sends=True)
     with app.extensions["blockreg"].sessions() as session:
         assert dispatch_once(session, down, batch_frames=4, max_batches=2) == 0
@@ -213,7 +217,7 @@ def test_bad_query_parameters_are_400(client):
 
 
 def test_jobs_are_listed_newest_first(client, movie_path):
-    ids = [client.post("/api/v1/jobs", json=spec_for(movie_path)).json["id"] for _ in range(3)]
+    ids = [client.post("/api/v1/jobs", json=toy_spec_for(movie_path)).json["id"] for _ in range(3)]
     listed = client.get("/api/v1/jobs?limit=2").json
     assert listed["total"] == 3 and [j["id"] for j in listed["jobs"]] == ids[::-1][:2]
 
@@ -254,7 +258,7 @@ def test_create_app_neither_migrates_nor_starts_anything(tmp_path):
 def test_missing_store_fails_every_frame_with_the_reason(app, client, broker, movie_path):
     import shutil
 
-    created = client.post("/api/v1/jobs", json=spec_for(movie_path)).json
+    created = client.post("/api/v1/jobs", json=toy_spec_for(movie_path)).json
     shutil.rmtree(created["output_path"])  # e.g. the shared volume is not mounted on the worker
     run_all(app, broker)
     status = client.get(f"/api/v1/jobs/{created['id']}").json
@@ -284,7 +288,7 @@ def test_time_limit_fails_the_frame_and_releases_the_rest(app, client, broker, m
     from blockreg.orchestrate.dispatch import dispatch_once
     from blockreg_services.worker.tasks import STOP_ON
 
-    job_id = client.post("/api/v1/jobs", json=spec_for(movie_path)).json["id"]
+    job_id = client.post("/api/v1/jobs", json=toy_spec_for(movie_path)).json["id"]
     sessions = app.extensions["blockreg"].sessions
     with sessions() as session:
         dispatch_once(session, broker, batch_frames=4, max_batches=1)

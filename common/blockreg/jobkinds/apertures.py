@@ -1,0 +1,97 @@
+"""The ``"apertures"`` job kind: :class:`~blockreg.Apertures` in a job spec.
+
+The params model states the shape of the parameters only. The rules that need the image (maxshift
+smaller than the image, apertures no wider than it, no more apertures than pixels) and the
+auto-lambda range are the algorithm's: :class:`~blockreg.Apertures` raises ParameterError and the
+spec checks report it as ``params.<field>``.
+"""
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+from pydantic import Field, NonNegativeInt, PositiveInt, field_validator
+
+from ..errors import ParameterError
+from ..jobspec import SpecModel
+from ..registry import AlgorithmEntry, register_algorithm
+
+__all__ = ["AperturesParams", "APERTURES"]
+
+Lambda = Union[
+    Annotated[float, Field(ge=0, allow_inf_nan=False)],
+    Annotated[list[Annotated[float, Field(gt=0, allow_inf_nan=False)]],
+              Field(min_length=2, max_length=2)],
+]
+
+
+class AperturesParams(SpecModel):
+    """Parameters of aperture-based deformable registration (:class:`blockreg.Apertures`)."""
+
+    gridsize: list[PositiveInt] = Field(min_length=1, max_length=3,
+                                        description="Apertures per spatial axis, e.g. 8,8.")
+    maxshift: list[PositiveInt] = Field(min_length=1, max_length=3,
+                                        description="Largest shift searched per spatial axis "
+                                                    "(pixels).")
+    lam: Lambda = Field(alias="lambda", description="Affine-residual penalty: a number >= 0, "
+                        "or [min, max] to choose it automatically in that range (e.g. 1e-6,10).")
+    overlap: NonNegativeInt | list[NonNegativeInt] = Field(
+        0, description="Extra pixels on each side of each aperture (a number or one per axis).")
+    normalization: Literal["pixels", "intensity"] = Field(
+        "pixels", description="Mismatch denominator: valid pixel pairs or summed intensities.")
+    passes: Literal[1, 2] = Field(1, description="2 = register again after warping and compose.")
+    correct_bias: bool = Field(False, description="Replace zero-shift mismatch by its neighbours "
+                                                  "(camera fixed-pattern noise).")
+
+    @field_validator("lam")
+    @classmethod
+    def _lambda_rule(cls, lam):
+        # the algorithm's rule (e.g. an auto-lambda range spans at least 4 steps of 2x), reported
+        # at validation so that a bad value is a 422 even before the input is opened
+        from ..algorithms.apertures import check_lambda
+
+        try:
+            check_lambda(lam)
+        except ParameterError as exc:
+            raise ValueError(exc.problem) from None
+        return lam
+
+
+def grid(params: AperturesParams, image_shape) -> tuple:
+    """The corner-spanning node grid of ``params.gridsize`` over an image of ``image_shape``."""
+    from ..reg.deformation import nodes_for_shape
+
+    if len(params.gridsize) != len(image_shape):
+        raise ParameterError("gridsize", f"has {len(params.gridsize)} entries but the image has "
+                                         f"{len(image_shape)} spatial axes (shape "
+                                         f"{tuple(image_shape)})")
+    return tuple(nodes_for_shape(tuple(image_shape), tuple(params.gridsize)))
+
+
+def build(params: AperturesParams, fixed, nodes, preprocess):
+    """The :class:`~blockreg.Apertures` of a job (raises ParameterError naming a params field)."""
+    from ..algorithms.apertures import Apertures
+
+    lam = tuple(float(v) for v in params.lam) if isinstance(params.lam, list) else float(params.lam)
+    overlap = tuple(params.overlap) if isinstance(params.overlap, list) else params.overlap
+    return Apertures(fixed, nodes, tuple(params.maxshift), lam, preprocess, overlap=overlap,
+                     normalization=params.normalization, correct_bias=params.correct_bias,
+                     passes=params.passes)
+
+
+APERTURES = register_algorithm(AlgorithmEntry(
+    name="apertures",
+    params=AperturesParams,
+    build=build,
+    nodes=grid,
+    variables={
+        "u": "node displacements, (*gridsize, N) pixels in axis order",
+        "mismatch": "total penalty at the optimum",
+        "lambda": "the affine-penalty weight used",
+        "warped": "preprocessed frame warped by u (float32)",
+        "warped0": "raw frame warped by u (float32)",
+        "lambdas": "auto-lambda only: the lambdas swept",
+        "datapenalty": "auto-lambda only: data penalty per swept lambda",
+        "sigmoid_quality": "auto-lambda only: quality of the sigmoid fit",
+    },
+    summary="per-frame deformable registration by aperture mismatch (fixed or automatic lambda)",
+))
