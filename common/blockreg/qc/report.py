@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import metrics
+from .collect import (SampledImages, displacement_metrics, image_metrics, sample_positions,
+                      squeeze_to)
 from .storage import plain_json, save_report, store_member
 
 __all__ = ["Analysis", "analyse", "compute_report", "write_report", "REPORT_VERSION",
@@ -33,8 +35,6 @@ __all__ = ["Analysis", "analyse", "compute_report", "write_report", "REPORT_VERS
 
 REPORT_VERSION = 1
 DEFAULT_MAX_FRAMES = 100
-# frames of u processed at once: bounds memory for long 3-D movies
-_U_BATCH = 512
 
 
 @dataclass
@@ -53,14 +53,6 @@ class Analysis:
 
     report: dict
     images: dict = field(default_factory=dict)
-
-
-def _squeeze_to(arr, ndim):
-    """Drop leading length-1 axes until ``arr`` has ``ndim`` axes (an OME t/z axis of one)."""
-    arr = np.asarray(arr)
-    while arr.ndim > ndim and arr.shape[0] == 1:
-        arr = arr[0]
-    return arr
 
 
 def _open_plan(spec):
@@ -86,117 +78,6 @@ def _maxshift(plan, spec, ndim):
         if value is not None and len(value) == ndim:
             return [float(v) for v in value]
     return None
-
-
-def _sample_positions(n_frames, max_frames):
-    """At most ``max_frames`` positions spread evenly over ``0..n_frames-1`` (first and last kept)."""
-    if int(max_frames) < 1:
-        raise ValueError(f"max_frames: must be at least 1, got {max_frames}")
-    count = min(int(n_frames), int(max_frames))
-    return np.unique(np.linspace(0, n_frames - 1, count).round().astype(int))
-
-
-def _displacement_metrics(u_arr, nodes, maxshift, tolerance, top_k):
-    """Per-frame numbers from ``u``, read in batches of frames."""
-    T = u_arr.shape[0]
-    N = len(nodes)
-    mean_u = np.full((T, N), np.nan)
-    max_axis = np.full((T, N), np.nan)
-    max_abs = np.full(T, np.nan)
-    folds = np.full(T, np.nan)
-    min_det = np.full(T, np.nan)
-    bound_count = np.zeros(T, dtype=np.int64)
-    node_hits = np.zeros(tuple(len(n) for n in nodes), dtype=np.int64)
-    largest = []
-    for start in range(0, T, _U_BATCH):
-        u = np.asarray(u_arr[start:start + _U_BATCH], dtype=np.float64)
-        b = u.shape[0]
-        finite = np.isfinite(u.reshape(b, -1)).all(axis=1)
-        per_node = u[finite].reshape(finite.sum(), -1, N)
-        mean_u[start:start + b][finite] = per_node.mean(axis=1)
-        max_axis[start:start + b][finite] = np.abs(per_node).max(axis=1, initial=0)
-        norms = metrics.displacement_norms(u[finite]).reshape(finite.sum(), -1)
-        max_abs[start:start + b][finite] = norms.max(axis=1, initial=0)
-        folds[start:start + b], min_det[start:start + b] = metrics.fold_fractions(u, nodes)
-        if maxshift is not None:
-            hit = metrics.at_bound(u, maxshift, tolerance)
-            bound_count[start:start + b] = hit.reshape(b, -1).sum(axis=1)
-            node_hits += hit.sum(axis=0)
-        for item in metrics.largest_displacements(u, top_k):
-            item["position"] += start
-            largest.append(item)
-    largest.sort(key=lambda item: (-item["max_abs_u"], item["position"]))
-    return {"mean_u": mean_u, "max_abs_u_axis": max_axis, "max_abs_u": max_abs, "fold_fraction": folds, "min_det": min_det,
-            "nodes_at_bound": bound_count, "node_hits": node_hits, "largest": largest[:top_k]}
-
-
-def _mismatch_ratio(fixed, moving):
-    from ..reg.mismatch import mismatch_zeroshift
-
-    num, denom = (float(v) for v in mismatch_zeroshift(fixed, moving))
-    return num / denom if denom > 0 else float("nan")
-
-
-class _Images:
-    """Per sampled frame: correlation and mismatch with the fixed image, running mean images."""
-
-    def __init__(self, fixed):
-        self.fixed = fixed
-        self.rows = []
-        self.sums = {"before": np.zeros(fixed.shape), "after": np.zeros(fixed.shape)}
-        self.counts = {"before": np.zeros(fixed.shape), "after": np.zeros(fixed.shape)}
-        self.worst = None
-
-    def add(self, position, before, after):
-        mask = metrics.common_mask(*(x for x in (self.fixed, before, after) if x is not None))
-        row = {"position": int(position)}
-        for name, img in (("before", before), ("after", after)):
-            if img is None:
-                row[f"correlation_{name}"] = row[f"mismatch_{name}"] = float("nan")
-                continue
-            row[f"correlation_{name}"] = metrics.pearson(self.fixed, img, mask)
-            row[f"mismatch_{name}"] = _mismatch_ratio(self.fixed, np.where(mask, img, np.nan))
-            finite = np.isfinite(img)
-            self.sums[name] += np.where(finite, img, 0)
-            self.counts[name] += finite
-        self.rows.append(row)
-        score = row["correlation_after"]
-        if np.isfinite(score) and (self.worst is None or score < self.worst[0]):
-            self.worst = (score, int(position), before, after)
-
-    def mean(self, name):
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = self.sums[name] / self.counts[name]
-        return mean if np.isfinite(mean).any() else None
-
-    def column(self, key):
-        return [row[key] for row in self.rows]
-
-
-def _image_metrics(group, plan, fixed, nodes, u_arr, positions, source_t):
-    """Correlations, mismatches and mean images of the sampled frames."""
-    from ..reg.warp import warp
-
-    warped = store_member(group, "warped")
-    images = _Images(fixed)
-    for i in positions:
-        u = np.asarray(u_arr[i], dtype=np.float64)
-        if not np.isfinite(u).all():
-            continue  # a failed frame: nothing was registered
-        before = None
-        if plan is not None:
-            from ..jobs import read_frame
-
-            raw = read_frame(plan, source_t[i])
-            before = np.asarray(plan.preprocess(raw), dtype=np.float64)
-        after = None
-        if warped is not None:
-            after = _squeeze_to(warped[int(i)], fixed.ndim).astype(np.float64)
-            after = after if np.isfinite(after).any() else None
-        if after is None and before is not None:
-            after = np.asarray(warp(before, u, nodes), dtype=np.float64)
-        images.add(i, before, after)
-    return images
 
 
 def _warnings(report, input_problem):
@@ -266,19 +147,19 @@ def analyse(store_path, *, max_frames: int = DEFAULT_MAX_FRAMES, top_k: int = 5,
 
     fixed_arr = store_member(group, "fixed")
     if fixed_arr is not None:
-        fixed = _squeeze_to(fixed_arr[...], N).astype(np.float64)
+        fixed = squeeze_to(fixed_arr[...], N).astype(np.float64)
     elif plan is not None:
         fixed = plan.load_fixed().astype(np.float64)
     else:
         fixed = None
 
-    disp = _displacement_metrics(u_arr, nodes, maxshift, bound_tolerance, top_k)
+    disp = displacement_metrics(u_arr, nodes, maxshift, bound_tolerance, top_k)
     mismatch_arr = store_member(group, "mismatch")
     mismatch = None if mismatch_arr is None else np.asarray(mismatch_arr[...], dtype=np.float64)
 
-    positions = _sample_positions(T, max_frames)
-    imgs = _Images(np.zeros((2,) * N)) if fixed is None else \
-        _image_metrics(group, plan, fixed, nodes, u_arr, positions, source_t)
+    positions = sample_positions(T, max_frames)
+    imgs = SampledImages(np.zeros((2,) * N)) if fixed is None else \
+        image_metrics(group, plan, fixed, nodes, u_arr, positions, source_t)
     mean_before, mean_after = imgs.mean("before"), imgs.mean("after")
     crisp = {"before": float("nan"), "after": float("nan")}
     if mean_before is not None and mean_after is not None:
