@@ -137,7 +137,7 @@ def stage_runner(c):
     ``checkpoint(stage)`` after each so a caller can time or measure it."""
     br = c["api"]
     plan = br.MismatchPlan(c["fixed"], c["gridsize"], c["maxshift"], normalization="pixels")
-    ap = br.AffinePenalty(c["nodes"], c["lam"])
+    ap = br.reg.AffinePenalty(c["nodes"], c["lam"])
     thresh = make_algorithm(c).thresh          # whatever threshold run_frame itself uses
 
     def run(frame, checkpoint):
@@ -145,8 +145,8 @@ def stage_runner(c):
         checkpoint("preprocess")
         mms = plan.compute(moving)
         checkpoint("mismatch")
-        _, cs, Qs = br.mms_to_fit(mms, thresh)
-        mmis = br.interpolate_mm(mms)
+        _, cs, Qs = br.reg.mms_to_fit(mms, thresh)
+        mmis = br.reg.interpolate_mm(mms)
         checkpoint("fit")
         phi, _ = br.fixed_lambda(cs, Qs, c["nodes"], ap, mmis)
         checkpoint("optimise")

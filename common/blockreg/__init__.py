@@ -1,7 +1,12 @@
 """blockreg: aperture-based deformable registration of imaging time series, as a library and a service.
 
-The public names are imported lazily, so ``import blockreg`` stays cheap in processes that only
-need one part (a Celery worker never pays for Flask, the coordinator never for the optimiser).
+The names here are the ones a user needs: register a movie, read the results, build a
+deformation and warp with it, run the pieces of the pipeline on their own, submit a job.  Every
+other function of the algorithm layer is in :mod:`blockreg.reg`, and the subpackages
+(``blockreg.io``, ``blockreg.store``, ``blockreg.synthetic``, ...) are reachable as attributes.
+Everything is imported lazily, so ``import blockreg`` stays cheap in processes that only need one
+part (a Celery worker never pays for Flask, the coordinator never for the optimiser) and never
+imports Flask, Celery or SQLAlchemy.
 
 Quick start::
 
@@ -13,83 +18,57 @@ Quick start::
 from __future__ import annotations
 
 import importlib
+import importlib.util
 
 __version__ = "0.1.0"
 
 # public name -> module that defines it (relative to this package)
 _EXPORTS = {
-    # preprocessing
+    # registering a movie and reading the results
+    "Apertures": ".algorithms.apertures",
+    "Algorithm": ".algorithms.base",
+    "ArrayDecl": ".algorithms.base",
+    "register": ".runner",
+    "open_series": ".io",
+    "open_results": ".store",
+    "read_results": ".store",
     "PreprocessSNF": ".reg.preprocess",
-    "highpass": ".reg.preprocess",
-    "lowpass": ".reg.preprocess",
-    "clip_bright": ".reg.preprocess",
-    "temporal_median": ".reg.preprocess",
-    # mismatch
-    "mismatch": ".reg.mismatch",
-    "mismatch_apertures": ".reg.mismatch",
-    "MismatchPlan": ".reg.mismatch",
-    "mismatch_zeroshift": ".reg.mismatch",
-    "register_translate": ".reg.mismatch",
-    "ratio": ".reg.mismatch",
-    "argmin_mismatch": ".reg.mismatch",
-    "correct_bias": ".reg.mismatch",
-    "truncate_noise": ".reg.mismatch",
-    "nanpad": ".reg.mismatch",
-    "aperture_grid": ".reg.apertures",
-    "default_aperture_width": ".reg.apertures",
-    "aperture_range": ".reg.apertures",
-    # fits
-    "qfit": ".reg.fit",
-    "qbuild": ".reg.fit",
-    "mms_to_fit": ".reg.fit",
-    "uclamp": ".reg.fit",
-    "uisvalid": ".reg.fit",
     # deformations
     "GridDeformation": ".reg.deformation",
-    "grid_deformations": ".reg.deformation",
+    "nodes_for_shape": ".reg.deformation",
     "compose": ".reg.deformation",
-    "regrid": ".reg.deformation",
     "tform_to_deformation": ".reg.deformation",
     "warp": ".reg.warp",
     "warp_to_file": ".reg.warp",
     "medfilt": ".reg.timeseries",
     "tinterpolate": ".reg.timeseries",
-    # penalties and optimisation
-    "interpolate_mm": ".reg.penalty",
-    "data_penalty": ".reg.penalty",
-    "AffinePenalty": ".reg.penalty",
-    "temporal_penalty": ".reg.penalty",
-    "total_penalty": ".reg.penalty",
-    "total_penalty_series": ".reg.penalty",
-    "initial_deformation": ".reg.optimize",
-    "optimize_deformation": ".reg.optimize",
+    # the pipeline's steps, for users who assemble their own
+    "mismatch": ".reg.mismatch",
+    "mismatch_apertures": ".reg.mismatch",
+    "MismatchPlan": ".reg.mismatch",
+    "register_translate": ".reg.mismatch",
     "fixed_lambda": ".reg.optimize",
     "auto_lambda": ".reg.autolambda",
-    "auto_lambda_t": ".reg.autolambda",
-    "fit_sigmoid": ".reg.autolambda",
     "optimize_rigid": ".reg.rigid",
-    # algorithms and running them
-    "Algorithm": ".algorithms.base",
-    "ArrayDecl": ".algorithms.base",
-    "Apertures": ".algorithms.apertures",
-    "register": ".runner",
-    "open_series": ".io",
-    "open_results": ".store",
-    "Client": ".client",
+    # jobs and the service
     "JobSpec": ".jobspec",
+    "Client": ".client",
+    # errors
+    "ParameterError": ".errors",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
 
 def __getattr__(name: str):
-    try:
-        module = _EXPORTS[name]
-    except KeyError:
-        raise AttributeError(f"module 'blockreg' has no attribute {name!r}") from None
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+        globals()[name] = value
+        return value
+    # subpackages and modules (blockreg.reg, blockreg.io, ...) on first attribute access
+    if not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'blockreg' has no attribute {name!r}")
 
 
 def __dir__():

@@ -76,7 +76,7 @@ def demo_spec(movie_path, frames: int) -> dict:
 
 
 def _mismatch_ratio(fixed, moving) -> float:
-    from blockreg import mismatch_zeroshift
+    from blockreg.reg import mismatch_zeroshift
 
     num, denom = mismatch_zeroshift(fixed, moving)
     return float(num) / float(denom)

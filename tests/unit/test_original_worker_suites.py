@@ -20,7 +20,7 @@ def _random_deformation(shape, gridsize, amplitude, rng):
 
 
 def _mismatch(fixed, moving):
-    num, denom = br.mismatch_zeroshift(fixed, moving, normalization="pixels")
+    num, denom = br.reg.mismatch_zeroshift(fixed, moving, normalization="pixels")
     return num / denom
 
 
@@ -35,7 +35,7 @@ def test_apertured1_fine_grid_auto_lambda_improves(overlap_fraction):
     crop = (slice(30, -30), slice(30, -30))
     fixed, moving = image[crop], br.warp(image, phi_true)[crop]
     gridsize = (17, 17)
-    width = br.default_aperture_width(fixed.shape, gridsize)
+    width = br.reg.default_aperture_width(fixed.shape, gridsize)
     overlap = tuple(overlap_fraction * w for w in width)
     alg = br.Apertures(fixed, nodes_for_shape(fixed.shape, gridsize), (20, 20), (1e-6, 10),
                        overlap=overlap)
