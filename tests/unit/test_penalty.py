@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 
+from blockreg.reg import deformation
 from blockreg.reg.penalty import (
     AffinePenalty,
     data_penalty,
@@ -193,17 +194,8 @@ def test_total_penalty_minimum_and_lambda(ndim):
     assert not math.isfinite(total_penalty(u, ap, mmis)[0])
 
 
-def _deformation_module():
-    try:
-        from blockreg.reg import deformation
-    except ImportError:
-        pytest.skip("blockreg.reg.deformation is not available yet")
-    return deformation
-
-
 @pytest.mark.parametrize("ndim", [1, 2, 3])
 def test_total_penalty_gradient_through_composition(ndim):
-    deformation = _deformation_module()
     nodes, cs, mmis, rng = _total_case(ndim, seed=10 + ndim)
     ap = AffinePenalty(nodes, 0.5)
     phi_old = deformation.GridDeformation(rng.uniform(-1, 1, cs.shape), nodes)
@@ -219,7 +211,6 @@ def test_total_penalty_gradient_through_composition(ndim):
 
 
 def test_affine_penalty_zero_for_translation_through_composition():
-    deformation = _deformation_module()
     nodes = nodes_over((1000, 1002), (9, 7))
     ap = AffinePenalty(nodes, 1.0)
     phi_old = deformation.GridDeformation(np.full((9, 7, 2), 1.5), nodes)
