@@ -69,7 +69,7 @@ def spec_for(path):
 def drive(app):
     """One dispatcher round plus the worker running every batch sent."""
     from blockreg.orchestrate.dispatch import dispatch_once
-    from blockreg_services.worker.tasks import run_frames
+    from blockreg.orchestrate.frames import run_frames
 
     services = app.extensions["blockreg"]
     with services.sessions() as session:
