@@ -5,6 +5,12 @@ The options are turned into a :class:`~blockreg.jobspec.JobSpec` and run through
 with the same parameters compute the same thing.  The ``blockreg`` entry point
 (``blockreg_services.cli``) mounts :func:`add_register_parser` and calls :func:`run_register`.
 
+The algorithm's options (``--gridsize``, ``--maxshift``, ``--lambda``, ...) are generated from the
+params model of every registered algorithm (:mod:`blockreg.registry`): one option per field, named
+after the field's public name, with its description as help; ``--algorithm`` chooses the algorithm.
+Values are comma-separated where the field takes a list; the rules are the spec's and the
+algorithm's, reported under the option's name.
+
 Every usage problem (a malformed number, a wrong count, a missing input, an existing output) is
 reported as one line ``blockreg register: error: --option: problem`` on stderr with exit code 2.
 """
@@ -13,11 +19,15 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import types
+import typing
+from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = ["add_register_parser", "run_register"]
 
-# spec field (first dotted parts) -> the option that sets it, for error messages
+# spec field (first dotted parts) -> the option that sets it, for error messages; the algorithm's
+# params are added from the registry (_param_options)
 _OPTION_OF_FIELD = {
     "input.path": "INPUT",
     "input.dataset": "--dataset",
@@ -27,13 +37,7 @@ _OPTION_OF_FIELD = {
     "preprocess.bias": "--bias",
     "preprocess.sigma_lp": "--sigma-lp",
     "preprocess.sigma_hp": "--sigma-hp",
-    "params.gridsize": "--gridsize",
-    "params.maxshift": "--maxshift",
-    "params.lambda": "--lambda",
-    "params.lam": "--lambda",
-    "params.overlap": "--overlap",
-    "params.passes": "--passes",
-    "params": "--gridsize/--maxshift",
+    "algorithm": "--algorithm",
     "monitor": "--monitor",
     "output.path": "--out",
 }
@@ -42,6 +46,132 @@ _OPTION_OF_FIELD = {
 class _UsageError(ValueError):
     def __init__(self, option, problem):
         super().__init__(f"{option}: {problem}")
+
+
+@dataclass(frozen=True)
+class _ParamOption:
+    """One generated option: a field of a registered algorithm's params model."""
+
+    option: str              # "--lambda"
+    field: str               # the spec's name of the field ("lambda")
+    names: tuple             # the field's names in error locations (alias and Python name)
+    kinds: frozenset         # scalar types a value may have: int, float, str, bool
+    takes_list: bool         # the field accepts a list (comma-separated values)
+    takes_scalar: bool       # ... or a single value
+    algorithms: tuple        # the algorithms that have it
+
+    @property
+    def dest(self) -> str:
+        return "param_" + self.field.replace("-", "_")
+
+
+def _members(annotation):
+    """The alternatives of a type annotation, without Annotated/Optional wrappers."""
+    while typing.get_origin(annotation) is typing.Annotated:
+        annotation = typing.get_args(annotation)[0]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return [m for arg in typing.get_args(annotation) for m in _members(arg)]
+    return [] if annotation is type(None) else [annotation]
+
+
+def _scalar_kinds(annotation) -> set:
+    kinds = set()
+    for member in _members(annotation):
+        if typing.get_origin(member) is typing.Literal:
+            kinds |= {type(v) for v in typing.get_args(member)}
+        elif member in (bool, int, float):
+            kinds.add(member)
+        else:
+            kinds.add(str)
+    return kinds
+
+
+def _param_options() -> dict[str, _ParamOption]:
+    """Every registered algorithm's params fields as options, keyed by option string."""
+    from .registry import algorithm_names, get_algorithm
+
+    options: dict[str, _ParamOption] = {}
+    for name in algorithm_names():
+        for py_name, info in get_algorithm(name).params.model_fields.items():
+            field = info.alias or py_name
+            kinds, takes_list, takes_scalar = set(), False, False
+            for member in _members(info.annotation):
+                if typing.get_origin(member) is list:
+                    takes_list = True
+                    kinds |= _scalar_kinds(typing.get_args(member)[0])
+                else:
+                    takes_scalar = True
+                    kinds |= _scalar_kinds(member)
+            option = "--" + field.replace("_", "-")
+            known = options.get(option)
+            options[option] = _ParamOption(option, field, (field, py_name), frozenset(kinds),
+                                           takes_list, takes_scalar,
+                                           (known.algorithms if known else ()) + (name,))
+    return options
+
+
+def _metavar(opt: _ParamOption, info) -> str | None:
+    literal = [m for m in _members(info.annotation) if typing.get_origin(m) is typing.Literal]
+    if literal and not opt.takes_list:
+        return "{" + ",".join(str(v) for m in literal for v in typing.get_args(m)) + "}"
+    letter = opt.field[0].upper()
+    return f"{letter}[,{letter}..]" if opt.takes_list else letter
+
+
+def _variables_help() -> str:
+    from .registry import algorithm_names, get_algorithm
+
+    return "; ".join(f"{name}: {', '.join(get_algorithm(name).variables)}"
+                     for name in algorithm_names() if get_algorithm(name).variables)
+
+
+def _add_param_options(parser) -> None:
+    from .registry import algorithm_names, get_algorithm
+
+    names = algorithm_names()
+    parser.add_argument("--algorithm", default="apertures", metavar="NAME",
+                        help="the registered algorithm to run: " + "; ".join(
+                            f"{n} ({get_algorithm(n).summary})" if get_algorithm(n).summary else n
+                            for n in names) + " (default apertures)")
+    options = _param_options()
+    groups = {}
+    for opt in options.values():
+        first = opt.algorithms[0]
+        if first not in groups:
+            groups[first] = parser.add_argument_group(f"{first} parameters")
+        entry = get_algorithm(first)
+        info = next(i for n, i in entry.params.model_fields.items() if (i.alias or n) == opt.field)
+        help_text = info.description or ""
+        if not info.is_required():
+            help_text += f" (default {info.get_default()})"
+        elif len(opt.algorithms) < len(names):
+            help_text += f" (required by {', '.join(opt.algorithms)})"
+        else:
+            help_text += " (required)"
+        if bool in opt.kinds:
+            groups[first].add_argument(opt.option, dest=opt.dest, default=None,
+                                       action=argparse.BooleanOptionalAction, help=help_text)
+        else:  # a string: parsed by run_register, so a bad value is one line naming the option
+            groups[first].add_argument(opt.option, dest=opt.dest, metavar=_metavar(opt, info),
+                                       help=help_text)
+
+
+def _param_value(opt: _ParamOption, text):
+    """The spec value of a generated option's text: a number/word, or a list of them."""
+    if isinstance(text, bool):  # a --flag/--no-flag
+        return text
+    if opt.kinds <= {int, float} and opt.kinds:
+        kind = float if float in opt.kinds else int
+        values = _numbers(opt.option, text, kind)
+    else:
+        values = [part.strip() for part in str(text).split(",")] if opt.takes_list else [str(text)]
+        if int in opt.kinds:  # e.g. Literal[1, 2] mixed with words: numbers where they parse
+            values = [int(v) if v.lstrip("-").isdigit() else v for v in values]
+    if opt.takes_list and (len(values) > 1 or not opt.takes_scalar):
+        return values
+    if len(values) > 1:
+        raise _UsageError(opt.option, f"expected one value, got {text!r}")
+    return values[0]
 
 
 def add_register_parser(subparsers):
@@ -63,27 +193,24 @@ def add_register_parser(subparsers):
     else:
         parser = subparsers
     parser.description = (
-        "Register every frame of INPUT to a fixed frame with aperture-based deformable registration "
-        "and write the monitored variables to a Zarr store.")
+        "Register every frame of INPUT to a fixed frame with a registered algorithm (--algorithm, "
+        "by default aperture-based deformable registration) and write the monitored variables to "
+        "a Zarr store.")
     # numbers are parsed by run_register, so a bad value gets a one-line message naming the option
     parser.add_argument("input", metavar="INPUT", help="movie: .npy, .tif/.tiff, .zarr or .h5")
     parser.add_argument("--out", required=True, metavar="OUT.zarr", help="results store (must not exist)")
-    parser.add_argument("--gridsize", required=True, metavar="G,G[,G]", help="apertures per axis, e.g. 8,8")
-    parser.add_argument("--maxshift", required=True, metavar="M,M[,M]", help="largest shift per axis (pixels)")
-    parser.add_argument("--lambda", dest="lam", required=True, metavar="L | MIN,MAX",
-                        help="affine penalty weight, or a range for automatic choice (e.g. 1e-6,10)")
     parser.add_argument("--fixed-index", metavar="T", help="frame used as the fixed image (default: middle)")
     parser.add_argument("--monitor", default="u,mismatch", metavar="NAMES",
-                        help="variables to store, comma-separated (default u,mismatch)")
+                        help="variables to store, comma-separated (default u,mismatch); "
+                             + _variables_help())
     parser.add_argument("--bias", metavar="B", help="camera offset subtracted before the sqrt transform")
     parser.add_argument("--sigma-hp", metavar="S[,S..]", help="high-pass sigma in pixels (default off)")
     parser.add_argument("--sigma-lp", metavar="S[,S..]", help="low-pass sigma in pixels (default off)")
-    parser.add_argument("--overlap", metavar="P[,P..]", help="aperture overlap in pixels (default 0)")
-    parser.add_argument("--passes", default="1", metavar="{1,2}", help="2 = register again after warping")
     parser.add_argument("--workers", default="1", metavar="N", help="worker processes (default 1)")
     parser.add_argument("--frames", metavar="START:STOP[:STEP]", help="frames to register (default all)")
     parser.add_argument("--dataset", metavar="NAME", help="array inside a Zarr group or HDF5 file")
     parser.add_argument("--channel", metavar="C", help="channel of a multi-channel input")
+    _add_param_options(parser)
     return parser
 
 
@@ -98,15 +225,11 @@ def _number(option, text, kind=float):
     return value
 
 
-def _numbers(option, text, kind=float, count=None):
+def _numbers(option, text, kind=float):
     parts = [p.strip() for p in str(text).split(",")]
     if any(p == "" for p in parts):
         raise _UsageError(option, f"expected comma-separated numbers, got {text!r}")
-    values = [_number(option, p, kind) for p in parts]
-    if count is not None and len(values) not in count:
-        want = " or ".join(str(c) for c in count)
-        raise _UsageError(option, f"expected {want} values, got {len(values)} ({text!r})")
-    return values
+    return [_number(option, p, kind) for p in parts]
 
 
 def _frames(text):
@@ -130,26 +253,21 @@ def _spec_from_args(args) -> dict:
         raise _UsageError("INPUT", f"{args.input} does not exist")
     if Path(args.out).exists():
         raise _UsageError("--out", f"{args.out} already exists; choose a new path")
-    gridsize = _numbers("--gridsize", args.gridsize, int, count=(2, 3))
-    maxshift = _numbers("--maxshift", args.maxshift, int, count=(len(gridsize),))
-    lam = _numbers("--lambda", args.lam, float, count=(1, 2))
-    if any(v < 0 for v in lam):
-        raise _UsageError("--lambda", f"must not be negative, got {args.lam!r}")
-    if len(lam) == 2 and not 0 < lam[0] < lam[1]:
-        raise _UsageError("--lambda", f"a range MIN,MAX needs 0 < MIN < MAX, got {args.lam!r}")
     monitor = [m.strip() for m in str(args.monitor).split(",")]
     if any(not m for m in monitor):
         raise _UsageError("--monitor", f"expected comma-separated names, got {args.monitor!r}")
+    params = {}
+    for opt in _param_options().values():
+        text = getattr(args, opt.dest, None)
+        if text is not None:  # not given: the params model's default (or its "Field required")
+            params[opt.field] = _param_value(opt, text)
     spec = {
         "input": {"path": str(input_path)},
-        "params": {"gridsize": gridsize, "maxshift": maxshift,
-                   "lambda": lam[0] if len(lam) == 1 else lam,
-                   "passes": _number("--passes", args.passes, int)},
+        "algorithm": args.algorithm,
+        "params": params,
         "monitor": monitor,
         "output": {"path": str(args.out)},
     }
-    if args.overlap is not None:
-        spec["params"]["overlap"] = _one_value_or_list(_numbers("--overlap", args.overlap, int))
     if args.dataset is not None:
         spec["input"]["dataset"] = args.dataset
     if args.channel is not None:
@@ -172,6 +290,10 @@ def _spec_from_args(args) -> dict:
 
 def _option_for(field: str) -> str:
     parts = field.split(".")
+    if parts[0] == "params" and len(parts) > 1:
+        for opt in _param_options().values():
+            if parts[1] in opt.names:
+                return opt.option
     for n in range(len(parts), 0, -1):
         key = ".".join(parts[:n])
         if key in _OPTION_OF_FIELD:
@@ -206,7 +328,10 @@ def run_register(args) -> int:
     except SpecError as exc:
         # one line per problem, named by the option the user typed
         for err in exc.errors:
-            _fail(f"{_option_for(err['field'])}: {err['problem']}")
+            problem = err["problem"]
+            if err["field"].startswith("params.") and problem == "unknown field":
+                problem = f"not a parameter of --algorithm {args.algorithm}"
+            _fail(f"{_option_for(err['field'])}: {problem}")
         return 2
     try:
         results = run_inprocess(spec, out=args.out, workers=workers)

@@ -101,3 +101,40 @@ def test_missing_input_and_existing_output(tmp_path, movie_file, capsys):
     assert run_register(_parse([str(path), "--out", str(tmp_path / "exists.zarr")] + BASE)) == 2
     err = capsys.readouterr().err
     assert "--out" in err and "exists" in err
+
+
+def test_options_come_from_the_registry(tmp_path, movie_file, capsys):
+    # a second algorithm registered through the registry alone gets its options and runs
+    from blockreg.registry import registered
+
+    from helpers import service_fakes as fakes
+
+    path, movie = movie_file
+    with registered(fakes.MEAN_SHIFT):
+        out = tmp_path / "toy.zarr"
+        args = _parse([str(path), "--out", str(out), "--algorithm", "mean-shift",
+                       "--gridsize", "2,3", "--fixed-index", "0", "--frames", "0:3"])
+        assert run_register(args) == 0, capsys.readouterr().err
+        u = read_results(out)["u"]
+        for t in range(3):
+            np.testing.assert_allclose(u[t], fakes.expected_u(movie, t, 0, [[0, 48], [0, 56]],
+                                                              [2, 3]), rtol=1e-5)
+        # a parameter of another algorithm is named as such; the toy's own rule by its option
+        argv = [str(path), "--out", str(tmp_path / "o.zarr"), "--algorithm", "mean-shift"]
+        assert run_register(_parse(argv + ["--gridsize", "2,3", "--maxshift", "5,5"])) == 2
+        assert capsys.readouterr().err.strip() == (
+            "blockreg register: error: --maxshift: not a parameter of --algorithm mean-shift")
+        assert run_register(_parse(argv + ["--gridsize", "2,300"])) == 2
+        assert "--gridsize: 300 nodes exceed" in capsys.readouterr().err
+    # unregistered again after the block
+    argv = [str(path), "--out", str(tmp_path / "o.zarr"), "--algorithm", "mean-shift",
+            "--gridsize", "2,3"]
+    assert run_register(_parse(argv)) == 2
+    assert "--algorithm: unknown algorithm 'mean-shift'" in capsys.readouterr().err
+
+
+def test_missing_algorithm_option_is_one_line(tmp_path, movie_file, capsys):
+    path, _ = movie_file
+    argv = [str(path), "--out", str(tmp_path / "o.zarr"), "--gridsize", "3,3", "--maxshift", "5,5"]
+    assert run_register(_parse(argv)) == 2
+    assert capsys.readouterr().err.strip() == "blockreg register: error: --lambda: Field required"
