@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ParameterError
+from .base import default_axes
 from .imagine import write_header
 
 __all__ = ["export_results", "write_tiff", "write_imagine", "write_deformation_npz",
@@ -57,7 +58,7 @@ def _check_movie(shape, dtype, axes):
     dtype = np.dtype(dtype)
     if dtype.kind not in "uif":
         raise ParameterError("dtype", f"must be an integer or floating-point type, got {dtype}")
-    axes = (axes or "t" + "zyx"[-(len(shape) - 1):]).lower()
+    axes = (axes or default_axes(len(shape) - 1)).lower()
     if len(axes) != len(shape) or axes[0] != "t":
         raise ParameterError("axes", f"{axes!r} does not name the {len(shape)} axes of {shape}")
     return shape, dtype, axes
@@ -280,7 +281,7 @@ def export_results(store_path, out_path, *, what="movie", fmt=None, dtype=None) 
         nodes = meta.get("nodes")
         if nodes is None:
             raise ParameterError("what", f"{store_path} records no grid nodes")
-        axes = axes or "t" + "zyx"[-len(nodes):]
+        axes = axes or default_axes(len(nodes))
         return [write_deformation_npz(out_path, u[...], nodes, axes=axes, spacing=spacing,
                                       frames=meta.get("frames"),
                                       fixed_index=meta.get("fixed_index"))]

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import SeriesReader, path_error
+from .base import SeriesReader, default_axes, path_error
 from .units import length_to_um, positive, time_to_s
 
 MAGIC = "IMAGINE"
@@ -171,7 +171,7 @@ class ImagineSeries(SeriesReader):
         self.header = header
         self.shape = (nstacks,) + info["frame_shape"]
         self.dtype = info["dtype"].newbyteorder("=")
-        self.axes = "t" + "zyx"[-len(info["frame_shape"]):]
+        self.axes = default_axes(len(info["frame_shape"]))
         self.spacing = info["spacing"]
         self.time_step_s = info["time_step_s"]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .base import default_axes
 from .units import length_to_um, positive, time_to_s
 
 
@@ -107,7 +108,7 @@ def _axes(axes_meta):
     names = [letters[i] for i in spatial]
     if len(spatial) > 3:
         raise ValueError(f"its OME-NGFF image has {len(spatial)} spatial axes; at most 3 are read")
-    expected = "zyx"[-len(spatial):] if spatial else ""
+    expected = default_axes(len(spatial))[1:] if spatial else ""
     if sorted(names) != sorted(expected):  # names such as "row"/"col": z, y, x by position
         for i, letter in zip(spatial, expected):
             letters[i] = letter

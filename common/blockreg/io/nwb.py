@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import SeriesReader, dataset_error, path_error, select_channel
+from .base import SeriesReader, dataset_error, default_axes, path_error, select_channel
 from .hdf5 import open_h5
 from .units import length_to_um, positive
 
@@ -78,7 +78,7 @@ class NwbSeries(SeriesReader):
         self._series = name
         nspatial = data.ndim - 1
         self.shape = (data.shape[0],) + tuple(reversed(data.shape[1:]))
-        self.axes = "t" + "zyx"[-nspatial:]
+        self.axes = default_axes(nspatial)
         self.dtype = np.dtype(data.dtype)
         xyz = _grid_spacing(group, nspatial)
         self.spacing = tuple(reversed(xyz)) if xyz is not None else None

@@ -15,6 +15,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..io.base import default_axes
+
 __all__ = ["FigureImage", "make_figures", "exaggeration"]
 
 _DPI = 96
@@ -241,7 +243,7 @@ def displacement(report, images) -> FigureImage:
                         dtype=np.float64).reshape(len(t), -1)
     axes_names = (report["job"].get("axes") or "")[1:]
     if len(axes_names) != mean_u.shape[1]:
-        axes_names = "zyx"[-mean_u.shape[1]:]
+        axes_names = default_axes(mean_u.shape[1])[1:]
     for a in range(mean_u.shape[1]):
         ax_mean.plot(t, mean_u[:, a], lw=1, label=f"u_{axes_names[a]}")
     ax_mean.axhline(0, color="#999999", lw=0.5)
