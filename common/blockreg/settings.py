@@ -146,6 +146,11 @@ class Settings:
     sqlite_timeout_s: float = _setting(
         30.0, "seconds a SQLite connection waits for another writer's lock", _float, minimum=0)
     log_level: str = _setting("INFO", "log level of the coordinator, dispatcher and workers")
+    algorithm_modules: tuple[str, ...] = _setting(
+        (), "Python modules (separated by `,`) imported to register extra algorithms "
+        "(`blockreg.registry`); set it alike for the coordinator and the workers",
+        lambda text: tuple(m.strip() for m in text.split(",") if m.strip()),
+        shown_default="unset: the built-in algorithms only")
 
     def __post_init__(self):
         # derived at construction, not import, so a changed $HOME counts
