@@ -211,3 +211,31 @@ def test_two_stage_is_at_least_as_accurate_as_per_frame_and_better_at_low_counts
     assert rmse(us_two_stage) <= rmse(us_per_frame) + 0.01
     if photons < 10:
         assert rmse(us_two_stage) < 0.8 * rmse(us_per_frame)
+
+
+def test_vectorised_objective_equals_the_per_frame_penalties():
+    # The series objective evaluates all frames at once; it must be RegisterPenalty's per-frame
+    # total penalty (blockreg.reg.penalty.total_penalty) summed, plus the temporal term, to rounding.
+    from blockreg.reg.penalty import temporal_penalty, total_penalty
+    from blockreg.reg.series import _objective
+
+    rng = np.random.default_rng(9)
+    for gridsize, maxshift in [((3, 4), (4, 3)), ((2, 2, 3), (2, 3, 3))]:
+        T, N = 5, len(gridsize)
+        nodes = nodes_over((40,) * N, gridsize)
+        mms = rng.uniform(0.5, 2.0, (T,) + gridsize + (2,) + tuple(2 * m + 1 for m in maxshift))
+        mmis = np.stack([interpolate_mm(mms[t]) for t in range(T)])
+        us = rng.uniform(-1.4, 1.4, (T,) + gridsize + (N,))
+        ap = AffinePenalty(nodes, 0.3)
+        present = np.array([True, True, False, True, True])
+        value, grad = _objective(us, ap, mmis, present, 0.7)
+        expected, expected_grad = temporal_penalty(us, 0.7)
+        for t in range(T):
+            v, g = total_penalty(us[t], ap, mmis[t]) if present[t] else ap(us[t])
+            expected += v
+            expected_grad[t] += g
+        assert value == pytest.approx(expected, rel=1e-12)
+        np.testing.assert_allclose(grad, expected_grad, rtol=1e-10, atol=1e-12)
+        outside = us.copy()
+        outside[1, 0, 0, 0] = maxshift[0] - 0.4
+        assert np.isnan(_objective(outside, ap, mmis, present, 0.7)[0])
