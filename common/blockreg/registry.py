@@ -7,26 +7,23 @@ of ``blockreg register`` and the OpenAPI document of the API. Adding an algorith
 that builds an :class:`AlgorithmEntry` and registers it (see ``blockreg/jobkinds/apertures.py``
 and docs/jobspec.md, "Adding an algorithm").
 
-The built-in algorithms (:data:`BUILTIN_MODULES`) and the modules named in the environment
-variable ``BLOCKREG_ALGORITHM_MODULES`` (comma-separated, for plugins and for tests whose worker
-processes must know a test algorithm) are imported on the first look-up; importing a module
-registers its algorithms.
+The built-in algorithms (:data:`BUILTIN_MODULES`) and the modules of the setting
+``algorithm_modules`` (``BLOCKREG_ALGORITHM_MODULES``, comma-separated: plugins, and test
+algorithms that real worker processes must know) are imported on the first look-up; importing a
+module registers its algorithms.
 """
 from __future__ import annotations
 
 import contextlib
 import importlib
-import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["AlgorithmEntry", "register_algorithm", "unregister_algorithm", "registered",
-           "get_algorithm", "algorithm_names", "UnknownAlgorithm", "BUILTIN_MODULES",
-           "MODULES_VARIABLE"]
+           "get_algorithm", "algorithm_names", "UnknownAlgorithm", "BUILTIN_MODULES"]
 
 BUILTIN_MODULES = ("blockreg.jobkinds.apertures",)
-MODULES_VARIABLE = "BLOCKREG_ALGORITHM_MODULES"
 
 
 @dataclass(frozen=True, eq=False)  # identity: JobSpec caches one spec model per entry
@@ -81,13 +78,18 @@ _loaded = False
 def _load() -> None:
     # Import the built-ins and the configured extra modules once, on first use: importing blockreg
     # must not import every algorithm's stack, and a worker process finds the same algorithms as
-    # the coordinator that accepted the job by reading the same environment variable.
+    # the coordinator that accepted the job by reading the same setting.
+    from . import settings
+
     global _loaded
     if _loaded:
         return
-    extra = [m.strip() for m in os.environ.get(MODULES_VARIABLE, "").split(",") if m.strip()]
-    for module in (*BUILTIN_MODULES, *extra):
-        importlib.import_module(module)  # a module being imported is found in sys.modules
+    for module in (*BUILTIN_MODULES, *settings.get("algorithm_modules")):
+        try:
+            importlib.import_module(module)  # a module being imported is found in sys.modules
+        except ImportError as exc:
+            raise ImportError(f"{settings.env_name('algorithm_modules')}: cannot import "
+                              f"{module!r}: {exc}") from exc
     _loaded = True
 
 
