@@ -23,6 +23,8 @@ from blockreg import settings
 __all__ = ["main", "CliError", "read_spec", "absolute_paths", "default_server", "ProgressBar"]
 
 EXIT_OK, EXIT_JOB_FAILED, EXIT_USAGE = 0, 1, 2
+# what `blockreg up`, `db` and `demo` import beyond the library (the `server` extra)
+SERVER_MODULES = ("flask", "waitress", "celery", "redis", "sqlalchemy", "alembic")
 
 
 class CliError(Exception):
@@ -203,11 +205,22 @@ def cmd_list(args) -> int:
     return EXIT_OK
 
 
+def require_server_extra() -> None:
+    """Raise CliError naming the missing modules when the ``server`` extra is not installed."""
+    import importlib.util
+
+    missing = [name for name in SERVER_MODULES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise CliError(f"needs the server extra ({', '.join(missing)} not installed): "
+                       'pip install "blockreg[server]"')
+
+
 def _raise_keyboard_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
 def cmd_up(args) -> int:
+    require_server_extra()
     from .embedded import EmbeddedStack, default_home
 
     home = Path(args.home) if args.home else default_home()
@@ -229,6 +242,7 @@ def cmd_up(args) -> int:
 
 
 def cmd_db(args) -> int:
+    require_server_extra()
     from blockreg.db.migrate import migrate
     from blockreg.db.session import database_url
 
@@ -252,6 +266,8 @@ def _safe_url(url: str) -> str:
 
 
 def cmd_demo(args) -> int:
+    if args.server is None:  # an embedded stack is started
+        require_server_extra()
     from .demo import run_demo
 
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)

@@ -338,3 +338,11 @@ def test_embedded_workers_get_the_soft_shutdown_on_sigterm(tmp_path, monkeypatch
 def test_stack_rejects_bad_arguments(tmp_path, kwargs, field):
     with pytest.raises(ValueError, match=field):
         EmbeddedStack(tmp_path, **kwargs)
+
+
+@pytest.mark.parametrize("argv", [["up"], ["db", "upgrade"], ["demo"]])
+def test_server_commands_without_the_server_extra_say_what_to_install(monkeypatch, capsys, argv):
+    monkeypatch.setattr(cli, "SERVER_MODULES", (*cli.SERVER_MODULES, "blockreg_no_such_module"))
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "blockreg_no_such_module" in err and 'pip install "blockreg[server]"' in err

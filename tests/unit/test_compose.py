@@ -14,7 +14,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
-BLOCKREG_SERVICES = ("coordinator", "worker-cpu", "worker-gpu")
+BLOCKREG_SERVICES = ("migrate", "dispatcher", "coordinator", "worker-cpu", "worker-gpu")
+LONG_RUNNING = ("dispatcher", "coordinator", "worker-cpu", "worker-gpu")
 WORKERS = ("worker-cpu", "worker-gpu")
 
 
@@ -88,7 +89,7 @@ def test_workers_consume_their_queue_one_frame_at_a_time(compose, name, queue):
     assert command[command.index("-A") + 1] == "blockreg_services.worker"
 
 
-@pytest.mark.parametrize("name", ["redis", "postgres", *BLOCKREG_SERVICES])
+@pytest.mark.parametrize("name", ["redis", "postgres", *LONG_RUNNING])
 def test_every_service_has_a_healthcheck(compose, name):
     test = compose["services"][name]["healthcheck"]["test"]
     assert test and test[0] in ("CMD", "CMD-SHELL")
@@ -99,6 +100,38 @@ def test_coordinator_waits_for_healthy_redis_and_postgres(compose):
     for name in ("redis", "postgres"):
         assert depends[name]["condition"] == "service_healthy"
     assert "/api/v1/health" in " ".join(compose["services"]["coordinator"]["healthcheck"]["test"])
+
+
+def test_the_schema_is_migrated_once_before_anything_uses_it(compose):
+    migrate = compose["services"]["migrate"]
+    assert migrate["command"] == ["blockreg", "db", "upgrade"]
+    assert migrate["restart"] == "no"  # a one-shot job, not a service to keep up
+    assert migrate["depends_on"]["postgres"]["condition"] == "service_healthy"
+    for name in LONG_RUNNING:
+        depends = compose["services"][name]["depends_on"]
+        assert depends["migrate"]["condition"] == "service_completed_successfully", name
+
+
+def test_the_dispatcher_is_its_own_service_and_the_api_a_wsgi_server(compose):
+    assert compose["services"]["dispatcher"]["command"][:3] == [
+        "python", "-m", "blockreg_services.dispatcher"]
+    health = compose["services"]["dispatcher"]["healthcheck"]["test"]
+    assert "--check-heartbeat" in health
+    # the coordinator's entry point serves with waitress, not werkzeug's development server
+    command = compose["services"]["coordinator"]["command"]
+    assert command[:3] == ["python", "-m", "blockreg_services.coordinator"]
+    main = (ROOT / "services/blockreg_services/coordinator/__main__.py").read_text()
+    assert "waitress.serve(" in main and "run_simple" not in main
+
+
+def test_compose_sets_only_known_settings(compose):
+    from blockreg.settings import Settings, env_name
+
+    known = {env_name(name) for name in Settings.__dataclass_fields__}
+    for name in BLOCKREG_SERVICES:
+        for variable in compose["services"][name]["environment"]:
+            if variable.startswith("BLOCKREG_"):
+                assert variable in known, f"{name}: {variable} is no setting"
 
 
 def test_redis_keeps_its_queue_and_never_evicts(compose):
@@ -119,6 +152,13 @@ def test_dockerfile_has_the_targets_compose_builds(compose):
     stages = {line.split()[-1] for line in dockerfile.splitlines() if line.upper().startswith("FROM ")}
     for name in BLOCKREG_SERVICES:
         assert compose["services"][name]["build"]["target"] in stages
+
+
+def test_images_install_a_built_wheel_not_the_checkout(compose):
+    dockerfile = (ROOT / compose["services"]["coordinator"]["build"]["dockerfile"]).read_text()
+    installs = [line for line in dockerfile.splitlines()
+                if line.startswith("RUN") and "pip install" in line]
+    assert installs and all(".whl" in line and " -e " not in line for line in installs)
 
 
 def _seconds(duration: str) -> float:
