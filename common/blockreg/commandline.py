@@ -248,11 +248,8 @@ def _one_value_or_list(values):
 
 
 def _spec_from_args(args) -> dict:
+    # that INPUT exists and --out does not is the spec's rule (input.path, output.path)
     input_path = Path(args.input)
-    if not input_path.exists():
-        raise _UsageError("INPUT", f"{args.input} does not exist")
-    if Path(args.out).exists():
-        raise _UsageError("--out", f"{args.out} already exists; choose a new path")
     monitor = [m.strip() for m in str(args.monitor).split(",")]
     if any(not m for m in monitor):
         raise _UsageError("--monitor", f"expected comma-separated names, got {args.monitor!r}")

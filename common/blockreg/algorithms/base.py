@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import ParameterError
+
 
 @dataclass(frozen=True)
 class ArrayDecl:
@@ -86,8 +88,8 @@ class Algorithm(ABC):
 
         Raises
         ------
-        ValueError
-            If a name is not declared; the message lists the valid names.
+        ParameterError
+            Field ``monitor``, if a name is not declared; the message lists the valid names.
         """
         if isinstance(wanted, str):
             wanted = (wanted,)
@@ -95,10 +97,8 @@ class Algorithm(ABC):
         valid = self.declare()
         unknown = [name for name in wanted if name not in valid]
         if unknown:
-            raise ValueError(
-                f"monitor: unknown variable(s) {unknown} for {type(self).__name__}; "
-                f"valid names are {sorted(valid)}"
-            )
+            raise ParameterError("monitor", f"unknown variable(s) {unknown} for "
+                                            f"{type(self).__name__}; valid names are {sorted(valid)}")
         return wanted
 
     def __getstate__(self):
