@@ -45,6 +45,15 @@ def _figure(width, height):
     return fig
 
 
+def _aspect(images) -> float:
+    """Height / width of the images shown (1 when there is none), kept within 1/4 .. 4."""
+    for name in ("fixed", "mean_after", "grid_frame"):
+        if images.get(name) is not None:
+            h, w = _plane(images[name]).shape[-2:]
+            return float(np.clip(h / w, 0.25, 4.0))
+    return 1.0
+
+
 def _png(fig) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=_DPI, metadata={"Software": None})
@@ -105,7 +114,7 @@ def _plane_note(images):
 
 
 def mean_images(report, images) -> FigureImage:
-    fig = _figure(10, 3.8)
+    fig = _figure(10, 3.3 * _aspect(images) + 0.5)
     axes = fig.subplots(1, 3)
     limits = _limits(images.get("fixed"), images.get("mean_after"))
     s = report["summary"]
@@ -121,7 +130,7 @@ def mean_images(report, images) -> FigureImage:
 
 
 def worst_frame(report, images) -> FigureImage:
-    fig = _figure(10, 7)
+    fig = _figure(10, 2 * (3.3 * _aspect(images) + 0.5))
     axes = fig.subplots(2, 3)
     before, after, fixed = images.get("worst_before"), images.get("worst_after"), images.get("fixed")
     limits = _limits(fixed, after)
@@ -167,7 +176,7 @@ def exaggeration(max_displacement, node_spacing) -> float:
 def deformation_grid(report, images) -> FigureImage:
     from ..reg.deformation import GridDeformation
 
-    fig = _figure(6.5, 6.5)
+    fig = _figure(7, 7 * min(_aspect(images), 1.4) + 0.9)
     ax = fig.subplots()
     nodes, u = images["nodes"], images["grid_u"]
     phi = GridDeformation(u, nodes)
@@ -218,7 +227,7 @@ def deformation_grid(report, images) -> FigureImage:
     if hit.any():
         ax.scatter(px[hit], py[hit], s=30, color="red", marker="s", zorder=4,
                    label="node at maxshift bound")
-    ax.legend(loc="upper right", fontsize=8, framealpha=0.8)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.01), ncol=2, fontsize=8, frameon=False)
     ax.set_xticks([])
     ax.set_yticks([])
     position = report.get("grid_frame")
