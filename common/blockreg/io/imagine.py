@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import ParameterError
 from .base import SeriesReader, default_axes, path_error
 from .units import length_to_um, positive, time_to_s
 
@@ -196,9 +197,11 @@ def write_header(path, *, shape, dtype, spacing=None, time_step_s=None, cam_name
         Pixel type of the ``.cam`` (written in this machine's byte order unless the dtype says).
     spacing : sequence of float, optional
         µm per spatial axis (``(z,) y, x``).  Imagine has one ``um per pixel`` for x and y, so x's
-        value is written; z becomes the piezo range.  Omitted keys mean "unknown".
+        value is written; z becomes the piezo range.  Unknown: ``um per pixel=NaN`` and a piezo
+        range of 0, which this reader reads as "unknown" (ImagineFormat.jl needs the keys present).
     time_step_s : float, optional
-        Seconds per stack, written as the exposure time of each frame (idle time 0).
+        Seconds per stack, written as the exposure time of each frame (idle time 0).  Unknown:
+        an exposure of 0 s, read back as "unknown".
     cam_name : str, optional
         ``image data file`` (default: the header's name with ``.cam``).
 
@@ -210,10 +213,10 @@ def write_header(path, *, shape, dtype, spacing=None, time_step_s=None, cam_name
     dtype = np.dtype(dtype)
     names = {v: k for k, v in _DTYPES.items() if k not in ("single", "double")}
     if dtype.str[1:] not in names:
-        raise ValueError(f"dtype: Imagine cannot store {dtype}")
+        raise ParameterError("dtype", f"Imagine cannot store {dtype}")
     shape = tuple(int(n) for n in shape)
     if len(shape) not in (3, 4):
-        raise ValueError(f"shape: expected (T, Y, X) or (T, Z, Y, X), got {shape}")
+        raise ParameterError("shape", f"expected (T, Y, X) or (T, Z, Y, X), got {shape}")
     nstacks, per_stack = shape[0], (shape[1] if len(shape) == 4 else 1)
     height, width = shape[-2:]
     order = {"<": "l", ">": "b", "|": "l"}.get(dtype.byteorder, "l" if np.little_endian else "b")
@@ -222,17 +225,17 @@ def write_header(path, *, shape, dtype, spacing=None, time_step_s=None, cam_name
              f"date and time={_dt.datetime.now().isoformat(timespec='seconds')}",
              f"byte order={order}", "", "[misc params]", f"comment={comment}",
              f"image data file={cam_name or path.with_suffix('.cam').name}"]
-    if per_stack > 1 and spacing is not None:
-        lines.append(f"piezo=start position:0 um;stop position:{float(spacing[0]) * (per_stack - 1)!r} um")
+    z_range = float(spacing[0]) * (per_stack - 1) if per_stack > 1 and spacing is not None else 0.0
+    # every key ImagineFormat.jl's reader looks up is written, "unknown" as NaN or 0
+    lines.append(f"piezo=start position:0 um;stop position:{z_range!r} um")
     lines += ["", "[camera]", f"original image depth={depth}", f"saved image depth={depth}",
               f"image width={width}", f"image height={height}",
               f"number of frames requested={nstacks * per_stack}", f"nStacks={nstacks}",
               "pixel order=x y z", "frame index offset=0", f"frames per stack={per_stack}",
               f"pixel data type={names[dtype.str[1:]]}"]
-    if time_step_s is not None:
-        lines += ["idle time between stacks=0 s",
-                  f"exposure time={float(time_step_s) / per_stack!r} s"]
-    if spacing is not None:
-        lines.append(f"um per pixel={float(spacing[-1])!r}")
+    exposure = float(time_step_s) / per_stack if time_step_s is not None else 0.0
+    xy = repr(float(spacing[-1])) if spacing is not None else "NaN"
+    lines += ["idle time between stacks=0 s", f"exposure time={exposure!r} s",
+              f"um per pixel={xy}"]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path

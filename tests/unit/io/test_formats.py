@@ -290,6 +290,16 @@ def test_imagine_round_trip_of_write_header(tmp_path, movie):
     check(open_series(tmp_path / "m.imagine"), movie, "tyx", (0.5, 0.5), 0.033)
 
 
+def test_imagine_header_with_unknown_spacing_and_time(tmp_path, volume):
+    write_header(tmp_path / "u.imagine", shape=volume.shape, dtype=volume.dtype)
+    volume.tofile(tmp_path / "u.cam")
+    header = parse_header(tmp_path / "u.imagine")
+    # the keys ImagineFormat.jl looks up unconditionally are there, with "unknown" values
+    assert header["um per pixel"] == "NaN" and header["exposure time"] == "0.0 s"
+    assert header["piezo"]["stop position"] == "0.0 um"
+    check(open_series(tmp_path / "u.imagine"), volume, "tzyx", None, None)
+
+
 def test_imagine_short_cam_is_truncated_with_a_warning(tmp_path, volume):
     write_header(tmp_path / "v.imagine", shape=volume.shape, dtype=volume.dtype,
                  spacing=(3.0, 1.0, 1.0))
