@@ -7,13 +7,16 @@ tests are skipped, except under CI (``$CI`` set), where they must run and so fai
 """
 from __future__ import annotations
 
+import os
 import uuid
+from pathlib import Path
 
 import pytest
 
 from helpers.services import REDIS_HOST, REDIS_PORT, fresh_postgres_database, require_reachable
 
 CLAIM_KEY = "blockreg:integration-claim"
+TESTS = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
@@ -53,8 +56,12 @@ def service(tmp_path_factory, database_url, redis_url):
     from blockreg_services.embedded import EmbeddedStack
 
     home = tmp_path_factory.mktemp("service")
+    env = {"BLOCKREG_ALLOWED_ROOTS": str(home / "data"),
+           # the toy algorithm "mean-shift", which the coordinator and workers import as a plugin
+           "BLOCKREG_ALGORITHM_MODULES": "helpers.toy_algorithm",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))}
     stack = EmbeddedStack(home, port=0, workers=2, database_url=database_url, broker_url=redis_url,
-                          env={"BLOCKREG_ALLOWED_ROOTS": str(home / "data")}, stop_timeout=20)
+                          env=env, stop_timeout=20)
     with stack:
         yield stack
 
