@@ -188,3 +188,20 @@ def test_submit_never_touches_a_user_folder_beside_the_output(app, client, movie
     assert out.is_dir() == (outcome == "succeeds")
     # the submit's own staging folder is gone either way
     assert not [p for p in tmp_path.iterdir() if "staging" in p.name]
+
+
+def test_failed_submit_keeps_what_others_put_in_the_folders_it_made(app, client, movie_path,
+                                                                     tmp_path, monkeypatch):
+    import blockreg.store
+
+    out = tmp_path / "new" / "out.zarr"
+
+    def others_write_then_disk_full(*args, **kwargs):
+        (tmp_path / "new" / "their-file").write_text("keep")  # another user, meanwhile
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(blockreg.store, "create_store", others_write_then_disk_full)
+    response = client.post("/api/v1/jobs", json=spec_for(movie_path, output={"path": str(out)}))
+    assert response.status_code == 422
+    # the folder this submit created stays because it is no longer empty; only its own are gone
+    assert sorted(p.name for p in (tmp_path / "new").iterdir()) == ["their-file"]
