@@ -76,12 +76,13 @@ def submit_job(session, spec: JobSpec, *, data_dir, queue: str = "cpu") -> int:
 
     def make_store(job_id: int, path: str) -> str:
         target = made.reserve(Path(path), unique=spec.output.path is None)
-        token = secrets.token_hex(8)
-        staging = made.folder(target.with_name(f".{target.name}{STAGING_MARK}{token}"), tree=True)
         attrs = dict(plan.store_attrs(), job_id=job_id)
         try:
             # create_store refuses an existing path: build beside the reservation, then one rename
             # replaces the (empty) reservation with the finished store
+            token = secrets.token_hex(8)
+            staging = made.folder(target.with_name(f".{target.name}{STAGING_MARK}{token}"),
+                                  tree=True)
             built = staging / target.name
             create_store(built, len(plan.frames), declarations, attrs=attrs, fixed=fixed)
             built.replace(target)
