@@ -70,6 +70,8 @@ def pair_axis(mm, axis=None, name="mm") -> int:
     name : str
         The argument's name in errors.
     """
+    if mm.ndim == 0:
+        raise ParameterError(name, "must be an array with a num/denom axis, got a scalar")
     if axis is not None:
         axis = int(axis) % mm.ndim
         if mm.shape[axis] != 2:

@@ -101,8 +101,7 @@ def ratio(mm, thresh, fill=np.nan):
     """``num / denom`` where ``denom >= thresh``, ``fill`` elsewhere (``mm[0]`` num, ``mm[1]`` denom)."""
     xp = array_module(mm)
     mm = xp.asarray(mm)
-    if mm.shape[0] != 2:
-        raise ParameterError("mm", f"must have num/denom on axis 0 (length 2), got shape {mm.shape}")
+    pair_axis(mm, axis=0)
     num, den = mm[0], mm[1]
     ok = den >= thresh
     return xp.where(ok, num / xp.where(ok, den, 1), fill)
