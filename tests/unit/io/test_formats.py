@@ -165,6 +165,19 @@ def test_ome_zarr_unknown_level_names_the_dataset(tmp_path, movie):
     assert err.value.field == "input.dataset" and "7" in str(err.value)
 
 
+@pytest.mark.parametrize("version", ["0.4", "0.5"])
+def test_ome_zarr_written_by_ome_zarr_py(tmp_path, volume, version):
+    pytest.importorskip("ome_zarr.writer")
+    from ome_zarr.format import FormatV04, FormatV05
+    from ome_zarr.writer import write_image
+
+    group = zarr.open_group(tmp_path / "o.zarr", mode="w", zarr_format=2 if version == "0.4" else 3)
+    write_image(volume, group, axes="tzyx", fmt=FormatV04() if version == "0.4" else FormatV05(),
+                scale_factors=(2,), scale={"t": 0.1, "z": 2.0, "y": 250.0, "x": 250.0},
+                axes_units={"t": "second", "z": "micrometer", "y": "nanometer", "x": "nanometer"})
+    check(open_series(tmp_path / "o.zarr"), volume, "tzyx", (2.0, 0.25, 0.25), 0.1)
+
+
 def test_zarr_v2_plain_array(tmp_path, movie):
     arr = zarr.create_array(tmp_path / "a2.zarr", shape=movie.shape, dtype=movie.dtype, zarr_format=2)
     arr[...] = movie
