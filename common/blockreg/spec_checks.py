@@ -106,7 +106,11 @@ def check_against_input(spec: JobSpec, errors: list[dict]) -> None:
         return
     try:
         n_time, spatial = input_geometry(spec)
-    except Exception as exc:  # noqa: BLE001 - any reader failure means "cannot be read"
+    except ParameterError as exc:  # the readers name the field (input.path/.dataset/.channel)
+        field = exc.field if exc.field.startswith("input.") else "input.path"
+        errors.append({"field": field, "problem": f"cannot be read: {exc.problem}"})
+        return
+    except Exception as exc:  # noqa: BLE001 - any other reader failure means "cannot be read"
         field = "input.dataset" if spec.input.dataset and "dataset" in str(exc) else "input.path"
         errors.append({"field": field, "problem": f"cannot be read: {exc}"})
         return

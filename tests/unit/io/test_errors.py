@@ -119,3 +119,26 @@ def test_missing_path_and_unknown_suffix(tmp_path):
     (tmp_path / "m.xyz").write_text("x")
     field, message = _field(lambda: open_series(tmp_path / "m.xyz"))
     assert field == "input.path" and "unknown format" in message
+
+
+def test_spec_validation_reports_the_readers_field(tmp_path, movie):
+    """At submit: a truncated file, a missing channel choice and an unknown dataset are refused
+    with the field the reader named (the API turns these into a 422)."""
+    from blockreg.jobspec import SpecError, validate_spec
+
+    def fields(**input_):
+        spec = {"input": input_, "params": {"gridsize": [2, 2], "maxshift": [2, 2], "lambda": 0.01}}
+        with pytest.raises(SpecError) as err:
+            validate_spec(spec)
+        return [e["field"] for e in err.value.errors]
+
+    tifffile.imwrite(tmp_path / "m.tif", movie, imagej=True, metadata={"axes": "TYX"})
+    data = (tmp_path / "m.tif").read_bytes()
+    (tmp_path / "m.tif").write_bytes(data[: len(data) // 2])
+    assert fields(path=str(tmp_path / "m.tif")) == ["input.path"]
+    tifffile.imwrite(tmp_path / "c.tif", np.stack([movie, movie], 1), imagej=True,
+                     metadata={"axes": "TCYX"})
+    assert fields(path=str(tmp_path / "c.tif")) == ["input.channel"]
+    group = zarr.open_group(tmp_path / "g.zarr", mode="w")
+    group.create_array("raw", data=movie)
+    assert fields(path=str(tmp_path / "g.zarr"), dataset="nope") == ["input.dataset"]
