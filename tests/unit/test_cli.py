@@ -178,6 +178,23 @@ def test_db_upgrade_creates_the_schema_in_the_home(tmp_path, monkeypatch, capsys
     engine.dispose()
 
 
+def test_db_upgrades_started_at_the_same_instant_take_turns(tmp_path):
+    # unserialised, one of two such upgrades of a new SQLite file fails ("table ... already
+    # exists"); the lock beside the database file makes the second find the schema current
+    import time
+
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    at = time.time() + 2
+    code = ("import sys, time\n"
+            "from blockreg_services.cli import main\n"
+            f"time.sleep(max(0.0, {at} - time.time()))\n"
+            f"sys.exit(main(['db', 'upgrade', '--database-url', {url!r}]))\n")
+    procs = [subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    results = [(proc.wait(60), proc.stderr.read()) for proc in procs]
+    assert [code for code, _ in results] == [0, 0], results
+
+
 def test_db_upgrade_of_an_unreachable_database_exits_2(capsys):
     url = f"postgresql+psycopg://nobody@127.0.0.1:{_closed_port()}/none"
     assert cli.main(["db", "upgrade", "--database-url", url]) == 2
