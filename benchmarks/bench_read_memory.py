@@ -3,8 +3,9 @@
 For each format a movie of ``--gib`` GiB (default 4) is generated in ``--dir``: ``.npy`` (NumPy
 ``open_memmap``, sparse: only the frames read are written), Imagine (``.imagine`` header + a sparse
 ``.cam``), BigTIFF (written frame by frame, uncompressed: every byte is on disk), a zlib-compressed
-BigTIFF (one page per frame, so it is read page by page), OME-Zarr 0.5 and HDF5 (one chunk per frame; chunks never written read as the fill value).  Then a fresh Python
-process per format opens the file and reads one frame (``reader[t]``), and reports:
+BigTIFF (one page per frame, so it is read page by page), OME-Zarr 0.5 and HDF5 (one chunk per
+frame; chunks never written read as the fill value). Then a fresh Python process per format opens
+the file and reads one frame (``reader[t]``), and reports:
 
 - the growth of its peak resident memory (``VmHWM``, reset through ``/proc/self/clear_refs``
   after the imports; ``ru_maxrss`` elsewhere) from just before ``open_series`` (the format's
@@ -156,7 +157,8 @@ frame = reader[{probe}]
 t2 = time.perf_counter()
 traced_peak = tracemalloc.get_traced_memory()[1]
 after = peak_kib()
-print(json.dumps({{"rss_growth_mib": (after - before) / 1024, "traced_peak_mib": traced_peak / 2**20,
+print(json.dumps({{"rss_growth_mib": (after - before) / 1024,
+                  "traced_peak_mib": traced_peak / 2**20,
                   "open_s": t1 - t0, "read_s": t2 - t1, "shape": list(reader.shape),
                   "correct": bool(np.array_equal(frame, bench.frame_pattern({probe})))}}))
 """
@@ -212,8 +214,8 @@ def main(argv=None):
           f"{np.__version__}; {platform.machine()}, {os.cpu_count()} CPUs; frame "
           f"{FRAME[0]}x{FRAME[1]} {DTYPE} = {frame_mib:.0f} MiB, {nframes} frames, frame {probe} "
           "read\n")
-    print("| format | movie (GiB) | file (GiB) | on disk (GiB) | peak RSS growth (MiB) | tracemalloc peak (MiB) "
-          "| open (s) | read (s) | pixels right |")
+    print("| format | movie (GiB) | file (GiB) | on disk (GiB) | peak RSS growth (MiB) "
+          "| tracemalloc peak (MiB) | open (s) | read (s) | pixels right |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['format']} | {movie_gib:.2f} | {r['file_gib']:.2f} | {r['on_disk_gib']:.2f} | "

@@ -84,7 +84,8 @@ def describe(attrs, dataset: str | None) -> NgffImage | None:
 
 def _scale(transforms):
     for transform in transforms or []:
-        if isinstance(transform, dict) and transform.get("type") == "scale" and "scale" in transform:
+        if isinstance(transform, dict) and transform.get("type") == "scale" \
+                and "scale" in transform:
             return [float(v) for v in transform["scale"]]
     return None
 

@@ -1,4 +1,4 @@
-"""Damaged inputs and wrong choices fail when the series is opened, with the job-spec field named."""
+"""Damaged inputs and wrong choices fail when the series is opened, naming the job-spec field."""
 import numpy as np
 import pytest
 import tifffile
@@ -46,7 +46,10 @@ def test_not_a_tiff(tmp_path):
     assert field == "input.path" and "TIFF" in message
 
 
-@pytest.mark.parametrize("dtype", [np.complex64, np.bool_, "U3", "S2", [("a", "<u2"), ("b", "<u2")]])
+RECORD = [("a", "<u2"), ("b", "<u2")]
+
+
+@pytest.mark.parametrize("dtype", [np.complex64, np.bool_, "U3", "S2", RECORD])
 def test_unsupported_dtypes(tmp_path, dtype):
     data = np.zeros((2, 4, 5), dtype=dtype)
     np.save(tmp_path / "m.npy", data)
@@ -105,7 +108,8 @@ def test_imagine_errors(tmp_path):
     (tmp_path / "a.imagine").write_text("NOT IMAGINE\n")
     assert _field(lambda: open_series(tmp_path / "a.imagine"))[0] == "input.path"
     (tmp_path / "b.imagine").write_text("IMAGINE\n[camera]\nimage width=4\nimage height=3\n"
-                                        "frames per stack=1\nnStacks=2\npixel data type=complex64\n")
+                                        "frames per stack=1\nnStacks=2\n"
+                                        "pixel data type=complex64\n")
     field, message = _field(lambda: open_series(tmp_path / "b.imagine"))
     assert field == "input.path" and "pixel data type" in message
     (tmp_path / "c.imagine").write_text("IMAGINE\n[camera]\nimage width=4\nimage height=3\n"

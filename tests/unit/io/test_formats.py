@@ -110,8 +110,8 @@ def _write_ome_zarr(path, data, letters, scale, units, version):
         "axes": _ngff_axes(letters, units),
         "datasets": [
             {"path": "0", "coordinateTransformations": [{"type": "scale", "scale": scale}]},
-            {"path": "1", "coordinateTransformations": [
-                {"type": "scale", "scale": [s * (2 if a in "yx" else 1) for s, a in zip(scale, letters)]}]},
+            {"path": "1", "coordinateTransformations": [{"type": "scale", "scale": [
+                s * (2 if a in "yx" else 1) for s, a in zip(scale, letters)]}]},
         ],
     }]
     if version == "0.5":
@@ -120,7 +120,8 @@ def _write_ome_zarr(path, data, letters, scale, units, version):
         multiscales[0]["version"] = "0.4"
         group.attrs["multiscales"] = multiscales
     group.create_array("0", data=data, chunks=(1,) + data.shape[1:])
-    group.create_array("1", data=data[(slice(None),) * (data.ndim - 2) + (slice(None, None, 2),) * 2])
+    half = (slice(None),) * (data.ndim - 2) + (slice(None, None, 2),) * 2
+    group.create_array("1", data=data[half])
     return group
 
 
@@ -179,7 +180,8 @@ def test_ome_zarr_written_by_ome_zarr_py(tmp_path, volume, version):
 
 
 def test_zarr_v2_plain_array(tmp_path, movie):
-    arr = zarr.create_array(tmp_path / "a2.zarr", shape=movie.shape, dtype=movie.dtype, zarr_format=2)
+    arr = zarr.create_array(tmp_path / "a2.zarr", shape=movie.shape, dtype=movie.dtype,
+                            zarr_format=2)
     arr[...] = movie
     check(open_series(tmp_path / "a2.zarr"), movie, "tyx")
 
