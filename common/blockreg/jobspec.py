@@ -160,6 +160,13 @@ class JobSpec(SpecModel):
         return model.model_validate(obj, **kwargs)
 
     @classmethod
+    def model_validate_json(cls, json_data, **kwargs):
+        """:meth:`model_validate` of a JSON document (str or bytes)."""
+        if cls is not JobSpec:
+            return super().model_validate_json(json_data, **kwargs)
+        return cls.model_validate(json.loads(json_data), **kwargs)
+
+    @classmethod
     def model_json_schema(cls, by_alias=True, ref_template="#/$defs/{model}", **kwargs):
         """The JSON schema; for JobSpec itself, one variant per registered algorithm."""
         if cls is not JobSpec:

@@ -64,6 +64,7 @@ def test_spec_of_a_registered_algorithm_validates_pickles_and_round_trips(tmp_pa
         assert type(spec).__name__ == "MeanShiftJob" and isinstance(spec, JobSpec)
         assert pickle.loads(pickle.dumps(spec)) == spec
         assert JobSpec.model_validate(json.loads(json.dumps(spec.to_json()))) == spec
+        assert JobSpec.model_validate_json(spec.model_dump_json(by_alias=True)) == spec
         # the toy's own rules (ParameterError) come back as params.<field>
         for gridsize, field in (([2, 30], "params.gridsize.1"), ([2], "params.gridsize")):
             with pytest.raises(SpecError) as info:
