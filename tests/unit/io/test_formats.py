@@ -40,6 +40,7 @@ def check(reader, source, axes, spacing=None, time_step_s=None):
         np.testing.assert_array_equal(reader[t], source[t])
     region = tuple(slice(1, n - 1) for n in source.shape[1:])
     np.testing.assert_array_equal(reader[(-1,) + region], source[(-1,) + region])
+    np.testing.assert_array_equal(reader[-1, 1], source[-1, 1])  # an index, not a slice
     np.testing.assert_array_equal(pickle.loads(pickle.dumps(reader))[-1], source[-1])
 
 
