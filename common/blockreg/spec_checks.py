@@ -136,12 +136,12 @@ def check_against_input(spec: JobSpec, errors: list[dict]) -> None:
     if spec.fixed_index is not None and spec.fixed_index >= n_time:
         errors.append({"field": "fixed_index", "problem":
                        f"{spec.fixed_index} is beyond the {n_time} frames of the input"})
+    # a selection within the input is never empty: start < stop (the shape check), stop <= T
+    # (here) and T >= 1 (the readers)
     frames = spec.input.frames
     if frames is not None and frames[1] > n_time:
         errors.append({"field": "input.frames", "problem":
                        f"stop {frames[1]} is beyond the {n_time} frames of the input"})
-    elif not spec.frame_indices(n_time):
-        errors.append({"field": "input.frames", "problem": "selects no frames"})
     known = check_algorithm(spec, spatial, errors)
     if errors:
         return
