@@ -50,11 +50,9 @@ __all__ = [
     "validate_spec",
     "load_spec_file",
     "DEFAULT_ALGORITHM",
-    "DEFAULT_MONITOR",
 ]
 
 DEFAULT_ALGORITHM = "apertures"
-DEFAULT_MONITOR = ("u", "mismatch")
 
 
 class SpecModel(BaseModel):
@@ -142,7 +140,8 @@ class JobSpec(SpecModel):
     )
     preprocess: PreprocessSpec = PreprocessSpec()
     params: SpecModel
-    monitor: list[str] = Field(list(DEFAULT_MONITOR), min_length=1)
+    monitor: list[str] = Field(min_length=1, description="Variables to store per frame "
+                               "(default: the algorithm's default_monitor).")
     output: OutputSpec = OutputSpec()
 
     @classmethod
@@ -219,7 +218,9 @@ def _job_model(entry: AlgorithmEntry) -> type[JobSpec]:
     model = create_model(
         title, __base__=JobSpec, __doc__=f"A job of the {entry.name!r} algorithm: {entry.summary}",
         algorithm=(Literal[entry.name], Field(default, description="The algorithm's name.")),
-        params=(entry.params, Field(description=f"Parameters of {entry.name!r}.")))
+        params=(entry.params, Field(description=f"Parameters of {entry.name!r}.")),
+        monitor=(list[str], Field(list(entry.default_monitor), min_length=1,
+                                  description="Variables to store per frame.")))
     _job_models[id(entry)] = (entry, model)
     return model
 

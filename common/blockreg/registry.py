@@ -52,6 +52,8 @@ class AlgorithmEntry:
         parameters) -> a short description, for the docs and ``--monitor``'s help.
     summary : str
         One line saying what the algorithm does.
+    default_monitor : tuple of str
+        The spec's ``monitor`` when it gives none.
     """
 
     name: str
@@ -60,6 +62,7 @@ class AlgorithmEntry:
     nodes: Callable[..., tuple]
     variables: Mapping[str, str] = field(default_factory=dict)
     summary: str = ""
+    default_monitor: tuple[str, ...] = ("u", "mismatch")
 
 
 class UnknownAlgorithm(LookupError):

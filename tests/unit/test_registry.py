@@ -78,6 +78,17 @@ def test_spec_of_a_registered_algorithm_validates_pickles_and_round_trips(tmp_pa
         assert [e["field"] for e in info.value.errors] == ["params.lambda"]
 
 
+def test_default_monitor_is_the_algorithms():
+    import dataclasses
+
+    only_u = dataclasses.replace(fakes.MEAN_SHIFT, default_monitor=("u",))
+    data = {"input": {"path": "/x.npy"}, "algorithm": "mean-shift", "params": {"gridsize": [2, 2]}}
+    with registered(only_u):
+        assert JobSpec.model_validate(data).monitor == ["u"]
+    with registered(fakes.MEAN_SHIFT):
+        assert JobSpec.model_validate(data).monitor == ["u", "mismatch"]
+
+
 def test_json_schema_has_one_variant_per_algorithm():
     alone = JobSpec.model_json_schema()
     assert alone["properties"]["algorithm"]["const"] == "apertures"
