@@ -8,7 +8,6 @@ from scipy import ndimage
 from blockreg.algorithms.rigid import Rigid, affine_field, downsample2
 from blockreg.errors import ParameterError
 from blockreg.reg.deformation import tform_to_deformation
-from blockreg.reg.warp import warp
 from blockreg.synthetic import make_texture
 
 

@@ -1,5 +1,7 @@
 """Whole-series registration (blockreg.reg.series): the temporal parts of RegisterOptimize and
 RegisterPenalty ported (reference §5.3-5.5, §8), windows and stitching, missing frames."""
+import concurrent.futures
+
 import numpy as np
 import pytest
 
@@ -116,6 +118,11 @@ def test_windowed_solution_matches_the_one_shot_solution():
                                         tol=1e-10, progress=lambda done, total: seen.append((done, total)))
     assert len(seen) == len(plan_windows(T, 32, 16)) and seen[-1][0] == seen[-1][1]
     np.testing.assert_allclose(windowed, one_shot, atol=1e-2)
+    # the windows are independent: solved by a pool, in any order, the answer is the same
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        pooled = optimize_series_windowed(cs, Qs, mmis, nodes, lam, lam_t, window=32, overlap=16,
+                                          tol=1e-10, map=pool.map)
+    np.testing.assert_array_equal(pooled, windowed)
     assert series_penalty(windowed, mmis, nodes, lam, lam_t) == pytest.approx(penalty, rel=1e-4)
     # the two-stage answer beats the frames' own fits
     assert np.sqrt(np.mean((one_shot - truth) ** 2)) < 0.6 * np.sqrt(np.mean((cs - truth) ** 2))
@@ -239,3 +246,25 @@ def test_vectorised_objective_equals_the_per_frame_penalties():
         outside = us.copy()
         outside[1, 0, 0, 0] = maxshift[0] - 0.4
         assert np.isnan(_objective(outside, ap, mmis, present, 0.7)[0])
+
+
+def test_windowed_solve_reads_one_window_at_a_time():
+    class Recording:
+        """An array that logs every read (a stand-in for a Zarr array on disk)."""
+
+        def __init__(self, data, log):
+            self.data, self.log, self.shape = data, log, data.shape
+
+        def __getitem__(self, index):
+            self.log.append(index)
+            return self.data[index]
+
+    T, reads = 90, []
+    _, cs, Qs, mmis, nodes = noisy_problem(T, seed=4)
+    us = optimize_series_windowed(Recording(cs, reads), Recording(Qs, reads), Recording(mmis, reads),
+                                  nodes, 1e-3, 0.5, window=30, overlap=10)
+    assert us.shape == cs.shape and np.all(np.isfinite(us))
+    assert all(isinstance(r, slice) and r.stop - r.start <= 30 for r in reads)
+    assert len(reads) == 3 * len(plan_windows(T, 30, 10))
+    with pytest.raises(ParameterError, match="mmis"):
+        optimize_series_windowed(cs, Qs, mmis[:50], nodes, 1e-3, 0.5, window=30, overlap=10)

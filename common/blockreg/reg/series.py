@@ -355,6 +355,9 @@ def optimize_series_windowed(cs, Qs, mmis, nodes, lam, lam_t, *, window=128, ove
     us : ndarray ``(T, *gridsize, N)``
     """
     nframes = int(cs.shape[0])
+    for name, arr in (("Qs", Qs), ("mmis", mmis)):
+        if int(arr.shape[0]) != nframes:
+            raise ParameterError(name, f"has {arr.shape[0]} frames, cs has {nframes}")
     if overlap is None:
         overlap = max(4, int(window) // 3)
     windows = plan_windows(nframes, int(window), int(overlap))
