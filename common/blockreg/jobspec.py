@@ -30,7 +30,6 @@ from pydantic import (
     Field,
     NonNegativeFloat,
     NonNegativeInt,
-    TypeAdapter,
     ValidationError,
     create_model,
     field_validator,
@@ -167,16 +166,20 @@ class JobSpec(SpecModel):
 
     @classmethod
     def model_json_schema(cls, by_alias=True, ref_template="#/$defs/{model}", **kwargs):
-        """The JSON schema; for JobSpec itself, one variant per registered algorithm."""
+        """The JSON schema; for JobSpec itself, ``oneOf`` the variants of the registered
+        algorithms, discriminated by ``algorithm`` (also when only one is registered, so that
+        clients see the same shape whatever the number)."""
         if cls is not JobSpec:
             return super().model_json_schema(by_alias=by_alias, ref_template=ref_template, **kwargs)
-        variants = tuple(_job_model(get_algorithm(name)) for name in algorithm_names())
-        if len(variants) == 1:
-            return variants[0].model_json_schema(by_alias=by_alias, ref_template=ref_template,
-                                                 **kwargs)
-        union = Annotated[Union[variants], Field(discriminator="algorithm")]
-        return TypeAdapter(union).json_schema(by_alias=by_alias, ref_template=ref_template,
-                                              **kwargs)
+        from pydantic.json_schema import models_json_schema
+
+        variants = {name: _job_model(get_algorithm(name)) for name in algorithm_names()}
+        refs, schema = models_json_schema([(v, "validation") for v in variants.values()],
+                                          by_alias=by_alias, ref_template=ref_template, **kwargs)
+        mapping = {name: refs[(model, "validation")]["$ref"] for name, model in variants.items()}
+        return {"oneOf": [{"$ref": ref} for ref in mapping.values()],
+                "discriminator": {"propertyName": "algorithm", "mapping": mapping},
+                "$defs": schema.get("$defs", {})}
 
     def __reduce__(self):
         # the variants are built at run time, so pickle (process pools) by value, not by class

@@ -90,8 +90,9 @@ def test_default_monitor_is_the_algorithms():
 
 
 def test_json_schema_has_one_variant_per_algorithm():
-    alone = JobSpec.model_json_schema()
-    assert alone["properties"]["algorithm"]["const"] == "apertures"
+    alone = JobSpec.model_json_schema()  # the same shape with one algorithm as with several
+    assert alone["discriminator"]["mapping"] == {"apertures": "#/$defs/AperturesJob"}
+    assert alone["$defs"]["AperturesJob"]["properties"]["algorithm"]["const"] == "apertures"
     with registered(fakes.MEAN_SHIFT):
         schema = JobSpec.model_json_schema(ref_template="#/components/schemas/{model}")
     assert schema["discriminator"]["propertyName"] == "algorithm"
@@ -100,6 +101,15 @@ def test_json_schema_has_one_variant_per_algorithm():
     assert defs["MeanShiftJob"]["properties"]["params"] == {
         "$ref": "#/components/schemas/MeanShiftParams", "description": "Parameters of 'mean-shift'."}
     assert "lambda" in defs["AperturesParams"]["properties"]
+    # what the schema accepts is what the models accept (a spec without "algorithm" is apertures)
+    jsonschema = pytest.importorskip("jsonschema")
+    check = jsonschema.Draft202012Validator({**schema, "components": {"schemas": defs}})
+    check.validate({"input": {"path": "/x.npy"},
+                    "params": {"gridsize": [2, 2], "maxshift": [1, 1], "lambda": 1}})
+    check.validate({"input": {"path": "/x.npy"}, "algorithm": "mean-shift",
+                    "params": {"gridsize": [2, 2]}})
+    with pytest.raises(jsonschema.ValidationError):
+        check.validate({"input": {"path": "/x.npy"}, "params": {"gridsize": [2, 2]}})
 
 
 def test_extra_modules_come_from_the_setting(tmp_path):
