@@ -268,3 +268,17 @@ def test_windowed_solve_reads_one_window_at_a_time():
     assert len(reads) == 3 * len(plan_windows(T, 30, 10))
     with pytest.raises(ParameterError, match="mmis"):
         optimize_series_windowed(cs, Qs, mmis[:50], nodes, 1e-3, 0.5, window=30, overlap=10)
+
+
+def test_consensus_lambda_is_the_log_median_of_per_frame_choices():
+    from blockreg.reg.autolambda import auto_lambda
+    from blockreg.reg.series import consensus_lambda
+
+    _, cs, Qs, mmis, nodes = noisy_problem(12, seed=6)
+    lam, lams = consensus_lambda(cs, Qs, mmis, nodes, (1e-3, 1.0), frames=[1, 5, 9])
+    ap = AffinePenalty(nodes, 1e-3)
+    expected = [auto_lambda(cs[t], Qs[t], nodes, ap, mmis[t], (1e-3, 1.0))[2] for t in (1, 5, 9)]
+    np.testing.assert_array_equal(lams, expected)
+    assert lam == pytest.approx(np.median(expected))
+    with pytest.raises(ParameterError, match="frames"):
+        consensus_lambda(cs, Qs, mmis, nodes, (1e-3, 1.0), frames=[])
