@@ -20,7 +20,6 @@ def config_from_settings(s: _settings.Settings | None = None) -> dict:
     """The app's configuration keys from the settings (default: :func:`blockreg.settings.load`)."""
     s = s or _settings.load()
     return {
-        "HOME": str(s.home),
         "DATABASE_URL": s.database_url,
         "BROKER_URL": s.broker_url,
         "DATA_DIR": str(s.data_dir),
