@@ -35,9 +35,18 @@ def stack(tmp_path_factory):
 def test_stack_serves_and_advertises_its_url(stack):
     info = json.loads(stack.server_file.read_text())
     assert info == {"url": stack.url, "pid": os.getpid()}
-    assert requests.get(f"{stack.url}/api/v1/health", timeout=10).status_code == 200
+    response = requests.get(f"{stack.url}/api/v1/health", timeout=10)
+    assert response.status_code == 200
+    assert response.headers["Server"] == "blockreg"  # waitress, not werkzeug's development server
     assert stack.database_url == f"sqlite:///{stack.home / 'blockreg.db'}"
     assert stack.broker_url.startswith("redis+socket://")
+
+
+def test_stack_migrates_first_then_runs_one_dispatcher_process(stack):
+    children = [name for name, _ in stack._children]
+    assert children[:3] == ["redis", "dispatcher", "coordinator"]
+    assert "dispatcher active" in (stack.log_dir / "dispatcher.log").read_text()
+    assert "alembic" not in (stack.log_dir / "coordinator.log").read_text().lower()
 
 
 def test_job_on_the_embedded_stack_equals_the_inprocess_result(stack):
@@ -54,6 +63,11 @@ def test_job_on_the_embedded_stack_equals_the_inprocess_result(stack):
             "monitor": ["u", "mismatch"]}
     client = Client(stack.url)
     job_id = client.submit(spec)
+    submitted = time.monotonic()
+    # the dispatcher process sends the first frames within its poll interval (0.1 s)
+    while client.status(job_id)["state"] == "queued" and time.monotonic() - submitted < 10:
+        time.sleep(0.02)
+    assert time.monotonic() - submitted < 2.0
     status = client.wait(job_id, timeout=120)
     assert status["state"] == "succeeded", status
     # results land under the stack's data folder by default
