@@ -221,7 +221,8 @@ class EmbeddedStack:
         self.stop()
 
     def start(self) -> None:
-        """Start Redis, the coordinator and the workers; return once the API answers."""
+        """Start Redis, migrate, start the dispatcher, the coordinator and the workers; return
+        once the API answers."""
         other = running_stack(self.home)
         if other is not None:
             # two stacks on one SQLite file and one socket would corrupt each other's queue
