@@ -155,7 +155,8 @@ class EmbeddedStack:
         self.database_url = database_url or settings.Settings(home=self.home).database_url
         self.broker_url = broker_url
         self.extra_env = dict(env or {})
-        self.queue = settings.load({**os.environ, **self.extra_env}).queue
+        children = settings.load({**os.environ, **self.extra_env})  # what the children read
+        self.queue, self.log_level = children.queue, children.log_level
         self.startup_timeout = startup_timeout
         self.stop_timeout = stop_timeout
         self.url: str | None = None
@@ -244,7 +245,7 @@ class EmbeddedStack:
             self._spawn(f"worker-{i + 1}", [
                 sys.executable, "-m", "celery", "-A", "blockreg_services.worker", "worker",
                 "--queues", self.queue, "--concurrency", "1", "--pool", "prefork",
-                "--loglevel", "INFO", "--hostname", f"embedded-{i + 1}@%h",
+                "--loglevel", self.log_level, "--hostname", f"embedded-{i + 1}@%h",
             ], env=self.worker_environment())
         self.url = f"http://{self.host}:{port}"
         self._wait_for_health()
