@@ -63,14 +63,24 @@ def _float(text: str) -> float:
         raise ValueError(f"not a number: {text!r}") from None
 
 
+def _bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"not a boolean (use true or false): {text!r}")
+
+
 def _paths(text: str) -> tuple[Path, ...] | None:
     return tuple(Path(part).expanduser() for part in text.split(os.pathsep) if part) or None
 
 
 def _setting(default, doc: str, parse=_text, *, minimum: float | None = None,
-             shown_default: str | None = None):
-    """A field of :class:`Settings` with its documentation and how to parse its variable."""
-    return field(default=default, metadata={"doc": doc, "parse": parse, "minimum": minimum,
+             shown_default: str | None = None, secret: bool = False):
+    """A field of :class:`Settings` with its documentation and how to parse its variable
+    (``secret``: left out of the repr, so a logged Settings never shows it)."""
+    return field(default=default, repr=not secret, metadata={"doc": doc, "parse": parse, "minimum": minimum,
                                             "shown_default": shown_default})
 
 
@@ -95,9 +105,11 @@ class Settings:
     data_dir: Path = _setting(
         None, "the coordinator puts results without an output path under "
         "`$BLOCKREG_DATA_DIR/results/job-<id>.zarr`", _path, shown_default="`$BLOCKREG_HOME`")
-    allowed_roots: tuple[Path, ...] | None = _setting(
-        None, "folders (separated by `:`) that every input and output path must lie in",
-        _paths, shown_default="unset: any path")
+    data_roots: tuple[Path, ...] | None = _setting(
+        None, "folders (separated by `:`) that every input and output path must resolve inside "
+        "(`blockreg up --data-root`); required with `BLOCKREG_AUTH`. The old name "
+        "`BLOCKREG_ALLOWED_ROOTS` is still read (deprecated)",
+        _paths, shown_default="unset: any path (single-user mode)")
     broker_url: str = _setting(
         "redis://127.0.0.1:6379/0",
         "Redis URL of the task queue (`redis://host:port/db` or `redis+socket:///path/redis.sock`)")
@@ -108,6 +120,14 @@ class Settings:
     server: str | None = _setting(
         None, "coordinator URL used by `blockreg.Client` and the CLI (the CLI first looks for "
         "the running `blockreg up`)", shown_default="`http://127.0.0.1:$BLOCKREG_PORT`")
+    auth: bool = _setting(
+        False, "require `Authorization: Bearer TOKEN` on the API (`blockreg up --auth`; users "
+        "and tokens: `blockreg user add`); needs `BLOCKREG_DATA_ROOTS`", _bool,
+        shown_default="`false` (single-user mode)")
+    token: str | None = _setting(
+        None, "API token of `blockreg.Client` and the CLI (`--token`); when unset they read "
+        "`$BLOCKREG_HOME/token`, written by `blockreg user add --home`",
+        shown_default="unset: the token file", secret=True)
     wsgi_threads: int = _setting(8, "request threads of the coordinator's WSGI server (waitress)",
                                  _int, minimum=1)
     # the dispatcher
@@ -123,6 +143,15 @@ class Settings:
         0.1, "seconds between the dispatcher's checks for newly submitted jobs, which it "
         "dispatches at once (the latency from submit to the first queued frame)", _float,
         minimum=0.01)
+    max_queued_batches: int = _setting(
+        8, "task messages waiting in the broker at once over all jobs, shared round-robin "
+        "between users, then between each user's jobs; about twice the number of workers (more "
+        "makes a short job wait behind a long one's messages)", _int, minimum=1)
+    user_max_jobs: int = _setting(
+        4, "jobs of one user that run at once; more wait (status `waiting: user limit`)", _int,
+        minimum=1)
+    user_max_frames_in_flight: int = _setting(
+        64, "frames of one user queued or running at once", _int, minimum=1)
     queued_lease_s: float = _setting(
         3600.0, "a frame queued this long is presumed lost by the broker and sent again", _float,
         minimum=1)
@@ -183,12 +212,19 @@ class Settings:
         return self.task_time_limit_s + 3600.0
 
     @property
+    def allowed_roots(self) -> tuple[Path, ...] | None:
+        """Deprecated name of ``data_roots``."""
+        return self.data_roots
+
+    @property
     def server_url(self) -> str:
         """``server``, else the coordinator on this machine's ``port``."""
         return (self.server or f"http://127.0.0.1:{self.port}").rstrip("/")
 
 
 _FIELDS = {spec.name: spec for spec in dataclasses.fields(Settings)}
+# the data roots' old name, still read when BLOCKREG_DATA_ROOTS is unset
+DEPRECATED_ROOTS = PREFIX + "ALLOWED_ROOTS"
 DERIVED = ("task_soft_time_limit_s", "running_lease_s", "visibility_timeout_s")
 
 
@@ -221,6 +257,8 @@ def load(environ: Mapping[str, str] | None = None, **overrides) -> Settings:
         text = env.get(env_name(name))
         if text:
             values[name] = _parse(name, text)
+    if "data_roots" not in values and env.get(DEPRECATED_ROOTS):
+        values["data_roots"] = _parse("data_roots", env[DEPRECATED_ROOTS])
     values.update({k: v for k, v in overrides.items() if v is not None})
     return Settings(**values)
 
@@ -228,7 +266,8 @@ def load(environ: Mapping[str, str] | None = None, **overrides) -> Settings:
 def get(name: str, environ: Mapping[str, str] | None = None):
     """One setting, parsing only its own variable (for hot paths such as the FFT thread count)."""
     spec = _FIELDS[name]
-    text = (os.environ if environ is None else environ).get(env_name(name))
+    env = os.environ if environ is None else environ
+    text = env.get(env_name(name)) or (env.get(DEPRECATED_ROOTS) if name == "data_roots" else None)
     if not text:
         return getattr(Settings(), name)
     value = _parse(name, text)

@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -27,7 +28,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from ..states import ACTIVE_JOB_STATES, FrameState, JobState
 
-__all__ = ["Base", "Job", "Frame", "FrameScalar", "WorkerHeartbeat", "JobState", "FrameState",
+__all__ = ["Base", "User", "Job", "Frame", "FrameScalar", "WorkerHeartbeat", "JobState", "FrameState",
            "ACTIVE_JOB_STATES", "UTCDateTime"]
 
 # Named constraints let Alembic's batch mode (SQLite table rebuilds) drop and recreate them.
@@ -73,12 +74,27 @@ class Base(DeclarativeBase):
     }
 
 
+class User(Base):
+    """A user of the API: a name, the SHA-256 of their token (never the token), admin or not."""
+
+    __tablename__ = "user_account"  # "user" is a reserved word in PostgreSQL
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime]
+
+
 class Job(Base):
     """One registration job: its spec, output store and progress counters."""
 
     __tablename__ = "job"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # NULL: submitted in single-user mode (no authentication), or by a user since removed
+    owner_id: Mapped[int | None] = mapped_column(
+        ForeignKey("user_account.id", ondelete="SET NULL"), index=True)
     name: Mapped[str | None] = mapped_column(String(200))
     state: Mapped[str] = mapped_column(String(16), default=JobState.QUEUED.value, index=True)
     spec: Mapped[dict]
