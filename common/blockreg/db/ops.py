@@ -21,6 +21,7 @@ from .models import Frame, FrameScalar, Job, WorkerHeartbeat
 __all__ = [
     "utcnow", "create_job", "claim_frame", "complete_frame", "fail_frame", "finalize_if_complete",
     "cancel_job", "requeue_stale", "enqueue_pending", "release_frames", "record_heartbeat",
+    "return_lost_frames", "prune_heartbeats",
     "migrate", "alembic_config",
 ]
 
@@ -372,3 +373,53 @@ def record_heartbeat(session: Session, *, hostname: str, pid: int, queues: str =
         session.add(WorkerHeartbeat(hostname=hostname, pid=pid, queues=queues, device=device,
                                     last_seen=now))
     session.commit()
+
+
+def return_lost_frames(session: Session, *, queued=(), running=(), queued_before: datetime,
+                       running_before: datetime, max_attempts: int = MAX_ATTEMPTS) -> int:
+    """Give frames that are not really queued or running back to ``pending`` (the reconciler's
+    verdict), or fail a running one already claimed ``max_attempts`` times.
+
+    Each frame moves only if it is still as the verdict saw it: ``queued`` frames ``(job_id,
+    index)`` still queued since before ``queued_before`` (a frame sent again since is left
+    alone), ``running`` frames ``(job_id, index, worker)`` still running under that worker since
+    before ``running_before`` (a frame claimed again since is left alone).  Returns the number of
+    frames moved or failed.
+    """
+    if max_attempts < 1:
+        raise ValueError(f"max_attempts: must be at least 1, got {max_attempts}")
+    now = utcnow()
+    moved = 0
+    for job_id, index in queued:
+        moved += session.execute(
+            update(Frame)
+            .where(Frame.job_id == job_id, Frame.index == index,
+                   Frame.state == FrameState.QUEUED.value, Frame.enqueued_at < queued_before)
+            .values(state=FrameState.PENDING.value, enqueued_at=None)
+            .execution_options(synchronize_session=False)).rowcount
+    for job_id, index, worker in running:
+        still = and_(Frame.job_id == job_id, Frame.index == index, Frame.worker == worker,
+                     Frame.state == FrameState.RUNNING.value, Frame.started_at < running_before)
+        failed = session.execute(
+            update(Frame).where(still, Frame.attempts >= max_attempts)
+            .values(state=FrameState.FAILED.value, finished_at=now,
+                    error=f"worker lost {max_attempts} times while running this frame")
+            .execution_options(synchronize_session=False)).rowcount
+        if failed:
+            session.execute(update(Job).where(Job.id == job_id)
+                            .values(frames_failed=Job.frames_failed + 1)
+                            .execution_options(synchronize_session=False))
+            moved += 1
+            continue
+        moved += session.execute(
+            update(Frame).where(still).values(state=FrameState.PENDING.value)
+            .execution_options(synchronize_session=False)).rowcount
+    session.commit()
+    return moved
+
+
+def prune_heartbeats(session: Session, before: datetime) -> int:
+    """Delete heartbeat rows last seen before ``before`` (processes long gone)."""
+    result = session.execute(delete(WorkerHeartbeat).where(WorkerHeartbeat.last_seen < before))
+    session.commit()
+    return result.rowcount

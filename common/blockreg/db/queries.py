@@ -4,9 +4,11 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
-from .models import Frame, Job
+from ..states import ACTIVE_JOB_STATES
+from .models import Frame, Job, WorkerHeartbeat
 
-__all__ = ["get_job", "count_frames", "list_jobs", "list_frames"]
+__all__ = ["get_job", "count_frames", "list_jobs", "list_frames", "live_workers", "open_frames",
+           "task_workers"]
 
 
 def get_job(session: Session, job_id: int) -> Job | None:
@@ -48,3 +50,36 @@ def list_frames(session: Session, job_id: int, *, state: str | None = None, offs
     query = query.order_by(Frame.index).offset(offset).limit(limit)
     frames = list(session.scalars(query.execution_options(populate_existing=True)))
     return frames, session.scalar(count)
+
+
+def live_workers(session: Session, since) -> dict[str, str]:
+    """Worker processes whose heartbeat is not older than ``since``: name -> queues they consume.
+
+    The name is what the process records on the frames it claims (``Frame.worker``).
+    """
+    rows = session.execute(select(WorkerHeartbeat.hostname, WorkerHeartbeat.queues)
+                           .where(WorkerHeartbeat.last_seen >= since)).all()
+    return {name: queues for name, queues in rows}
+
+
+def open_frames(session: Session, state: str, before):
+    """Frames of active jobs in ``state`` since before ``before`` (queued: enqueued_at, running:
+    started_at): rows of ``(job_id, index, worker, task_id)``, for the reconciler."""
+    column = Frame.started_at if state == "running" else Frame.enqueued_at
+    active = select(Job.id).where(Job.id == Frame.job_id, Job.state.in_(ACTIVE_JOB_STATES)).exists()
+    return session.execute(select(Frame.job_id, Frame.index, Frame.worker, Frame.task_id)
+                           .where(Frame.state == state, column < before, active)
+                           .order_by(Frame.job_id, Frame.index)).all()
+
+
+def task_workers(session: Session, task_ids) -> dict[str, set[str]]:
+    """For each task message id, the workers that claimed frames under it."""
+    task_ids = list(task_ids)
+    found: dict[str, set[str]] = {}
+    if not task_ids:
+        return found
+    rows = session.execute(select(Frame.task_id, Frame.worker).distinct()
+                           .where(Frame.task_id.in_(task_ids))).all()
+    for task_id, worker in rows:
+        found.setdefault(task_id, set()).add(worker)
+    return found
