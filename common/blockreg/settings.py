@@ -155,6 +155,19 @@ class Settings:
     queued_lease_s: float = _setting(
         3600.0, "a frame queued this long is presumed lost by the broker and sent again", _float,
         minimum=1)
+    reconcile_interval_s: float = _setting(
+        5.0, "seconds between the dispatcher's reconciliations of the database with the broker "
+        "and the workers' heartbeats (also done when it becomes active)", _float, minimum=0.1)
+    queued_grace_s: float = _setting(
+        20.0, "a frame queued this long whose message the broker no longer holds is sent again "
+        "(the broker forgot it: a Redis restart, a lost message)", _float, minimum=0.1)
+    worker_lost_s: float = _setting(
+        45.0, "a running frame whose worker process has not written its heartbeat for this long "
+        "is sent again (the worker died); keep it several times `heartbeat_interval_s`", _float,
+        minimum=0.1)
+    heartbeat_interval_s: float = _setting(
+        5.0, "seconds between a worker process's heartbeats (written even while it registers a "
+        "frame)", _float, minimum=0.05)
     max_attempts: int = _setting(
         3, "a frame whose worker was lost this many times fails instead of being sent again",
         _int, minimum=1)
