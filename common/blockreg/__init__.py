@@ -26,6 +26,8 @@ __version__ = "0.1.0"
 _EXPORTS = {
     # registering a movie and reading the results
     "Apertures": ".algorithms.apertures",
+    "AperturesMismatch": ".algorithms.apertures_mismatch",
+    "Rigid": ".algorithms.rigid",
     "Algorithm": ".algorithms.base",
     "ArrayDecl": ".algorithms.base",
     "register": ".runner",

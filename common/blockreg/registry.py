@@ -23,7 +23,8 @@ from typing import Any
 __all__ = ["AlgorithmEntry", "register_algorithm", "unregister_algorithm", "registered",
            "get_algorithm", "algorithm_names", "UnknownAlgorithm", "BUILTIN_MODULES"]
 
-BUILTIN_MODULES = ("blockreg.jobkinds.apertures",)
+BUILTIN_MODULES = ("blockreg.jobkinds.apertures", "blockreg.jobkinds.apertures_mismatch",
+                   "blockreg.jobkinds.rigid")
 
 
 @dataclass(frozen=True, eq=False)  # identity: JobSpec caches one spec model per entry

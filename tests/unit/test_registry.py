@@ -91,12 +91,15 @@ def test_default_monitor_is_the_algorithms():
 
 def test_json_schema_has_one_variant_per_algorithm():
     alone = JobSpec.model_json_schema()  # the same shape with one algorithm as with several
-    assert alone["discriminator"]["mapping"] == {"apertures": "#/$defs/AperturesJob"}
+    assert alone["discriminator"]["mapping"] == {
+        "apertures": "#/$defs/AperturesJob", "apertures_mismatch": "#/$defs/AperturesMismatchJob",
+        "rigid": "#/$defs/RigidJob"}
     assert alone["$defs"]["AperturesJob"]["properties"]["algorithm"]["const"] == "apertures"
     with registered(fakes.MEAN_SHIFT):
         schema = JobSpec.model_json_schema(ref_template="#/components/schemas/{model}")
     assert schema["discriminator"]["propertyName"] == "algorithm"
-    assert set(schema["discriminator"]["mapping"]) == {"apertures", "mean-shift"}
+    assert set(schema["discriminator"]["mapping"]) == {"apertures", "apertures_mismatch", "rigid",
+                                                       "mean-shift"}
     defs = schema["$defs"]
     assert defs["MeanShiftJob"]["properties"]["params"] == {
         "$ref": "#/components/schemas/MeanShiftParams", "description": "Parameters of 'mean-shift'."}
@@ -122,7 +125,7 @@ def test_extra_modules_come_from_the_setting(tmp_path):
     env = {"PYTHONPATH": f"{tmp_path}:{TESTS}", "BLOCKREG_ALGORITHM_MODULES": "my_plugin",
            "PATH": "/usr/bin:/bin"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-    assert out.stdout.strip() == "apertures,mean-shift", out.stderr
+    assert out.stdout.strip() == "apertures,apertures_mismatch,rigid,mean-shift", out.stderr
     env["BLOCKREG_ALGORITHM_MODULES"] = "no_such_plugin"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.returncode != 0

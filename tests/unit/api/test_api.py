@@ -71,7 +71,8 @@ def test_responses_validate_against_the_openapi_document(app, client, broker, mo
     validator.validate(doc)  # a well-formed OpenAPI 3.1 document
     # one request variant per registered algorithm, its params model among the schemas
     schemas = doc["components"]["schemas"]
-    assert set(schemas["JobSpec"]["discriminator"]["mapping"]) == {"apertures", "mean-shift"}
+    assert set(schemas["JobSpec"]["discriminator"]["mapping"]) == {
+        "apertures", "apertures_mismatch", "rigid", "mean-shift"}
     assert "lambda" in schemas["AperturesParams"]["properties"]
     assert set(schemas["MeanShiftParams"]["properties"]) == {"gridsize"}
     for path in ("/api/v1/jobs", "/api/v1/jobs/{job_id}", "/api/v1/jobs/{job_id}/frames",
