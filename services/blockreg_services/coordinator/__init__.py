@@ -58,7 +58,7 @@ def create_app(config: dict | None = None) -> Flask:
     from blockreg.celery_app import make_celery
     from blockreg.db import make_engine, session_factory
 
-    from . import api
+    from . import api, browse, dashboard, tune
 
     app = Flask(__name__)
     app.config.update(VERSION=__version__, CELERY=None)
@@ -78,6 +78,8 @@ def create_app(config: dict | None = None) -> Flask:
     import zarr  # noqa: F401
 
     app.register_blueprint(api.bp)
+    for blueprint in (browse.bp, tune.bp, dashboard.bp):  # data views, tuning, the web pages
+        app.register_blueprint(blueprint)
     app.teardown_appcontext(api.close_db)
     app.register_error_handler(404, api.json_http_errors)
     app.register_error_handler(405, api.json_http_errors)

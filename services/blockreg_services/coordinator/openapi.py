@@ -7,6 +7,8 @@ the code.
 """
 from __future__ import annotations
 
+import math
+
 from blockreg import __version__
 from blockreg.jobspec import JobSpec
 
@@ -88,10 +90,92 @@ def build_openapi() -> dict:
             "summary": "This document", "operationId": "openapi",
             "responses": {"200": {"description": "OpenAPI 3.1 document"}}}},
     }
+    paths.update(_data_and_tune_paths())
     return {
         "openapi": "3.1.0",
         "info": {"title": "blockreg coordinator", "version": __version__,
                  "description": "Submit and follow deformable-registration jobs."},
         "paths": paths,
-        "components": {"schemas": schemas},
+        "components": {"schemas": _finite(schemas)},
+    }
+
+
+def _finite(value):
+    """``value`` without defaults that hold an infinite float (sigma_hp's "no highpass"): a bare
+    ``Infinity`` is not JSON (a browser's ``JSON.parse`` refuses the whole document), and the
+    string a spec stores instead does not validate against the number's schema. The field stays
+    optional; its description says what leaving it out means."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()
+                if not (k == "default" and not _all_finite(v))}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _all_finite(value) -> bool:
+    if isinstance(value, dict):
+        return all(_all_finite(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_all_finite(v) for v in value)
+    return not (isinstance(value, float) and not math.isfinite(value))
+
+
+def _query(name: str, description: str, schema: dict | None = None, required=False) -> dict:
+    return {"name": name, "in": "query", "required": required, "description": description,
+            "schema": schema or {"type": "string"}}
+
+
+def _data_and_tune_paths() -> dict:
+    """The routes of :mod:`.browse` (file picker, preview, frame pictures) and :mod:`.tune`."""
+    index = {"name": "index", "in": "path", "required": True, "schema": {"type": "integer"},
+             "description": "Position along the output's time axis"}
+    errors = {400: "Malformed request", 403: "Path outside the data roots", 404: "Not found",
+              409: "No readable output yet", 422: "Invalid request (one entry per field)"}
+
+    def err(*codes):
+        return {str(c): _json("Error", errors[c]) for c in codes}
+
+    png = {"description": "PNG picture", "content": {"image/png": {}}}
+    return {
+        "/api/v1/files": {"get": {
+            "summary": "Folders and series under the server's data roots (the file picker)",
+            "operationId": "listFiles",
+            "parameters": [_query("path", "Absolute folder path; omitted: the roots")],
+            "responses": {"200": _json("FileListing", "The folder's entries"),
+                          **err(400, 403, 404)}}},
+        "/api/v1/preview": {"get": {
+            "summary": "A would-be job's fixed frame with its aperture grid and maxshift",
+            "operationId": "preview",
+            "parameters": [
+                _query("path", "Input series", required=True), _query("dataset", "Dataset"),
+                _query("channel", "Channel", {"type": "integer"}),
+                _query("fixed_index", "Fixed frame (default: the middle one)", {"type": "integer"}),
+                _query("gridsize", "Apertures per axis, comma-separated"),
+                _query("maxshift", "Largest shift per axis, comma-separated"),
+                _query("overlap", "Aperture overlap", {"type": "integer"})],
+            "responses": {"200": _json("Preview", "Picture and geometry"), **err(400, 403, 422)}}},
+        "/api/v1/jobs/{job_id}/frames/{index}/image": {"get": {
+            "summary": "PNG of a frame: raw input, registered, or the fixed frame",
+            "operationId": "frameImage",
+            "parameters": [JOB_ID, index, _query("which", "raw (default), registered or fixed",
+                                                 {"enum": ["raw", "registered", "fixed"]})],
+            "responses": {"200": png, **err(400, 404, 409)}}},
+        "/api/v1/jobs/{job_id}/frames/{index}/deformation": {"get": {
+            "summary": "A frame's node positions and displacements", "operationId": "frameDeformation",
+            "parameters": [JOB_ID, index],
+            "responses": {"200": _json("Deformation", "Nodes and u (null until computed)"),
+                          **err(404, 409)}}},
+        "/api/v1/tune": {"post": {
+            "summary": "Run a grid of settings on a few frames as one batch of small jobs",
+            "operationId": "startTune",
+            "requestBody": {"required": True, "content": {
+                "application/json": {"schema": _ref("TuneRequest")}}},
+            "responses": {"201": _json("Tune", "Batch submitted"), **err(400, 422)}}},
+        "/api/v1/tune/{tune_id}": {"get": {
+            "summary": "A tune batch: each setting's state, mismatch reduction, folds, auto-λ curve",
+            "operationId": "getTune",
+            "parameters": [{"name": "tune_id", "in": "path", "required": True,
+                            "schema": {"type": "integer"}}],
+            "responses": {"200": _json("Tune", "The batch"), **err(404)}}},
     }

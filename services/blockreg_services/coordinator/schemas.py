@@ -10,12 +10,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from blockreg.states import FrameState, JobState
 
 __all__ = ["FieldError", "Error", "Created", "JobSummary", "Job", "JobList", "Frame", "FrameList",
-           "Health", "RESPONSE_MODELS", "body"]
+           "Health", "RESPONSE_MODELS", "body", "FileEntry", "FileListing", "Preview", "Deformation",
+           "TuneGrid", "TuneRequest", "TuneRun", "LambdaCurve", "Tune"]
 
 
 class _FromRow(BaseModel):
@@ -103,3 +104,105 @@ RESPONSE_MODELS = (Error, FieldError, Created, JobSummary, Job, JobList, Frame, 
 def body(model: type[BaseModel], value=None, /, **fields) -> dict:
     """The JSON body ``model`` gives ``value`` (a row or a dict) or ``fields``."""
     return model.model_validate(fields if value is None else value).model_dump(mode="json")
+
+
+# -- looking at data and tuning (coordinator/browse.py, coordinator/tune.py) ----------------------
+class FileEntry(BaseModel):
+    """One item of a folder: a sub-folder, a series the readers open (with its geometry) or a file."""
+
+    name: str
+    path: str
+    kind: Literal["directory", "series", "file"]
+    shape: list[int] | None = None
+    axes: str | None = None
+    dtype: str | None = None
+    spacing: list[float] | None = None
+    error: str | None = None
+
+
+class FileListing(BaseModel):
+    path: str | None
+    parent: str | None
+    roots: list[str]
+    entries: list[FileEntry]
+
+
+class Preview(BaseModel):
+    """The fixed frame of a would-be job (PNG data URL) with its aperture grid and maxshift."""
+
+    shape: list[int]
+    axes: str
+    fixed_index: int
+    frames: int
+    image: str
+    nodes: list[list[float]] | None
+    aperture_width: list[float] | None
+    maxshift: list[int] | None
+
+
+class Deformation(BaseModel):
+    """A frame's node positions (per spatial axis) and displacements ``(*gridsize, N)``."""
+
+    index: int
+    source_t: int
+    shape: list[int] | None
+    nodes: list[list[float]] | None
+    u: list | None
+
+
+class TuneGrid(BaseModel):
+    """The values tried; every combination becomes one small job (at most 24)."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="forbid")
+
+    lam: list[float | list[float]] | None = Field(None, alias="lambda", min_length=1)
+    gridsize: list[list[int]] | None = Field(None, min_length=1)
+    maxshift: list[list[int]] | None = Field(None, min_length=1)
+    sigma_hp: list[float] | None = Field(None, min_length=1)
+
+
+class TuneRequest(BaseModel):
+    """A tune batch: a base job spec, the frames to try it on, and the grid of values."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    spec: dict
+    frames: list[int] = Field(min_length=2, max_length=3,
+                              description="[start, stop] or [start, stop, step]; at most 16 frames")
+    grid: TuneGrid
+
+
+class TuneRun(BaseModel):
+    job_id: int
+    values: dict
+    state: JobState
+    frames_done: int
+    frames_total: int
+    mismatch_before: float | None = None
+    mismatch_after: float | None = None
+    reduction: float | None = None
+    folds: float | None = None
+    spec: dict
+
+
+class LambdaCurve(BaseModel):
+    """Data penalty against λ of an auto-λ run (mean over its frames) and the fitted sigmoid."""
+
+    job_id: int
+    lambdas: list[float]
+    datapenalty: list[float]
+    fitted: list[float] | None
+    chosen: float | None
+
+
+class Tune(BaseModel):
+    id: int
+    created_at: str
+    frames: list[int]
+    grid: dict
+    runs: list[TuneRun]
+    lambda_curve: LambdaCurve | None = None
+
+
+RESPONSE_MODELS = RESPONSE_MODELS + (FileEntry, FileListing, Preview, Deformation, TuneGrid,
+                                     TuneRequest, TuneRun, LambdaCurve, Tune)
