@@ -5,6 +5,11 @@ lost frames, top up each job's batches in the broker, finalise finished jobs), a
 new job appears, which it checks for every ``dispatch_poll_s`` with one read-only query: the
 coordinator only records a submitted job, and the first frames leave within that poll interval.
 
+It also reconciles the database with the broker and the workers' heartbeats
+(:class:`blockreg.orchestrate.reconcile.Reconciler`) when it becomes active and every
+``reconcile_interval_s``: frames queued in no live message or running on a dead worker are sent
+again within a minute of a Redis restart, a lost message or a killed worker.
+
 Only one dispatcher acts at a time: the active one holds the database lock ``dispatcher`` (a
 PostgreSQL advisory lock, or a file lock beside the SQLite file). Others stand by, try the lock
 every ``dispatch_interval_s``, and the first to get it takes over when the active one dies. Even
@@ -63,8 +68,10 @@ class Dispatcher:
     def run(self) -> None:
         """Dispatch until :meth:`stop`; release the lock on the way out."""
         from blockreg.orchestrate.dispatch import dispatch_once, has_new_jobs
+        from blockreg.orchestrate.reconcile import Reconciler
 
         s = self.settings
+        reconciler = None
         options = dict(batch_frames=s.batch_frames, max_batches=s.max_batches_per_job,
                        queued_lease_s=s.queued_lease_s, running_lease_s=s.running_lease_s,
                        max_attempts=s.max_attempts)
@@ -75,10 +82,23 @@ class Dispatcher:
                 if now >= next_round:
                     self._beat()
                 if not self._take_or_keep_lock(check=now >= next_round):
+                    reconciler = None
                     self._stopping.wait(s.dispatch_interval_s)
                     continue
+                if reconciler is None:
+                    # just became active (started, or took over): reconcile at once, and again
+                    # a second later, since a frame is given back when two passes agree
+                    reconciler, next_reconcile, passes = Reconciler(self.celery, s), now, 0
                 try:
                     with self.sessions() as session:
+                        if now >= next_reconcile:
+                            passes += 1
+                            next_reconcile = now + (min(1.0, s.reconcile_interval_s)
+                                                    if passes == 1 else s.reconcile_interval_s)
+                            if passes == 1:
+                                reconciler.prune(session)
+                            if reconciler.run(session):
+                                next_round = now  # send the returned frames in this round
                         if now >= next_round or has_new_jobs(session):
                             dispatch_once(session, self.celery, **options)
                             next_round = now + s.dispatch_interval_s

@@ -6,13 +6,16 @@ forgets the job contexts it inherited; the work itself is in :mod:`blockreg.orch
 from __future__ import annotations
 
 import logging
+import os
 import socket
 
 from celery.exceptions import SoftTimeLimitExceeded
-from celery.signals import worker_process_init
+from celery.signals import celeryd_after_setup, worker_process_init
 
+from blockreg import settings
 from blockreg.celery_app import TASK_REGISTER_FRAMES
 from blockreg.orchestrate.frames import forget_contexts, run_frames
+from blockreg.orchestrate.heartbeat import Heartbeat, process_name
 
 from . import app
 
@@ -21,8 +24,16 @@ __all__ = ["register_frames", "run_frames"]
 log = logging.getLogger(__name__)
 
 _sessions = None
+# the node name and queues of this worker, set in the main process before the pool forks
+_node = {"name": None, "queues": None}
 # the soft time limit ends the batch: the frame being run fails, the rest go back at once
 STOP_ON = {SoftTimeLimitExceeded: "task time limit exceeded"}
+
+
+@celeryd_after_setup.connect
+def _remember_node(sender, instance, **_):
+    _node["name"] = str(sender)
+    _node["queues"] = ",".join(sorted(instance.app.amqp.queues.consume_from or ())) or None
 
 
 @worker_process_init.connect
@@ -31,9 +42,14 @@ def _init_process(**_):
     _sessions = None
     forget_contexts()
     try:
-        _session_factory()
+        sessions = _session_factory()
     except ValueError:  # no database configured: every task will report it
         log.exception("worker process has no database")
+    else:
+        # beats while this process registers frames: the dispatcher tells it from a dead one
+        s = settings.load()
+        Heartbeat(sessions, process_name(_node["name"] or socket.gethostname()),
+                  _node["queues"] or s.queue, s.heartbeat_interval_s).start()
     _warm_imports()
 
 
@@ -58,7 +74,8 @@ def _session_factory():
 @app.task(name=TASK_REGISTER_FRAMES, bind=True, ignore_result=True)
 def register_frames(self, job_id: int, frames: list[int]) -> None:
     """Celery task: register a small batch of frames of one job (see :func:`run_frames`)."""
-    worker = self.request.hostname or socket.gethostname()
+    # the process, not only the node: the frames of a replaced pool process must not look alive
+    worker = process_name(self.request.hostname or socket.gethostname(), os.getpid())
     queue = (self.request.delivery_info or {}).get("routing_key") or "cpu"
     counts = run_frames(int(job_id), list(frames), worker=worker, sessions=_session_factory(),
                         queue=queue, task_id=self.request.id, stop_on=STOP_ON)
