@@ -21,7 +21,11 @@ __all__ = ["JobPlan", "FixedFrameError", "plan_job", "read_frame", "run_inproces
 
 def _open(spec: JobSpec):
     from .io import open_series
+    from .paths import check_still_inside
 
+    # the submit stored the resolved path: a link swapped in since then must not lead out of the
+    # data roots (a no-op without roots)
+    check_still_inside(spec.input.path, "input.path")
     return open_series(spec.input.path, dataset=spec.input.dataset, channel=spec.input.channel)
 
 

@@ -12,6 +12,7 @@ job's size, and the :class:`~blockreg.errors.ParameterError` its constructor rai
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -50,10 +51,6 @@ def _is_type_tag(part: str) -> bool:
     )
 
 
-def _inside(path: Path, roots) -> bool:
-    return any(path == root or root in path.parents for root in roots)
-
-
 def check_usable_paths(spec: JobSpec, errors: list[dict]) -> None:
     # "~nosuchuser/x" makes expanduser raise RuntimeError and a NUL byte makes every os call
     # raise ValueError: both are the client's mistake, to be named, not a crash later on
@@ -69,15 +66,21 @@ def check_usable_paths(spec: JobSpec, errors: list[dict]) -> None:
 
 
 def check_paths(spec: JobSpec, allowed_roots, errors: list[dict]) -> None:
+    """Inputs and outputs resolve inside the data roots (blockreg.paths); the input is readable.
+
+    Every refusal reads :data:`blockreg.paths.REFUSED`, whether an outside file exists or not.
+    """
+    from .paths import REFUSED, links_leaving, resolve_inside, resolve_roots
+
     if allowed_roots is None:
         return
-    roots = [Path(r).expanduser().resolve() for r in allowed_roots if str(r)]
-    checks = [("input.path", spec.input.path)]
-    if spec.output.path is not None:
-        checks.append(("output.path", spec.output.path))
-    for field, value in checks:
-        if not _inside(Path(value).expanduser().resolve(), roots):
-            errors.append({"field": field, "problem": f"{value} is outside the allowed roots"})
+    roots = resolve_roots(allowed_roots)
+    found = resolve_inside(spec.input.path, roots)
+    if (found is None or not os.access(found, os.R_OK)
+            or (found.is_dir() and links_leaving(found, roots))):
+        errors.append({"field": "input.path", "problem": REFUSED})
+    if spec.output.path is not None and resolve_inside(spec.output.path, roots) is None:
+        errors.append({"field": "output.path", "problem": REFUSED})
 
 
 def check_algorithm(spec: JobSpec, image_shape, errors: list[dict]) -> set[str] | None:

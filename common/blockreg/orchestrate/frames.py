@@ -45,7 +45,10 @@ def _build_context(job) -> _JobContext:
     from ..jobspec import JobSpec
     from ..store import open_store
 
+    from ..paths import check_still_inside
+
     spec = JobSpec.model_validate(job.spec)
+    check_still_inside(job.output_path, "output.path")  # not through a link swapped in since
     store = open_store(job.output_path, "r+")
     # register against the exact bytes the submit stored, not a re-computation
     fixed = np.asarray(store["fixed"][...])

@@ -69,9 +69,12 @@ def submit_job(session, spec: JobSpec, *, data_dir, queue: str = "cpu") -> int:
     from ..db import ops
     from ..store import create_store
 
+    spec = _resolved(spec)  # what is stored, and what workers open later, is the resolved path
     plan, fixed, declarations = _plan(spec)
     output = (str(Path(spec.output.path).expanduser().resolve()) if spec.output.path is not None
               else default_output(data_dir))
+    if spec.output.path is not None:
+        _refuse_inside_a_store(session, Path(output))
     made = _Made()
 
     def make_store(job_id: int, path: str) -> str:
@@ -84,7 +87,8 @@ def submit_job(session, spec: JobSpec, *, data_dir, queue: str = "cpu") -> int:
             staging = made.folder(target.with_name(f".{target.name}{STAGING_MARK}{token}"),
                                   tree=True)
             built = staging / target.name
-            create_store(built, len(plan.frames), declarations, attrs=attrs, fixed=fixed)
+            create_store(built, len(plan.frames), declarations, attrs=attrs, fixed=fixed,
+                         spatial_axes=plan.spatial_axes, image_dtype=plan.image_dtype)
             built.replace(target)
             staging.rmdir()
         except (OSError, ValueError) as exc:
@@ -97,6 +101,40 @@ def submit_job(session, spec: JobSpec, *, data_dir, queue: str = "cpu") -> int:
     except BaseException:
         made.remove()  # nothing is kept for a rejected job
         raise
+
+
+def _resolved(spec: JobSpec) -> JobSpec:
+    """``spec`` with ``input.path`` resolved (symlinks followed once, here, at submit)."""
+    try:
+        path = str(Path(spec.input.path).expanduser().resolve())
+    except (OSError, RuntimeError, ValueError):
+        return spec  # validation names an unusable path; planning reports what is left
+    return spec.model_copy(update={"input": spec.input.model_copy(update={"path": path})})
+
+
+def _refuse_inside_a_store(session, output: Path) -> None:
+    """An output never goes inside another job's store: one the database knows, or any folder
+    above with a ``zarr.json`` that blockreg wrote (a store of another server, a moved one)."""
+    from sqlalchemy import select
+
+    from ..db.models import Job
+
+    above = [str(p) for p in output.parents]
+    known = session.scalar(select(Job.id).where(Job.output_path.in_(above)).limit(1))
+    session.rollback()
+    if known is not None or any(_is_blockreg_store(Path(p)) for p in above):
+        raise SpecError([{"field": "output.path",
+                          "problem": "is inside another job's output store"}])
+
+
+def _is_blockreg_store(folder: Path) -> bool:
+    import json
+
+    try:
+        meta = json.loads((folder / "zarr.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and "blockreg" in (meta.get("attributes") or {})
 
 
 def _plan(spec: JobSpec):

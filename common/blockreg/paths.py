@@ -1,0 +1,106 @@
+"""Data roots: the folders a server's jobs may read and write, and the checks that keep them there.
+
+A path is checked once it is *resolved* (every symlink followed, ``..`` removed): it must lie in
+one of the roots, also resolved. The submit stores that resolved path, and whoever opens it later
+(a worker, hours after the submit) first checks that it still resolves to itself inside a root,
+right before opening: a symlink put in its place after the submit, pointing out of the roots, is
+refused instead of followed. A directory input (a Zarr store) is walked for links that leave the
+roots too.
+
+A refusal says the same thing whether the outside file exists, is missing or is unreadable
+(:data:`REFUSED`), so probing paths through submits reveals nothing about the server's disks.
+
+Without roots (``None``, the single-user mode) every check passes: the user is the server's own.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .errors import ParameterError
+
+__all__ = ["REFUSED", "resolve_roots", "configured_roots", "inside", "resolve_inside",
+           "links_leaving", "check_still_inside"]
+
+# the one refusal for an input or output outside the roots, a missing or unreadable input
+REFUSED = "not inside a data root or not readable"
+
+
+def resolve_roots(roots) -> list[Path] | None:
+    """The roots, resolved (None stays None: no restriction)."""
+    if roots is None:
+        return None
+    return [Path(os.path.realpath(Path(r).expanduser())) for r in roots if str(r)]
+
+
+def configured_roots() -> list[Path] | None:
+    """The ``data_roots`` setting, resolved."""
+    from . import settings
+
+    return resolve_roots(settings.load().data_roots)
+
+
+def inside(path: Path, roots) -> bool:
+    """``path`` (already resolved) is one of ``roots`` or below one."""
+    return any(path == root or root in path.parents for root in roots)
+
+
+def resolve_inside(value, roots) -> Path | None:
+    """``value`` resolved, if it lies inside ``roots`` (resolved already); else None.
+
+    With ``roots`` None every path is accepted and returned resolved.
+    """
+    try:
+        path = Path(os.path.realpath(Path(os.fspath(value)).expanduser()))
+    except (OSError, ValueError, RuntimeError):
+        return None
+    if roots is not None and not inside(path, roots):
+        return None
+    return path
+
+
+def links_leaving(folder: Path, roots, *, limit: int = 1_000_000) -> bool:
+    """True when a symlink somewhere below ``folder`` resolves outside ``roots``.
+
+    Only links are resolved, so the walk costs one ``lstat`` per entry (``os.walk`` does not
+    follow links into folders). ``limit`` bounds the entries looked at; past it the answer is
+    True (refuse rather than assume).
+    """
+    if roots is None:
+        return False
+    seen = 0
+    for top, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            seen += 1
+            if seen > limit:
+                return True
+            entry = os.path.join(top, name)
+            if os.path.islink(entry) and not inside(Path(os.path.realpath(entry)), roots):
+                return True
+    return False
+
+
+def check_still_inside(value, field: str, roots=None) -> None:
+    """Before opening a stored path: it must still resolve to itself, inside the roots.
+
+    Parameters
+    ----------
+    value : path-like
+        A path the submit resolved and stored.
+    field : str
+        Named in the error (``input.path``, ``output.path``).
+    roots : sequence of path-like, optional
+        Default: the ``data_roots`` setting. No roots: nothing is checked.
+
+    Raises
+    ------
+    blockreg.errors.ParameterError
+        The path (or a link inside a folder) now leads elsewhere.
+    """
+    roots = configured_roots() if roots is None else resolve_roots(roots)
+    if roots is None:
+        return
+    stored = Path(os.fspath(value))
+    now = resolve_inside(stored, roots)
+    if now is None or now != stored or (now.is_dir() and links_leaving(now, roots)):
+        raise ParameterError(field, f"{value}: changed since the submit, or {REFUSED}")
