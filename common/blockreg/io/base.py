@@ -6,6 +6,8 @@ report it at submit time (HTTP 422, CLI exit code 2) instead of a worker failing
 """
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from ..errors import ParameterError
@@ -15,9 +17,22 @@ _SPATIAL_LETTERS = "zyx"
 _SUPPORTED_KINDS = "uif"
 
 
+# a bytes repr in a library's message (tifffile's "header=b'root'", NumPy's magic string) is the
+# file's own content: a message never echoes it (the file may be one the user may not read)
+_BYTES_REPR = re.compile(r"""(?<![\w])b(['"])(?:\\.|(?!\1).)*\1""")
+
+
+def without_content(message: str) -> str:
+    """``message`` with every bytes literal (a file's content) replaced by ``…``."""
+    return _BYTES_REPR.sub("…", message)
+
+
 def path_error(problem: str) -> ParameterError:
-    """An error about the file itself (``input.path``): missing, corrupt, truncated, unsupported."""
-    return ParameterError("input.path", problem)
+    """An error about the file itself (``input.path``): missing, corrupt, truncated, unsupported.
+
+    Whatever bytes of the file a library's message quotes are removed (:func:`without_content`).
+    """
+    return ParameterError("input.path", without_content(problem))
 
 
 def dataset_error(problem: str) -> ParameterError:

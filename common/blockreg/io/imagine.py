@@ -64,7 +64,8 @@ def parse_header(path) -> dict:
             continue
         key, sep, value = line.partition("=")
         if not sep or not key.strip():
-            raise path_error(f"{path} line {number} is not 'key=value': {line[:60]!r}")
+            # the line itself is not quoted: the message never echoes a file's content
+            raise path_error(f"{path} line {number} is not 'key=value'")
         key, value = key.strip(), value.strip()
         if key in _COMPOUND:
             parts = {}
