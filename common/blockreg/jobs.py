@@ -185,6 +185,10 @@ def plan_job(spec, *, fixed=None, check: bool = False) -> JobPlan:
     """
     if not isinstance(spec, JobSpec) or check:
         spec = validate_spec(spec, check_input=check)
+    if spec.kind == "warp":  # a warp job's plan has the same interface (blockreg.warpjob)
+        from .warpjob import plan_warp
+
+        return plan_warp(spec)
     series = _open(spec)
     shape = tuple(int(n) for n in series.shape)
     n_time, spatial = shape[0], shape[1:]
@@ -251,5 +255,13 @@ def run_inprocess(spec, out=None, workers: int = 1) -> dict:
     plan = plan_job(spec, check=True)
     if out is None:
         out = plan.spec.output.path
+    if plan.spec.kind == "warp":
+        from .warpjob import run_warp
+
+        return run_warp(plan, out)
+    from .seriesjob import run_two_stage, series_settings
+
+    if series_settings(plan.spec) is not None:  # frames, then the whole-series solve
+        return run_two_stage(plan, _CroppedSeries(plan), out=out, workers=workers)
     return register(_CroppedSeries(plan), plan.make_algorithm(), monitor=tuple(plan.spec.monitor),
                     out=out, workers=workers, frames=list(plan.frames), attrs=plan.store_attrs())

@@ -30,6 +30,7 @@ from pydantic import (
     Field,
     NonNegativeFloat,
     NonNegativeInt,
+    PositiveInt,
     ValidationError,
     create_model,
     field_validator,
@@ -80,6 +81,9 @@ class InputSpec(SpecModel):
     frames: Annotated[list[int], Field(min_length=2, max_length=3)] | None = Field(
         None, description="Source frames as [start, stop] or [start, stop, step], like range()."
     )
+    register_every: PositiveInt | None = Field(
+        None, description="Register only every k-th selected frame (and the last one), for a "
+                          "warp job with tinterpolate to fill the others (the subset workflow).")
 
     @field_validator("roi")
     @classmethod
@@ -132,6 +136,8 @@ class JobSpec(SpecModel):
     """
 
     name: str | None = Field(None, max_length=200)
+    kind: Literal["register"] = Field("register", description="What the job does: 'register' "
+                                      "(this), 'warp' or 'optimize' (blockreg.jobkinds.other).")
     input: InputSpec
     algorithm: str = Field(DEFAULT_ALGORITHM, description="A registered algorithm's name.")
     fixed_index: NonNegativeInt | None = Field(
@@ -148,6 +154,11 @@ class JobSpec(SpecModel):
         """Validate ``obj`` as the spec of the algorithm it names (default ``"apertures"``)."""
         if cls is not JobSpec or isinstance(obj, JobSpec):
             return super().model_validate(obj, **kwargs)
+        kind = obj.get("kind", "register") if isinstance(obj, dict) else "register"
+        if kind != "register":  # a warp or optimize job: a model of its own, not an algorithm's
+            from .jobkinds.other import kind_model
+
+            return kind_model(kind).model_validate(obj, **kwargs)
         name = obj.get("algorithm", DEFAULT_ALGORITHM) if isinstance(obj, dict) else DEFAULT_ALGORITHM
         try:
             model = _job_model(get_algorithm(name))
@@ -203,9 +214,15 @@ class JobSpec(SpecModel):
         has flagged it, and a list of that would exhaust memory (or overflow) first.
         """
         if self.input.frames is None:
-            return range(n_time)
-        start, stop, *step = self.input.frames
-        return range(start, min(stop, n_time), *step)
+            selected = range(n_time)
+        else:
+            start, stop, *step = self.input.frames
+            selected = range(start, min(stop, n_time), *step)
+        if self.input.register_every is None or not selected:
+            return selected
+        from .apply import select_frames
+
+        return [selected[i] for i in select_frames(len(selected), every=self.input.register_every)]
 
 
 _job_models: dict[int, tuple[AlgorithmEntry, type[JobSpec]]] = {}
@@ -269,7 +286,7 @@ def validate_spec(data: Any, *, allowed_roots=None, check_input: bool = True,
     SpecError
         With one ``{"field", "problem"}`` entry per problem found.
     """
-    if isinstance(data, JobSpec):
+    if isinstance(data, SpecModel) and hasattr(data, "kind"):  # a JobSpec or another kind's
         spec = data
     else:
         if not isinstance(data, dict):
@@ -279,6 +296,9 @@ def validate_spec(data: Any, *, allowed_roots=None, check_input: bool = True,
             spec = JobSpec.model_validate(data)
         except ValidationError as exc:
             raise SpecError(pydantic_errors(exc)) from None
+    if not isinstance(spec, JobSpec):  # warp, optimize: their own checks
+        return spec.validate_against(allowed_roots=allowed_roots, check_input=check_input,
+                                     absolute_paths=absolute_paths)
     errors: list[dict] = []
     check_usable_paths(spec, errors)
     if errors:  # every later check resolves these paths

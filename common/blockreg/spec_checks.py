@@ -152,6 +152,9 @@ def check_against_input(spec: JobSpec, errors: list[dict]) -> None:
         if name not in known:
             errors.append({"field": f"monitor.{i}", "problem":
                            f"unknown variable {name!r}; known: {', '.join(sorted(known))}"})
+    from .seriesjob import check_series  # a two-stage job's series solve (params.lambda)
+
+    check_series(spec, len(spec.frame_indices(n_time)), errors)
     if spec.output.path is not None and Path(spec.output.path).expanduser().exists():
         errors.append({"field": "output.path", "problem":
                        f"{spec.output.path} already exists; choose a new path"})
