@@ -15,7 +15,6 @@ import json
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 
 from blockreg import settings
@@ -230,10 +229,7 @@ def cmd_up(args) -> int:
         with EmbeddedStack(home, port=args.port, workers=args.workers, host=args.host) as stack:
             print(f"blockreg is up at {stack.url} (home {stack.home}, {args.workers} workers); "
                   "Ctrl-C stops it", flush=True)
-            while stack.alive():
-                time.sleep(0.5)
-            raise CliError(f"{', '.join(stack.dead_children())} stopped; "
-                           f"see the logs in {stack.log_dir}")
+            stack.supervise()  # restarts a child that dies, until Ctrl-C
     except KeyboardInterrupt:
         print("blockreg stopped", file=sys.stderr)
         return EXIT_OK

@@ -8,7 +8,11 @@ Start order, as in docker-compose.yml: Redis, then the migrations (``blockreg db
 the dispatcher, the coordinator (waitress) and the workers, each a child process.
 
 The queue state in the private Redis is disposable (no RDB, no AOF): the database is the truth and
-the dispatcher re-enqueues frames whose messages were lost.
+the dispatcher's reconciler re-sends, within a minute, the frames whose messages were lost.
+
+:meth:`EmbeddedStack.supervise` (what ``blockreg up`` runs until Ctrl-C) restarts a child that
+died (a worker killed for memory, Redis, the coordinator, the dispatcher) with backoff and logs it
+in ``logs/supervisor.log`` and on stderr; the rest keep running.
 
 Example
 -------
@@ -18,6 +22,7 @@ Example
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -36,6 +41,13 @@ __all__ = ["EmbeddedStack", "find_redis_server", "default_home", "running_stack"
 
 # Linux refuses unix socket paths longer than sun_path (108 bytes including the NUL).
 _MAX_SOCKET_PATH = 100
+
+log = logging.getLogger("blockreg.embedded")
+
+# restart backoff of a child that died: 0.5 s, 1 s, 2 s ... at most 30 s; a child that ran for a
+# minute starts again from the shortest delay
+RESTART_DELAY_S = (0.5, 30.0)
+STABLE_AFTER_S = 60.0
 
 
 def default_home() -> Path:
@@ -162,6 +174,10 @@ class EmbeddedStack:
         self.url: str | None = None
         self.redis_socket: Path | None = None
         self._children: list[tuple[str, subprocess.Popen]] = []
+        self._commands: dict[str, tuple[list[str], dict | None]] = {}  # to restart a child
+        self._started: dict[str, float] = {}
+        self._restarts: dict[str, int] = {}
+        self._restart_at: dict[str, float] = {}
         self._socket_dir: str | None = None
 
     # -- paths and environment -------------------------------------------------------------
@@ -298,9 +314,69 @@ class EmbeddedStack:
                     pass
                 proc.wait()
         self._children.clear()
+        self._restart_at.clear()
         if self._socket_dir is not None:
             shutil.rmtree(self._socket_dir, ignore_errors=True)
             self._socket_dir = None
+
+    # -- supervision ---------------------------------------------------------------------------
+    def supervise(self, poll_s: float = 0.5, until=None) -> None:
+        """Restart dead children until Ctrl-C (KeyboardInterrupt) or ``until()`` is true."""
+        while until is None or not until():
+            self.restart_dead()
+            time.sleep(poll_s)
+
+    def restart_dead(self) -> list[str]:
+        """One supervision step: schedule a restart of each child that died, and restart the
+        ones whose backoff has passed; return the names restarted now.
+
+        A dead worker's process group is killed first (an orphaned pool process must not go on
+        writing the frame the reconciler hands to someone else); a dead Redis restarts on the same
+        socket, empty (the reconciler re-sends what it held).
+        """
+        now = time.monotonic()
+        restarted = []
+        for position, (name, proc) in enumerate(list(self._children)):
+            if proc.poll() is None:
+                continue
+            if name not in self._restart_at:
+                ran = now - self._started.get(name, now)
+                count = 0 if ran >= STABLE_AFTER_S else self._restarts.get(name, 0)
+                delay = min(RESTART_DELAY_S[1], RESTART_DELAY_S[0] * 2 ** count)
+                self._restarts[name] = count + 1
+                self._restart_at[name] = now + delay
+                self._event(f"{name} exited with code {proc.returncode} after {ran:.0f} s "
+                            f"({self._last_log_line(name)}); restarting in {delay:g} s")
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+            if now < self._restart_at[name]:
+                continue
+            del self._restart_at[name]
+            if name == "redis" and self.redis_socket is not None and self.redis_socket.exists():
+                self.redis_socket.unlink()
+            argv, env = self._commands[name]
+            self._children[position] = (name, self._popen(name, argv, env))
+            self._event(f"{name} restarted (pid {self._children[position][1].pid}, "
+                        f"restart {self._restarts[name]})")
+            restarted.append(name)
+        return restarted
+
+    def _event(self, message: str) -> None:
+        log.warning(message)
+        line = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}"
+        print(f"blockreg up: {message}", file=sys.stderr, flush=True)
+        try:
+            with open(self.log_dir / "supervisor.log", "a") as f:
+                f.write(line + "\n")
+        except OSError:
+            pass
+
+    def child(self, name: str) -> subprocess.Popen | None:
+        """The running process of child ``name`` (``redis``, ``dispatcher``, ``coordinator``,
+        ``worker-1`` ...)."""
+        return next((proc for n, proc in self._children if n == name), None)
 
     def alive(self) -> bool:
         """True while every child is still running."""
@@ -320,15 +396,20 @@ class EmbeddedStack:
 
     # -- helpers -----------------------------------------------------------------------------
     def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
-        log = open(self.log_dir / f"{name}.log", "ab")
+        self._commands[name] = (argv, env)
+        self._children.append((name, self._popen(name, argv, env)))
+
+    def _popen(self, name: str, argv: list[str], env: dict[str, str] | None) -> subprocess.Popen:
+        logfile = open(self.log_dir / f"{name}.log", "ab")
         try:
             proc = subprocess.Popen(
                 argv, env=env or self.environment(), cwd=self.home, stdin=subprocess.DEVNULL,
-                stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
+                stdout=logfile, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
             )
         finally:
-            log.close()  # the child holds its own descriptor
-        self._children.append((name, proc))
+            logfile.close()  # the child holds its own descriptor
+        self._started[name] = time.monotonic()
+        return proc
 
     def _check_children(self, waiting_for: str) -> None:
         dead = self.dead_children()

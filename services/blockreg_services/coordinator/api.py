@@ -16,6 +16,7 @@ from blockreg.states import FrameState, JobState
 
 from . import schemas
 from .openapi import build_openapi
+from .waiting import Waiting
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -145,13 +146,17 @@ def list_jobs():
     limit = _int_arg("limit", 50, 1, MAX_JOBS_PAGE)
     state = _state_arg([s.value for s in JobState])
     jobs, total = queries.list_jobs(db(), offset=offset, limit=limit, state=state)
-    return jsonify(schemas.body(schemas.JobList, jobs=jobs, total=total, offset=offset,
-                                limit=limit))
+    body = schemas.body(schemas.JobList, jobs=jobs, total=total, offset=offset, limit=limit)
+    waiting = Waiting(services(), db())
+    for item, job in zip(body["jobs"], jobs):
+        item.update(waiting.fields(job))
+    return jsonify(body)
 
 
 @bp.get("/jobs/<int:job_id>")
 def get_job(job_id: int):
-    return jsonify(schemas.body(schemas.Job, _get_job(job_id)))
+    job = _get_job(job_id)
+    return jsonify(dict(schemas.body(schemas.Job, job), **Waiting(services(), db()).fields(job)))
 
 
 @bp.get("/jobs/<int:job_id>/frames")

@@ -55,6 +55,10 @@ class JobSummary(_FromRow):
     finished_at: datetime | None
     elapsed_s: float | None
     error: str | None
+    waiting: bool = Field(False, description="True while an active job cannot progress and "
+                          "waits for something (see waiting_reason); recomputed on every read")
+    waiting_reason: str | None = Field(None, description="What an active job waits for, e.g. "
+                                       "'no live worker on queue cpu' or 'broker unreachable'")
 
 
 class Job(JobSummary):
@@ -202,6 +206,8 @@ class Tune(BaseModel):
     grid: dict
     runs: list[TuneRun]
     lambda_curve: LambdaCurve | None = None
+    base_frames: list[int] | None = None
+    base_name: str | None = None
 
 
 RESPONSE_MODELS = RESPONSE_MODELS + (FileEntry, FileListing, Preview, Deformation, TuneGrid,
