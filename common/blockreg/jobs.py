@@ -158,6 +158,22 @@ class JobPlan:
         declared = algorithm.declare()
         return {name: declared[name] for name in self.spec.monitor}
 
+    @property
+    def time_step_s(self) -> float | None:
+        """Seconds between consecutive output frames (the input's step times the frame step)."""
+        step = getattr(self.series, "time_step_s", None)
+        if step is None:
+            return None
+        stride = self.frames[1] - self.frames[0] if len(self.frames) > 1 else 1
+        return float(step) * stride
+
+    @property
+    def image_dtype(self) -> np.dtype:
+        """Pixel type of the stored registered movies (the spec's ``output.dtype``)."""
+        from .store_ngff import output_dtype
+
+        return output_dtype(self.spec.output.dtype, getattr(self.series, "dtype", np.float32))
+
     def store_attrs(self) -> dict:
         """Attributes of the output store (docs/internals.md, "Zarr output store")."""
         from .store import store_attributes
@@ -167,6 +183,7 @@ class JobPlan:
             spacing = list(spacing)[-len(self.roi):]
         return store_attributes(self.spec.to_json(), self.frames, nodes=self.nodes,
                                 axes="t" + self.spatial_axes, spacing=spacing,
+                                time_step_s=self.time_step_s,
                                 fixed_index=self.fixed_index,
                                 roi=[[s.start, s.stop] for s in self.roi])
 
@@ -264,4 +281,5 @@ def run_inprocess(spec, out=None, workers: int = 1) -> dict:
     if series_settings(plan.spec) is not None:  # frames, then the whole-series solve
         return run_two_stage(plan, _CroppedSeries(plan), out=out, workers=workers)
     return register(_CroppedSeries(plan), plan.make_algorithm(), monitor=tuple(plan.spec.monitor),
-                    out=out, workers=workers, frames=list(plan.frames), attrs=plan.store_attrs())
+                    out=out, workers=workers, frames=list(plan.frames), attrs=plan.store_attrs(),
+                    image_dtype=plan.image_dtype)

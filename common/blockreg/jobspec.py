@@ -123,6 +123,9 @@ class OutputSpec(SpecModel):
     """Where the results go (default: ``$BLOCKREG_DATA_DIR/results/job-<id>.zarr``)."""
 
     path: str | None = Field(None, min_length=1)
+    dtype: Literal["float32", "input"] = Field(
+        "float32", description="Pixel type of the stored registered movies (warped, warped0): "
+        "float32, or the input's integer type (rounded and clipped; float32 for a float input).")
 
 
 class JobSpec(SpecModel):

@@ -91,7 +91,7 @@ def _run_in_worker(frame, t, monitor):
 
 
 def register(movie, algorithm, *, monitor=("u", "mismatch"), out=None, workers=1, frames=None,
-             attrs=None):
+             attrs=None, image_dtype=None, progress=None):
     """Register every frame of ``movie`` with ``algorithm``.
 
     Parameters
@@ -113,6 +113,11 @@ def register(movie, algorithm, *, monitor=("u", "mismatch"), out=None, workers=1
         Source time indices to register (default: all), in output order.
     attrs : dict, optional
         Extra store attributes (under ``"blockreg"``), e.g. ``fixed_index``.
+    image_dtype : numpy.dtype-like, optional
+        Pixel type of the stored ``warped``/``warped0`` (default float32; an integer type is
+        rounded and clipped).  The returned arrays keep the algorithm's values.
+    progress : callable, optional
+        Called as ``progress(done, total)`` after each frame (in this process).
 
     Returns
     -------
@@ -127,29 +132,34 @@ def register(movie, algorithm, *, monitor=("u", "mismatch"), out=None, workers=1
     if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
         raise ParameterError("workers", f"must be a positive integer, got {workers!r}")
 
-    group = None
+    results = {name: [None] * len(indices) for name in monitor}
+    writer = None
     if out is not None:
-        from .store import create_store, write_frame
+        from .store import create_store
 
         fixed = getattr(algorithm, "fixed", None)
         axes = getattr(movie, "axes", None)
         group = create_store(
             out, len(indices), decls, attrs=_store_attrs(movie, algorithm, indices, attrs),
             fixed=None if fixed is None else to_host(fixed),
-            spatial_axes=None if axes is None else axes[1:],
+            spatial_axes=None if axes is None else axes[1:], image_dtype=image_dtype,
         )
-
-    results = {name: [None] * len(indices) for name in monitor}
+        writer = _ShardWriter(group, results, decls)
+    done = 0
 
     def collect(position, result):
+        nonlocal done
         missing = [name for name in monitor if name not in result]
         if missing:
             raise RuntimeError(f"{type(algorithm).__name__}.run_frame did not return {missing}")
         result = {name: to_host(result[name]) for name in monitor}
         for name in monitor:
             results[name][position] = result[name]
-        if group is not None:
-            write_frame(group, position, result)
+        if writer is not None:
+            writer.frame_done(position)
+        done += 1
+        if progress is not None:
+            progress(done, len(indices))
 
     if workers == 1:
         algorithm.prepare()
@@ -163,6 +173,35 @@ def register(movie, algorithm, *, monitor=("u", "mismatch"), out=None, workers=1
         name: np.stack([np.asarray(v, dtype=decls[name].dtype) for v in values])
         for name, values in results.items()
     }
+
+
+class _ShardWriter:
+    """Writes each shard of the store once, from this process, when its last frame is done.
+
+    The results are kept in memory anyway (they are returned), so holding a shard's frames costs
+    nothing extra, and each shard file is written in one go by one process (the pool processes
+    only compute): never a partial-shard race, never a shard rewritten frame after frame.
+    """
+
+    def __init__(self, group, results, decls):
+        self.group, self.results, self.decls = group, results, decls
+        self.nframes = len(next(iter(results.values())))
+        self.shard = int(group.attrs["blockreg"]["shard_frames"])
+        self.missing = {}
+
+    def frame_done(self, position):
+        first = position - position % self.shard
+        stop = min(first + self.shard, self.nframes)
+        left = self.missing.setdefault(first, stop - first) - 1
+        self.missing[first] = left
+        if left == 0:
+            from .store import write_frames
+
+            del self.missing[first]
+            write_frames(self.group, first, {
+                name: np.stack([np.asarray(v, dtype=self.decls[name].dtype)
+                                for v in values[first:stop]])
+                for name, values in self.results.items()})
 
 
 def _run_pool(movie, algorithm, indices, monitor, workers, collect):

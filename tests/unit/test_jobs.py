@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from blockreg.jobs import grid_nodes, plan_job, read_frame, run_inprocess
-from blockreg.store import open_results
+from blockreg.store import member, open_results
 
 BIAS = 100
 
@@ -79,7 +79,7 @@ def test_service_path_equals_inprocess_runner(synthetic, tmp_path):
     results = run_inprocess(spec, out=out)
     plan = plan_job(spec)
     stored = open_results(out)
-    fixed = np.asarray(stored["fixed"][...])
+    fixed = np.asarray(member(stored, "fixed")[...])
     worker_plan = plan_job(spec, fixed=fixed)
     algorithm = worker_plan.make_algorithm(fixed)
     u = np.stack([algorithm.run_frame(read_frame(worker_plan, t), t, ("u",))["u"]

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from blockreg.algorithms.base import ArrayDecl
-from blockreg.store import create_store, open_results, open_store, read_results, write_frame
+from blockreg.store import (create_store, member, open_results, open_store, read_results,
+                            write_frame, write_frame_set, write_frames)
 
 DECLS = {
     "u": ArrayDecl((3, 4, 2), "float64"),
@@ -24,13 +25,14 @@ def _make(tmp_path, **kw):
 
 def test_layout_chunks_fill_and_dimension_names(tmp_path):
     group, fixed = _make(tmp_path)
-    u, mm, w = group["u"], group["mismatch"], group["warped"]
+    u, mm, w = group["u"], group["mismatch"], member(group, "warped")
     assert u.shape == (3, 3, 4, 2) and u.chunks == (1, 3, 4, 2) and u.dtype == np.float64
     assert mm.shape == (3,) and mm.chunks == (1,)
     assert w.dtype == np.float32 and w.metadata.dimension_names == ("t", "y", "x")
-    assert group["fixed"].metadata.dimension_names == ("y", "x")
+    assert group["warped/0"].path == w.path            # images are OME-Zarr groups, level "0"
+    assert member(group, "fixed").metadata.dimension_names == ("y", "x")
     assert np.isnan(u[...]).all() and np.isnan(w[...]).all()
-    np.testing.assert_array_equal(group["fixed"][...], fixed.astype(np.float32))
+    np.testing.assert_array_equal(member(group, "fixed")[...], fixed.astype(np.float32))
     meta = open_results(tmp_path / "r.zarr").attrs["blockreg"]
     assert meta["frames"] == [4, 5, 6] and meta["fixed_index"] == 5 and "version" in meta
     assert meta["nodes"][1] == [0.0, 11 / 3, 22 / 3, 11.0]
@@ -40,7 +42,7 @@ def test_layout_chunks_fill_and_dimension_names(tmp_path):
 
 
 def test_write_frame_is_idempotent_and_frames_are_separate_chunks(tmp_path):
-    group, _ = _make(tmp_path)
+    group, _ = _make(tmp_path, shard=1)
     rng = np.random.default_rng(1)
     result = {"u": rng.random((3, 4, 2)), "mismatch": 0.25, "warped": rng.random((10, 12))}
     write_frame(group, 1, result)

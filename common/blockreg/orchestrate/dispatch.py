@@ -18,7 +18,9 @@ from ..celery_app import TASK_REGISTER_FRAMES
 from ..db import ops, queries
 from ..db.models import Job
 from ..settings import load as load_settings
-from ..states import ACTIVE_JOB_STATES, FrameState, JobState
+from ..states import ACTIVE_JOB_STATES, JobState
+from .finish import after_finish
+from .shards import enqueue_shards
 
 __all__ = ["dispatch_once", "has_new_jobs"]
 
@@ -42,7 +44,8 @@ def dispatch_once(session, celery_app, *, batch_frames: int | None = None,
     session : sqlalchemy.orm.Session
     celery_app : object with ``send_task(name, args=..., queue=...)``
     batch_frames : int, optional
-        Frames per task message.
+        Checked but no longer used: a task message carries the pending frames of one shard of
+        the output store (:mod:`blockreg.orchestrate.shards`).
     max_batches : int, optional
         Batches of one job allowed in the broker (queued, not yet started) at once.
     queued_lease_s, running_lease_s, max_attempts : optional
@@ -77,19 +80,18 @@ def dispatch_once(session, celery_app, *, batch_frames: int | None = None,
     sent = 0
     for job_id, queue in jobs:
         # covers a worker that died between completing the last frame and finalising
-        if ops.finalize_if_complete(session, job_id) is not None:
+        final = ops.finalize_if_complete(session, job_id)
+        if final is not None:
+            after_finish(job_id, queries.get_job(session, job_id).output_path, final)
             continue
-        waiting = queries.count_frames(session, job_id, FrameState.QUEUED.value)
-        session.rollback()
-        room = (max_batches * batch_frames - waiting) // batch_frames * batch_frames
-        indices = ops.enqueue_pending(session, job_id, room)
-        for start in range(0, len(indices), batch_frames):
-            batch = indices[start:start + batch_frames]
+        # one message per shard of the output store, never two for one shard (orchestrate.shards)
+        batches = enqueue_shards(session, job_id, max_batches)
+        for number, batch in enumerate(batches):
             try:
                 celery_app.send_task(TASK_REGISTER_FRAMES, args=(job_id, batch), queue=queue)
             except Exception:  # noqa: BLE001 - broker down: give the frames back, retry next round
                 log.exception("could not send frames of job %s; will retry", job_id)
-                ops.release_frames(session, job_id, indices[start:])
+                ops.release_frames(session, job_id, [i for b in batches[number:] for i in b])
                 return sent
             sent += 1
     return sent

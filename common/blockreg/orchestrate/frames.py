@@ -1,7 +1,8 @@
 """Registering a batch of one job's frames against the database and the job's output store.
 
-:func:`run_frames` claims each frame, registers it, writes its results to the Zarr store and
-records it done (or failed) in the database; the Celery task is a thin wrapper around it.
+:func:`run_frames` claims the frames of its batch (one shard of the output store, see
+:mod:`.batch`), registers them, writes their results to the Zarr store and records them done (or
+failed) in the database; the Celery task is a thin wrapper around it.
 
 Per process, the context of a job (the plan, the prepared algorithm on the fixed image the
 submit stored, the open output store) is built once and cached, so a batch of frames, and every
@@ -43,7 +44,7 @@ def forget_contexts() -> None:
 def _build_context(job) -> _JobContext:
     from ..jobs import plan_job
     from ..jobspec import JobSpec
-    from ..store import open_store
+    from ..store import member, open_store
 
     from ..paths import check_still_inside
 
@@ -51,7 +52,7 @@ def _build_context(job) -> _JobContext:
     check_still_inside(job.output_path, "output.path")  # not through a link swapped in since
     store = open_store(job.output_path, "r+")
     # register against the exact bytes the submit stored, not a re-computation
-    fixed = np.asarray(store["fixed"][...])
+    fixed = np.asarray(member(store, "fixed")[...])
     plan = plan_job(spec, fixed=fixed)
     algorithm = plan.make_algorithm(fixed)
     algorithm.prepare()
@@ -122,7 +123,7 @@ def run_frames(job_id: int, frames, *, worker: str, sessions, queue: str = "cpu"
     from .._backend import to_host
     from ..db import ops
     from ..jobs import read_frame
-    from ..store import write_frame
+    from .batch import ShardBuffer, claim_batch, release_claimed
 
     stop_on = dict(stop_on or {})
     stopping = tuple(stop_on)
@@ -133,11 +134,26 @@ def run_frames(job_id: int, frames, *, worker: str, sessions, queue: str = "cpu"
         ctx = None
         context_error = None
         frames = [int(i) for i in frames]
-        for position, index in enumerate(frames):
-            source_t = ops.claim_frame(session, job_id, index, worker, task_id=task_id)
-            if source_t is None:
-                counts["skipped"] += 1
-                continue
+        # the whole batch (one shard) is claimed first: the shard is busy until the task ends
+        claimed = claim_batch(session, job_id, frames, worker, task_id)
+        counts["skipped"] = len(frames) - len(claimed)
+        todo = [index for index in frames if index in claimed]
+        buffer = ShardBuffer()
+
+        def flush():
+            try:
+                counts["done"] += buffer.flush(ctx.store, session, job_id, _scalars)
+            except Exception as exc:  # noqa: BLE001 - the store refused: those frames failed
+                log.exception("job %s: writing frames to the store failed", job_id)
+                session.rollback()
+                for index, _, duration in buffer.items:
+                    ops.fail_frame(session, job_id, index, f"{type(exc).__name__}: {exc}",
+                                   duration_s=duration)
+                    counts["failed"] += 1
+                buffer.items, buffer._bytes = [], 0
+
+        for position, index in enumerate(todo):
+            source_t = claimed[index]
             start = time.perf_counter()
             try:
                 if context_error is not None:
@@ -147,17 +163,18 @@ def run_frames(job_id: int, frames, *, worker: str, sessions, queue: str = "cpu"
                 frame = read_frame(ctx.plan, source_t)
                 values = ctx.algorithm.run_frame(frame, source_t, ctx.wanted)
                 values = {name: to_host(v) for name, v in values.items()}
-                write_frame(ctx.store, index, values)
-                ops.complete_frame(session, job_id, index, _scalars(values),
-                                   duration_s=time.perf_counter() - start)
-                counts["done"] += 1
+                buffer.add(index, values, time.perf_counter() - start)
+                if buffer.due():
+                    flush()
             except stopping as exc:
                 session.rollback()
+                if ctx is not None:
+                    flush()
                 message = next(m for kind, m in stop_on.items() if isinstance(exc, kind))
                 ops.fail_frame(session, job_id, index, message,
                                duration_s=time.perf_counter() - start)
                 counts["failed"] += 1
-                ops.release_frames(session, job_id, frames[position + 1:])
+                release_claimed(session, job_id, todo[position + 1:], worker)
                 break
             except Exception as exc:  # noqa: BLE001 - recorded on the frame, the batch goes on
                 if ctx is None:
@@ -167,8 +184,14 @@ def run_frames(job_id: int, frames, *, worker: str, sessions, queue: str = "cpu"
                 ops.fail_frame(session, job_id, index, f"{type(exc).__name__}: {exc}",
                                duration_s=time.perf_counter() - start)
                 counts["failed"] += 1
+        if ctx is not None:
+            flush()
         final = ops.finalize_if_complete(session, job_id)
         if final is not None:
             log.info("job %s finished: %s", job_id, final)
             _drop_contexts(job_id)
+            from ..db.queries import get_job
+            from .finish import after_finish
+
+            after_finish(job_id, get_job(session, job_id).output_path, final)
     return counts

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from blockreg.db import queries
-from blockreg.store import open_store
+from blockreg.store import member, open_store
 
 from helpers import service_fakes as fakes
 from helpers.api_app import run_all, spec_for, toy_spec_for
@@ -34,8 +34,10 @@ def test_submit_run_and_inspect(app, client, broker, movie_path):
     frames = list(range(1, 11, 2))
     fixed_index = frames[len(frames) // 2]  # default: the middle selected frame
     expected_fixed = fakes.shot_noise_flattened(movie[fixed_index, 2:22, 1:19], 100)
-    np.testing.assert_array_equal(store["fixed"][...], expected_fixed)
+    np.testing.assert_array_equal(member(store, "fixed")[...], expected_fixed)
+    # 5 frames: shards of ceil(5 / 16) = 1 frame, so the frames still spread over workers
     assert store["u"].shape == (5, 3, 2, 2) and store["u"].chunks == (1, 3, 2, 2)
+    assert store["u"].shards == (1, 3, 2, 2) and store.attrs["blockreg"]["shard_frames"] == 1
     assert store.attrs["blockreg"]["frames"] == frames
 
     run_all(app, broker)
@@ -136,12 +138,12 @@ def test_cancel_stops_workers_midway(app, client, broker, movie_path):
     with sessions() as session:
         dispatch_once(session, broker, batch_frames=4, max_batches=2)
     first, second = broker.sent[0][1][1], broker.sent[1][1][1]
-    assert run_frames(job_id, first, worker="w", sessions=sessions)["done"] == 4
+    assert run_frames(job_id, first, worker="w", sessions=sessions)["done"] == len(first)
     client.post(f"/api/v1/jobs/{job_id}/cancel")
     assert run_frames(job_id, second, worker="w", sessions=sessions) == {
-        "done": 0, "failed": 0, "skipped": 4}
+        "done": 0, "failed": 0, "skipped": len(second)}
     status = client.get(f"/api/v1/jobs/{job_id}").json
-    assert status["state"] == "cancelled" and status["frames_done"] == 4
+    assert status["state"] == "cancelled" and status["frames_done"] == len(first)
 
 
 def test_failed_frames_fail_the_job_once_all_are_accounted_for(app, client, broker, tmp_path):

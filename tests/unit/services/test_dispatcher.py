@@ -87,7 +87,7 @@ def test_a_new_job_is_dispatched_at_the_next_poll_not_the_next_round(sessions, u
                  dispatch_poll_s=0.05) as dispatcher:
         assert wait_for(lambda: dispatcher.active)
         time.sleep(0.2)  # the first round ran before the job existed
-        job_id = new_job(sessions)
+        job_id = new_job(sessions, frames=64)  # shards of ceil(64 / 16) = 4 frames
         submitted = time.monotonic()
         assert wait_for(lambda: len(broker.sent) == 2, timeout=5)
         latency = time.monotonic() - submitted
@@ -110,7 +110,7 @@ def test_one_dispatcher_acts_and_a_standby_takes_over(sessions, url):
         assert [run.dispatcher.active for run in runs].count(True) == 1  # one holds the lock
         active = 0 if runs[0].dispatcher.active else 1
         standby = 1 - active
-        job_id = new_job(sessions, frames=4)
+        job_id = new_job(sessions, frames=64)  # shards of 4 frames, 2 batches out at once
         assert wait_for(lambda: brokers[active].sent)
         time.sleep(0.3)
         assert brokers[standby].sent == []
@@ -124,7 +124,7 @@ def test_one_dispatcher_acts_and_a_standby_takes_over(sessions, url):
             run.stop()
     sent = [frame for broker in brokers for _, (job, frames), _ in broker.sent for frame in frames
             if job == job_id]
-    assert sorted(sent) == [0, 1, 2, 3]  # every frame of the first job sent once
+    assert sorted(sent) == list(range(8))  # two shards of the first job, each sent once
 
 
 def test_database_lock_excludes_until_released(url):

@@ -1,0 +1,34 @@
+"""What happens once when a job has finished: its quality report is computed and stored.
+
+Called by whoever's :func:`blockreg.db.ops.finalize_if_complete` call finished the job (the worker
+that completed the last frame, or the dispatcher when that worker died in between), so exactly
+once per job and never on an API request.  The report is a courtesy: any error is logged and the
+job keeps its state.
+"""
+from __future__ import annotations
+
+import logging
+
+from ..states import JobState
+
+__all__ = ["after_finish"]
+
+log = logging.getLogger(__name__)
+
+
+def after_finish(job_id: int, output_path: str, state) -> bool:
+    """Write the quality report of a finished job into its store; True when written.
+
+    A cancelled job gets none (its results are incomplete on purpose).
+    """
+    if str(state) == JobState.CANCELLED.value:
+        return False
+    try:
+        from ..qc import write_report
+
+        write_report(output_path)
+    except Exception:  # noqa: BLE001 - the report never fails the job
+        log.exception("job %s: the quality report could not be computed", job_id)
+        return False
+    log.info("job %s: quality report written to %s", job_id, output_path)
+    return True
