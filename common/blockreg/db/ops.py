@@ -65,7 +65,7 @@ def _executemany_frames(session: Session, job_id: int, source_ts) -> None:
 
 
 def create_job(session: Session, *, spec: dict, frames, output_path: str, name: str | None = None,
-               queue: str = "cpu", before_commit=None) -> int:
+               queue: str = "cpu", before_commit=None, owner_id: int | None = None) -> int:
     """Insert a queued job and one pending frame row per source frame; return the job id.
 
     Parameters
@@ -86,7 +86,7 @@ def create_job(session: Session, *, spec: dict, frames, output_path: str, name: 
         raise ValueError("frames: a job needs at least one frame")
     job = Job(name=name, state=JobState.QUEUED.value, spec=spec, output_path=output_path,
               frames_total=len(frames), frames_done=0, frames_failed=0, queue=queue,
-              created_at=utcnow())
+              created_at=utcnow(), owner_id=owner_id)
     try:
         session.add(job)
         session.flush()

@@ -20,10 +20,14 @@ def count_frames(session: Session, job_id: int, state: str) -> int:
                           .where(Frame.job_id == job_id, Frame.state == state))
 
 
-def list_jobs(session: Session, *, offset: int = 0, limit: int = 50, state: str | None = None):
-    """Jobs, newest first, and the total count (for pagination)."""
+def list_jobs(session: Session, *, offset: int = 0, limit: int = 50, state: str | None = None,
+              owner_id: int | None = None):
+    """Jobs, newest first, and the total count (for pagination); ``owner_id``: only theirs."""
     query = select(Job)
     count = select(func.count()).select_from(Job)
+    if owner_id is not None:
+        query = query.where(Job.owner_id == owner_id)
+        count = count.where(Job.owner_id == owner_id)
     if state is not None:
         query = query.where(Job.state == state)
         count = count.where(Job.state == state)

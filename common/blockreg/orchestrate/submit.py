@@ -43,7 +43,8 @@ def default_output(data_dir) -> str:
     return str(Path(data_dir).expanduser().resolve() / "results" / "job-{id}.zarr")
 
 
-def submit_job(session, spec: JobSpec, *, data_dir, queue: str = "cpu") -> int:
+def submit_job(session, spec: JobSpec, *, data_dir, queue: str = "cpu",
+               owner_id: int | None = None) -> int:
     """Create the output store and the job with its frame rows; return the job id.
 
     Parameters
@@ -57,6 +58,8 @@ def submit_job(session, spec: JobSpec, *, data_dir, queue: str = "cpu") -> int:
         not an error (ids repeat over a kept data folder): the job gets ``job-<id>-2.zarr``, ...
     queue : str
         The queue the job's frames go to.
+    owner_id : int, optional
+        The submitting user (None in single-user mode).
 
     Raises
     ------
@@ -97,7 +100,8 @@ def submit_job(session, spec: JobSpec, *, data_dir, queue: str = "cpu") -> int:
 
     try:
         return ops.create_job(session, spec=spec.to_json(), frames=plan.frames, output_path=output,
-                              name=spec.name, queue=queue, before_commit=make_store)
+                              name=spec.name, queue=queue, before_commit=make_store,
+                              owner_id=owner_id)
     except BaseException:
         made.remove()  # nothing is kept for a rejected job
         raise

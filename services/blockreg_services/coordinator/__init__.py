@@ -13,7 +13,7 @@ from flask import Flask
 from blockreg import __version__
 from blockreg import settings as _settings
 
-__all__ = ["create_app", "config_from_settings"]
+__all__ = ["create_app", "config_from_settings", "check_auth_config"]
 
 
 def config_from_settings(s: _settings.Settings | None = None) -> dict:
@@ -23,9 +23,27 @@ def config_from_settings(s: _settings.Settings | None = None) -> dict:
         "DATABASE_URL": s.database_url,
         "BROKER_URL": s.broker_url,
         "DATA_DIR": str(s.data_dir),
-        "ALLOWED_ROOTS": [str(root) for root in s.allowed_roots] if s.allowed_roots else None,
+        "DATA_ROOTS": [str(root) for root in s.data_roots] if s.data_roots else None,
+        # the old name of DATA_ROOTS (read when DATA_ROOTS is None)
+        "ALLOWED_ROOTS": [str(root) for root in s.data_roots] if s.data_roots else None,
+        "AUTH": s.auth,
         "QUEUE": s.queue,
     }
+
+
+def check_auth_config(config) -> None:
+    """With ``AUTH`` on, at least one data root is required: a shared server must not read and
+    write anywhere its own user can.
+
+    Raises
+    ------
+    ValueError
+        Naming the setting to give.
+    """
+    if config.get("AUTH") and not (config.get("DATA_ROOTS") or config.get("ALLOWED_ROOTS")):
+        raise ValueError("BLOCKREG_AUTH needs at least one data root (BLOCKREG_DATA_ROOTS, "
+                         "`blockreg up --data-root DIR`): without one, users could read and "
+                         "write any file the server can")
 
 
 class Services:
@@ -64,6 +82,7 @@ def create_app(config: dict | None = None) -> Flask:
     app.config.update(VERSION=__version__, CELERY=None)
     app.config.update(config_from_settings())
     app.config.update(config or {})
+    check_auth_config(app.config)
 
     engine = make_engine(app.config["DATABASE_URL"])  # connects on first use
     celery = app.config["CELERY"] or make_celery(app.config["BROKER_URL"])

@@ -29,8 +29,15 @@ def main(argv=None) -> None:
 
     from . import create_app
 
-    waitress.serve(create_app(), host=args.host, port=args.port, threads=args.threads,
-                   ident="blockreg")
+    try:
+        app = create_app()
+    except ValueError as exc:  # a refused configuration (BLOCKREG_AUTH without data roots)
+        parser.exit(2, f"{parser.prog}: {exc}\n")
+    if not app.config.get("AUTH"):
+        logging.getLogger("blockreg").warning(
+            "single-user mode: no authentication (BLOCKREG_AUTH unset); anyone who reaches "
+            "%s:%s can submit, read and cancel every job", args.host, args.port)
+    waitress.serve(app, host=args.host, port=args.port, threads=args.threads, ident="blockreg")
 
 
 if __name__ == "__main__":

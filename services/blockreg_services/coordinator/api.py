@@ -15,10 +15,12 @@ from blockreg.orchestrate import submit
 from blockreg.states import FrameState, JobState
 
 from . import schemas
+from . import auth
 from .openapi import build_openapi
 from .waiting import Waiting
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
+bp.before_request(auth.authenticate_request)  # Bearer token -> g.user, or 401 (AUTH on)
 
 MAX_JOBS_PAGE = 500
 MAX_FRAMES_PAGE = 5000
@@ -40,7 +42,8 @@ def error_response(status: int, message: str, errors=None):
     return response
 
 
-@bp.errorhandler(ApiError)
+# app-wide: the other /api/v1 blueprints (browse, tune) raise ApiError through _get_job too
+@bp.app_errorhandler(ApiError)
 def _api_error(exc: ApiError):
     return error_response(exc.status, exc.message, exc.errors)
 
@@ -94,9 +97,15 @@ def _get_job(job_id: int):
     if not 0 < job_id <= MAX_JOB_ID:
         raise ApiError(404, f"job {job_id} not found")
     job = queries.get_job(db(), job_id)
-    if job is None:
+    if job is None or not auth.can_see(job):  # another user's job reads as a missing one
         raise ApiError(404, f"job {job_id} not found")
     return job
+
+
+def data_roots():
+    """The data roots inputs and outputs must resolve inside (None: any path, single-user)."""
+    roots = current_app.config.get("DATA_ROOTS")
+    return roots if roots is not None else current_app.config.get("ALLOWED_ROOTS")
 
 
 @bp.get("/health")
@@ -126,10 +135,10 @@ def submit_job():
         raise ApiError(400, "request body must be a JSON job spec",
                        [{"field": "body", "problem": "malformed or missing JSON"}])
     try:
-        spec = validate_spec(data, allowed_roots=current_app.config["ALLOWED_ROOTS"],
-                             check_input=True, absolute_paths=True)
+        spec = validate_spec(data, allowed_roots=data_roots(), check_input=True,
+                             absolute_paths=True)
         job_id = submit.submit_job(db(), spec, data_dir=current_app.config["DATA_DIR"],
-                                   queue=current_app.config["QUEUE"])
+                                   queue=current_app.config["QUEUE"], owner_id=auth.owner_id())
     except SpecError as exc:
         raise ApiError(422, "invalid job spec", exc.errors) from None
     except submit.OutputConflict as exc:
@@ -145,7 +154,8 @@ def list_jobs():
     offset = _int_arg("offset", 0, 0, 10**12)
     limit = _int_arg("limit", 50, 1, MAX_JOBS_PAGE)
     state = _state_arg([s.value for s in JobState])
-    jobs, total = queries.list_jobs(db(), offset=offset, limit=limit, state=state)
+    jobs, total = queries.list_jobs(db(), offset=offset, limit=limit, state=state,
+                                    owner_id=auth.owner_filter())
     body = schemas.body(schemas.JobList, jobs=jobs, total=total, offset=offset, limit=limit)
     waiting = Waiting(services(), db())
     for item, job in zip(body["jobs"], jobs):
