@@ -39,8 +39,13 @@ def _variants(movie_tif: Path, volume_npy: Path) -> dict:
         "params": {"gridsize": [2, 3, 3], "maxshift": [2, 4, 4], "lambda": 1e-3},
         "monitor": ["u", "mismatch", "warped0"],
     }
+    # the defaults before issue 10 (one pass; two passes of the original's full recipe)
+    one_pass = copy.deepcopy(base)
+    one_pass["params"]["passes"] = 1
+    two_pass_full = copy.deepcopy(base)
+    two_pass_full["params"].update(passes=2, refine_maxshift=None)
     return {"demo": base, "two_pass": two_pass, "auto_lambda": auto, "intensity": intensity,
-            "volume": volume}
+            "volume": volume, "one_pass": one_pass, "two_pass_full": two_pass_full}
 
 
 def main() -> int:

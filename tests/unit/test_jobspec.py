@@ -43,7 +43,8 @@ def fields_of(spec, **kwargs) -> list[str]:
 def test_valid_spec_and_defaults(movie_path):
     spec = validate_spec(base(movie_path))
     assert spec.algorithm == "apertures" and spec.monitor == ["u", "mismatch"]
-    assert spec.preprocess.sigma_hp == math.inf and spec.params.passes == 1
+    assert spec.preprocess.sigma_hp == math.inf and spec.params.passes == 2
+    assert spec.params.refine_maxshift == 2
     assert list(spec.frame_indices(SHAPE[0])) == list(range(SHAPE[0]))
     ranged = validate_spec(base(movie_path, **{"input.frames": [1, 9, 3], "params.lambda": [1e-4, 1]}))
     assert list(ranged.frame_indices(SHAPE[0])) == list(range(1, 9, 3))

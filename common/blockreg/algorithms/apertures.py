@@ -105,9 +105,16 @@ class Apertures(Algorithm):
         Default False: the original defaults to true but every user doc turns it off, and it can
         make registration worse (reference §9).
     passes : {1, 2}
-        2 = the original's refinement recipe (docs/improving.md): warp the preprocessed frame with
-        the first estimate, register it again and compose, ``u = compose(phi1, phi2)``.  With
-        auto-lambda, the second pass reuses the lambda chosen by the first.
+        2 (default) = the original's refinement recipe (docs/improving.md): warp the preprocessed
+        frame with the first estimate, register it again and compose, ``u = compose(phi1, phi2)``.
+        With auto-lambda, the second pass reuses the lambda chosen by the first.
+    refine_maxshift : int or tuple of int or None
+        With ``passes=2``: the shift searched by the second pass (default 2 px per axis, at most
+        ``maxshift``).  The second pass only corrects a residual of a pixel or two, so it uses a
+        mismatch plan of this small search range (built once in :meth:`prepare`), and does not
+        correct the bias (after the first warp, zero shift no longer aligns the camera's fixed
+        pattern).  ``None`` = the original recipe: the second pass searches ``maxshift`` and
+        corrects the bias when ``correct_bias`` is set.
 
     Notes
     -----
@@ -136,7 +143,8 @@ class Apertures(Algorithm):
     """
 
     def __init__(self, fixed, nodes, maxshift, lam, preprocess=None, *, overlap=0,
-                 normalization="pixels", thresh_fac=None, thresh=None, correct_bias=False, passes=1):
+                 normalization="pixels", thresh_fac=None, thresh=None, correct_bias=False, passes=2,
+                 refine_maxshift=2):
         xp = array_module(fixed)
         fixed = xp.asarray(fixed)
         if fixed.ndim < 1:
@@ -190,6 +198,11 @@ class Apertures(Algorithm):
         if passes not in (1, 2):
             raise ParameterError("passes", f"must be 1 or 2, got {passes!r}")
         self.passes = int(passes)
+        if refine_maxshift is None:
+            self.refine_maxshift = None
+        else:
+            refine = per_axis(refine_maxshift, ndim, "refine_maxshift", integer=True, positive=True)
+            self.refine_maxshift = tuple(min(r, m) for r, m in zip(refine, self.maxshift))
         self._context = None
 
     # --- parameters ---------------------------------------------------------------------------
@@ -284,6 +297,7 @@ class Apertures(Algorithm):
             "thresh": self.thresh.tolist(),
             "correct_bias": self.correct_bias,
             "passes": self.passes,
+            "refine_maxshift": None if self.refine_maxshift is None else list(self.refine_maxshift),
         }
 
     # --- context ------------------------------------------------------------------------------
@@ -301,6 +315,15 @@ class Apertures(Algorithm):
                             normalization=self.normalization, overlap=self.overlap)
         lam0 = self.lam if self.lam_range is None else self.lam_range[0]
         self._context = {"plan": plan, "ap": AffinePenalty(self.nodes, lam0)}
+        if self.passes == 2:
+            # The second pass corrects a residual of a pixel or two: a plan searching only
+            # refine_maxshift (its own fixed-image spectra, computed once here) costs a fraction
+            # of the first pass's.
+            refine = self.refine_maxshift
+            if refine is not None and refine != self.maxshift:
+                plan = MismatchPlan(self.fixed, self.gridsize, refine,
+                                    normalization=self.normalization, overlap=self.overlap)
+            self._context["refine_plan"] = plan
 
     def close(self):
         self._context = None
@@ -343,7 +366,9 @@ class Apertures(Algorithm):
         phi, penalty, extra = self._register_once(moving, self.lam_range)
         if self.passes == 2:
             # register what is left after the first estimate, at the lambda the first pass used
-            phi2, penalty, _ = self._register_once(warp(moving, phi), None, lam=extra["lambda"])
+            phi2, penalty, _ = self._register_once(warp(moving, phi), None, lam=extra["lambda"],
+                                                   plan=self._context["refine_plan"],
+                                                   bias=self.refine_maxshift is None)
             phi = compose(phi, phi2)
         out = {"u": np.asarray(to_host(phi.u), dtype=np.float64), "mismatch": float(penalty)}
         out.update(extra)
@@ -359,7 +384,7 @@ class Apertures(Algorithm):
                 out[name] = np.asarray(to_host(warp(img, phi, field=fields[work])), dtype=np.float32)
         return {name: out[name] for name in wanted}
 
-    def _register_once(self, moving, lam_range, lam=None):
+    def _register_once(self, moving, lam_range, lam=None, plan=None, bias=True):
         from ..reg.autolambda import auto_lambda
         from ..reg.fit import mms_to_fit
         from ..reg.mismatch import correct_bias
@@ -367,16 +392,16 @@ class Apertures(Algorithm):
         from ..reg.penalty import interpolate_mm
 
         ctx = self._context
-        mms = ctx["plan"].compute(moving)
-        if self.correct_bias:
+        mms = (ctx["plan"] if plan is None else plan).compute(moving)
+        if self.correct_bias and bias:
             mms = correct_bias(mms)
         _, cs, Qs = mms_to_fit(mms, self.thresh)
-        mmis = interpolate_mm(mms)
         ap = ctx["ap"]
         if lam_range is None:
             ap.lam = self.lam if lam is None else lam
-            phi, penalty = fixed_lambda(cs, Qs, self.nodes, ap, mmis)
+            phi, penalty = fixed_lambda(cs, Qs, self.nodes, ap, interpolate_mm(mms))
             return phi, penalty, {"lambda": float(ap.lam)}
+        mmis = interpolate_mm(mms)
         phi, penalty, lam, lams, datapenalty, quality = auto_lambda(cs, Qs, self.nodes, ap, mmis, lam_range)
         extra = {
             "lambda": float(lam),

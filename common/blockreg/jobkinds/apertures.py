@@ -38,7 +38,11 @@ class AperturesParams(SpecModel):
         0, description="Extra pixels on each side of each aperture (a number or one per axis).")
     normalization: Literal["pixels", "intensity"] = Field(
         "pixels", description="Mismatch denominator: valid pixel pairs or summed intensities.")
-    passes: Literal[1, 2] = Field(1, description="2 = register again after warping and compose.")
+    passes: Literal[1, 2] = Field(2, description="2 = register again after warping and compose "
+                                                 "(1 = one pass: faster, less accurate).")
+    refine_maxshift: PositiveInt | list[PositiveInt] | None = Field(
+        2, description="Shift searched by the second pass (a number or one per axis); null = "
+                       "maxshift with a fully optimised first pass (the original's recipe).")
     correct_bias: bool = Field(False, description="Replace zero-shift mismatch by its neighbours "
                                                   "(camera fixed-pattern noise).")
 
@@ -75,7 +79,10 @@ def build(params: AperturesParams, fixed, nodes, preprocess):
     overlap = tuple(params.overlap) if isinstance(params.overlap, list) else params.overlap
     return Apertures(fixed, nodes, tuple(params.maxshift), lam, preprocess, overlap=overlap,
                      normalization=params.normalization, correct_bias=params.correct_bias,
-                     passes=params.passes)
+                     passes=params.passes,
+                     refine_maxshift=(tuple(params.refine_maxshift)
+                                      if isinstance(params.refine_maxshift, list)
+                                      else params.refine_maxshift))
 
 
 APERTURES = register_algorithm(AlgorithmEntry(
