@@ -6,7 +6,9 @@ inputs and computes with that module, so the same code runs on the CPU (NumPy/Sc
 """
 from __future__ import annotations
 
+import hashlib
 import sys
+from collections import OrderedDict
 
 import numpy as np
 
@@ -67,6 +69,49 @@ def to_device(a, xp):
     if is_cupy(xp):
         return xp.asarray(a)
     return to_host(a)
+
+
+# Device copies of small host constants (index arrays, stencils, DFT and filter matrices) keyed
+# by their content: a frame then uploads none of them again.  Bounded, least recently used first.
+_CONSTANTS: "OrderedDict[tuple, object]" = OrderedDict()
+_CONSTANTS_MAX_BYTES = 1 << 30
+_constants_bytes = 0
+
+
+def device_constant(a, xp):
+    """``to_device(a, xp)`` for a host array that is the same for every frame: uploaded once.
+
+    On the host it is ``np.asarray(a)``.  On a device the copy is cached per process, device and
+    content (a hash of the bytes), so per-plan constants cross the bus once per job instead of once
+    per frame.  The returned device array is shared: callers must not write into it.
+    :func:`clear_device_constants` drops the cache (a worker does between jobs).
+    """
+    global _constants_bytes
+    if not is_cupy(xp):
+        return to_host(a)
+    host = np.ascontiguousarray(to_host(a))
+    cuda = getattr(xp, "cuda", None)
+    device_id = cuda.Device().id if cuda is not None else 0
+    key = (id(xp), device_id, host.dtype.str, host.shape,
+           hashlib.blake2b(host.tobytes(), digest_size=16).digest())
+    hit = _CONSTANTS.get(key)
+    if hit is not None:
+        _CONSTANTS.move_to_end(key)
+        return hit
+    value = xp.asarray(host)
+    _CONSTANTS[key] = value
+    _constants_bytes += host.nbytes
+    while _constants_bytes > _CONSTANTS_MAX_BYTES and len(_CONSTANTS) > 1:
+        _, old = _CONSTANTS.popitem(last=False)
+        _constants_bytes -= old.nbytes
+    return value
+
+
+def clear_device_constants():
+    """Forget the device copies made by :func:`device_constant` (their memory can be freed)."""
+    global _constants_bytes
+    _CONSTANTS.clear()
+    _constants_bytes = 0
 
 
 def float_dtype(dtype) -> np.dtype:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._backend import array_module, to_device
+from .._backend import array_module, device_constant, to_device
 
 
 def lag_matrices(padded_shape, maxshift, dtype, xp):
@@ -103,9 +103,9 @@ def box_sums(x, first, last, maxshift, gridsize):
         end = (last[a][:, None] + shifts).ravel()
         running = xp.cumsum(x, axis=a, dtype=np.float64)
         # sum over [begin, end) = running[end - 1] - running[begin - 1] (0 for begin = 0)
-        upper = xp.take(running, to_device(end - 1, xp), axis=a)
-        lower = xp.take(running, to_device(np.maximum(begin - 1, 0), xp), axis=a)
-        zero = to_device((begin == 0).reshape([-1 if b == a else 1 for b in range(n)]), xp)
+        upper = xp.take(running, device_constant(end - 1, xp), axis=a)
+        lower = xp.take(running, device_constant(np.maximum(begin - 1, 0), xp), axis=a)
+        zero = device_constant((begin == 0).reshape([-1 if b == a else 1 for b in range(n)]), xp)
         x = upper - xp.where(zero, 0, lower)
     sizes = [2 * m + 1 for m in maxshift]
     x = x.reshape([v for g, s in zip(gridsize, sizes) for v in (g, s)])

@@ -32,7 +32,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .._backend import array_module, to_device
+from .._backend import array_module, device_constant, to_device
 from ..errors import ParameterError
 
 BOUNDARY_CONDITIONS = ("flat", "quadratic")
@@ -137,7 +137,7 @@ def _apply_along_axes(matrix, c, axes, bc):
         axes = (axes,)
     for ax in axes:
         ax = ax % c.ndim
-        M = to_device(matrix(c.shape[ax], bc), xp).astype(c.dtype, copy=False)
+        M = device_constant(matrix(c.shape[ax], bc), xp).astype(c.dtype, copy=False)
         c = xp.moveaxis(xp.tensordot(M, c, axes=([1], [ax])), 0, ax)
     return c
 

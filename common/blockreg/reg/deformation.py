@@ -22,7 +22,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .._backend import array_module, to_device, to_host
+from .._backend import array_module, device_constant, to_device, to_host
 from ..errors import ParameterError
 from .bspline import _check_bc, evaluation_matrix, pad_ghosts, prefilter, stencil
 
@@ -274,7 +274,7 @@ class GridDeformation:
             raise ParameterError("dtype", f"must be a floating type, got {dtype}")
         values = to_device(self.coefficients(bc), xp).astype(dtype, copy=False)
         for n_pix, nodes, g in zip(shape, self.nodes, self.gridsize):
-            E = to_device(_pixel_matrix(n_pix, float(nodes[0]), _step(nodes), g, bc), xp)
+            E = device_constant(_pixel_matrix(n_pix, float(nodes[0]), _step(nodes), g, bc), xp)
             # Contract the leading grid axis and append the pixel axis: after N steps the array
             # is (N, *shape), contiguous, without any transposition.
             values = xp.tensordot(values, E.astype(dtype, copy=False), axes=([0], [1]))

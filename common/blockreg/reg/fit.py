@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._backend import array_module, float_dtype, to_host
+from .._backend import array_module, device_constant, float_dtype, to_host
 from ..errors import ParameterError
 from ._common import BOUND_MARGIN, CLAMP_MARGIN, aperture_ndim, per_axis, shift_limit
 
@@ -176,13 +176,13 @@ def mms_to_fit(mms, thresh, opt=False):
     flat = xp.swapaxes(mms.reshape((k, 2) + shape).astype(np.float64), 0, 1)
     flat = xp.transpose(flat, (0, 1) + tuple(range(n + 1, 1, -1))).reshape(2, k, -1)
     num, den = flat
-    valid = den > xp.asarray(thresh.reshape(k, 1))
+    valid = den > device_constant(thresh.reshape(k, 1), xp)
     r = xp.where(valid, num / xp.where(valid, den, 1), xp.inf)
     r = xp.where(xp.isnan(r), xp.inf, r)
     kmin = xp.argmin(r, axis=1)
     E0 = xp.take_along_axis(r, kmin[:, None], axis=1)[:, 0]
     found = xp.isfinite(E0)
-    coords = xp.asarray(_shift_offsets(shape).astype(np.float64))   # (P, N)
+    coords = device_constant(_shift_offsets(shape).astype(np.float64), xp)   # (P, N)
     imin = coords[kmin]                                              # (K, N)
     use = xp.isfinite(r)
     dr = xp.where(use, r - xp.where(found, E0, 0)[:, None], 0)
@@ -197,7 +197,7 @@ def mms_to_fit(mms, thresh, opt=False):
     V4 = xp.where(degenerate[:, None, None], eye, V4)
     Q = _heuristic_q(dE, V4, eps, xp)
     Q = xp.where((degenerate | ~found)[:, None, None], 0, Q)
-    center = xp.asarray([(s - 1) // 2 for s in shape], dtype=np.float64)
+    center = device_constant(np.array([(s - 1) // 2 for s in shape], dtype=np.float64), xp)
     cs = xp.where(found[:, None], imin - center, 0)
     E0 = xp.where(found, E0, 0)
     return E0.reshape(gridsize), cs.reshape(gridsize + (n,)), Q.reshape(gridsize + (n, n))

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._backend import array_module, fft_module, to_device
+from .._backend import array_module, device_constant, fft_module, to_device
 from ..errors import ParameterError
 from ._common import check_maxshift, check_normalization, fft_kwargs, working_dtype
 from ._lags import box_sums, inverse_at_lags, lag_matrices
@@ -167,7 +167,8 @@ class MismatchPlan:
         xp = self._xp
         lo, _ = self._padding(shape)
         corners = tuple(
-            to_device(self._starts[a][self._grid_index[a][chunk]] - self.maxshift[a] + lo[a], xp)
+            device_constant(self._starts[a][self._grid_index[a][chunk]] - self.maxshift[a] + lo[a],
+                            xp)
             for a in range(len(self.padded_shape)))
         axes = tuple(range(1, comps.ndim))
         view = xp.lib.stride_tricks.sliding_window_view(comps, self.padded_shape, axis=axes)

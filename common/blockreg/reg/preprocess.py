@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from .._backend import array_module, fft_module, to_device
+from .._backend import array_module, device_constant, fft_module, to_device
 from ..errors import ParameterError
 from ._common import fft_kwargs, per_axis, working_dtype
 
@@ -80,7 +80,7 @@ def _gaussian_fft(stack, sigma, xp):
         transfer = _gaussian_transfer(shape[a], sigma[a], p, real=(i == len(axes) - 1))
         bshape = [1] * spectrum.ndim
         bshape[a + 1] = transfer.size
-        spectrum *= to_device(transfer.astype(stack.dtype).reshape(bshape), xp)
+        spectrum *= device_constant(transfer.astype(stack.dtype).reshape(bshape), xp)
     out = fft.irfftn(spectrum, s=padded, axes=fft_axes, **fft_kwargs(xp))
     return out[(slice(None),) + tuple(slice(0, n) for n in shape)]
 
@@ -109,7 +109,7 @@ def _gaussian_filter(stack, sigma, xp):
     shape = stack.shape[1:]
     direct = [a for a, s in enumerate(sigma) if s > 0 and shape[a] <= _DIRECT_MAX]
     for a in direct:
-        matrix = to_device(_gaussian_matrix(shape[a], sigma[a]).astype(stack.dtype), xp)
+        matrix = device_constant(_gaussian_matrix(shape[a], sigma[a]).astype(stack.dtype), xp)
         if a == len(shape) - 1:
             # The matrix is symmetric; multiplying from the right keeps the result contiguous.
             stack = xp.matmul(stack, matrix)
@@ -141,7 +141,8 @@ def _separable_ones_host(shape, sigma, dtype):
 
 def _separable_ones(shape, sigma, dtype, xp):
     """``G_sigma`` applied to an all-ones image: the outer product of the 1-D filtered ones."""
-    return to_device(_separable_ones_host(tuple(shape), tuple(sigma), np.dtype(dtype).str), xp)
+    return device_constant(_separable_ones_host(tuple(shape), tuple(sigma), np.dtype(dtype).str),
+                           xp)
 
 
 def _normalized_gaussian(data, sigma, xp):

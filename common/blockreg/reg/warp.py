@@ -182,7 +182,7 @@ def interpolate_linear(img, displacement, *, start=0, has_nan=None):
         return hi
 
     out = corner_sum(base, 0)
-    return xp.where(valid, out, xp.asarray(np.nan, dtype=out.dtype))
+    return xp.where(valid, out, out.dtype.type(np.nan))
 
 
 def warp_to_file(path_or_file, frames, phis, dtype=np.float32, nodes=None):
