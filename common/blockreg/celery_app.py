@@ -16,9 +16,11 @@ from celery import Celery
 
 from . import settings as _settings
 
-__all__ = ["make_celery", "TASK_REGISTER_FRAMES"]
+__all__ = ["make_celery", "TASK_REGISTER_FRAMES", "TASK_SOLVE_WINDOW"]
 
 TASK_REGISTER_FRAMES = "blockreg.register_frames"
+# one window of a two-stage job's whole-series solve (blockreg.orchestrate.phases)
+TASK_SOLVE_WINDOW = "blockreg.solve_series_window"
 
 
 def make_celery(url: str | None = None, name: str = "blockreg", *,
@@ -45,7 +47,8 @@ def make_celery(url: str | None = None, name: str = "blockreg", *,
         task_serializer="json",
         accept_content=["json"],
         task_default_queue=s.queue,
-        task_routes={TASK_REGISTER_FRAMES: {"queue": s.queue}},
+        task_routes={TASK_REGISTER_FRAMES: {"queue": s.queue},
+                     TASK_SOLVE_WINDOW: {"queue": s.queue}},
         # Soft shutdown runs only on a cold shutdown (SIGQUIT, or SIGTERM with REMAP_SIGTERM=SIGQUIT
         # as the compose file and `blockreg up` set for workers): the running frame gets this long,
         # then its unacked late-ack message is re-queued at once instead of after the visibility

@@ -261,6 +261,10 @@ class WarpPlan:
             return movie
         return np.dtype(np.float32)
 
+    @property
+    def image_dtype(self):
+        return self.output_dtype()
+
     def make_algorithm(self, fixed=None):
         geo = self.geometry
         return WarpFrames(self.spec.source.path, geo.nodes, geo.registered, geo.positions,

@@ -107,6 +107,12 @@ class Job(Base):
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     error: Mapped[str | None] = mapped_column(Text)
+    # a phase after the frames (a two-stage job's series solve, blockreg.orchestrate.phases):
+    # NULL = none; the job is finalised only once it is "done"; progress in windows
+    phase: Mapped[str | None] = mapped_column(String(16))
+    phase_done: Mapped[int] = mapped_column(Integer, default=0)
+    phase_total: Mapped[int] = mapped_column(Integer, default=0)
+    phase_sent_at: Mapped[datetime | None]
 
     @property
     def elapsed_s(self) -> float | None:

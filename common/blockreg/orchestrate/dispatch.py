@@ -18,6 +18,7 @@ from ..celery_app import TASK_REGISTER_FRAMES
 from ..db import ops, queries
 from ..db.models import Job
 from ..settings import load as load_settings
+from .phases import advance_phase
 from ..states import ACTIVE_JOB_STATES, JobState
 from .finish import after_finish
 from .shards import enqueue_shards
@@ -79,6 +80,7 @@ def dispatch_once(session, celery_app, *, batch_frames: int | None = None,
     session.rollback()
     sent = 0
     for job_id, queue in jobs:
+        sent += advance_phase(session, celery_app, job_id, queue)  # e.g. a series solve
         # covers a worker that died between completing the last frame and finalising
         final = ops.finalize_if_complete(session, job_id)
         if final is not None:

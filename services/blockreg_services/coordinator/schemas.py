@@ -55,6 +55,10 @@ class JobSummary(_FromRow):
     finished_at: datetime | None
     elapsed_s: float | None
     error: str | None
+    phase: str | None = Field(None, description="A phase after the frames: 'optimize' (a "
+                              "two-stage job's series solve), 'stitching', then 'done'")
+    phase_done: int = Field(0, description="Windows of the phase solved so far")
+    phase_total: int = Field(0, description="Windows of the phase (0 until it starts)")
     waiting: bool = Field(False, description="True while an active job cannot progress and "
                           "waits for something (see waiting_reason); recomputed on every read")
     waiting_reason: str | None = Field(None, description="What an active job waits for, e.g. "

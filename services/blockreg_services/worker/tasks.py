@@ -13,7 +13,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import celeryd_after_setup, worker_process_init
 
 from blockreg import settings
-from blockreg.celery_app import TASK_REGISTER_FRAMES
+from blockreg.celery_app import TASK_REGISTER_FRAMES, TASK_SOLVE_WINDOW
 from blockreg.orchestrate.frames import forget_contexts, run_frames
 from blockreg.orchestrate.heartbeat import Heartbeat, process_name
 
@@ -80,3 +80,12 @@ def register_frames(self, job_id: int, frames: list[int]) -> None:
     counts = run_frames(int(job_id), list(frames), worker=worker, sessions=_session_factory(),
                         queue=queue, task_id=self.request.id, stop_on=STOP_ON)
     log.info("job %s frames %s: %s", job_id, frames, counts)
+
+
+@app.task(name=TASK_SOLVE_WINDOW, bind=True, ignore_result=True)
+def solve_series_window(self, job_id: int, index: int) -> None:
+    """Celery task: one window of a two-stage job's series solve (orchestrate.phases)."""
+    from blockreg.orchestrate.phases import run_window
+
+    outcome = run_window(int(job_id), int(index), sessions=_session_factory())
+    log.info("job %s series window %s: %s", job_id, index, outcome)
