@@ -22,6 +22,7 @@ from .phases import advance_phase
 from ..states import ACTIVE_JOB_STATES, JobState
 from .finish import after_finish
 from .shards import enqueue_shards
+from .shares import fair_caps, limits_from_settings
 
 __all__ = ["dispatch_once", "has_new_jobs"]
 
@@ -78,6 +79,8 @@ def dispatch_once(session, celery_app, *, batch_frames: int | None = None,
     jobs = session.execute(select(Job.id, Job.queue).where(Job.state.in_(ACTIVE_JOB_STATES))
                            .order_by(Job.id)).all()
     session.rollback()
+    # how many messages each job may have waiting: shared between users, then their jobs
+    caps = fair_caps(session, [job_id for job_id, _ in jobs], limits_from_settings(max_batches))
     sent = 0
     for job_id, queue in jobs:
         sent += advance_phase(session, celery_app, job_id, queue)  # e.g. a series solve
@@ -87,7 +90,7 @@ def dispatch_once(session, celery_app, *, batch_frames: int | None = None,
             after_finish(job_id, queries.get_job(session, job_id).output_path, final)
             continue
         # one message per shard of the output store, never two for one shard (orchestrate.shards)
-        batches = enqueue_shards(session, job_id, max_batches)
+        batches = enqueue_shards(session, job_id, caps.get(job_id, 0))
         for number, batch in enumerate(batches):
             try:
                 celery_app.send_task(TASK_REGISTER_FRAMES, args=(job_id, batch), queue=queue)
