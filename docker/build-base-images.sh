@@ -29,9 +29,11 @@ mmdebstrap --variant=minbase --include=python3,python3-venv,ca-certificates "${c
     "$suite" "$work/base.tar" "$mirror"
 "$engine" import --change 'CMD ["python3"]' "$work/base.tar" "localhost/blockreg-base:$suite"
 
-# policy-rc.d keeps the packages' scripts from starting daemons; the Debian cluster that
-# postgresql's postinst creates is unused (the entrypoint makes its own in PGDATA)
+# policy-rc.d keeps the packages' scripts from starting daemons. The cluster that postgresql's
+# postinst creates is removed: the entrypoint makes its own in PGDATA, and Debian's pg_isready
+# would otherwise ask the port of that cluster (5433 when the build host runs PostgreSQL itself).
 mmdebstrap --variant=minbase --include=redis-server,postgresql \
+    --customize-hook='rm -rf "$1"/etc/postgresql/* "$1"/var/lib/postgresql/*' \
     --customize-hook="copy-in $here/test/entrypoint.sh /usr/local/bin" \
     --customize-hook='chroot "$1" chmod 755 /usr/local/bin/entrypoint.sh' \
     --customize-hook='mkdir -p "$1/data"' \

@@ -18,11 +18,13 @@ postgres)
     chown -R postgres:postgres "$PGDATA" /run/postgresql
     chmod 700 "$PGDATA"
     if [ ! -s "$PGDATA/PG_VERSION" ]; then
+        # UTF8 as in the official image: initdb's default here would be SQL_ASCII, whose text
+        # psycopg returns as bytes
         pwfile=$(mktemp)
         printf '%s\n' "${POSTGRES_PASSWORD:?}" > "$pwfile"
         chown postgres "$pwfile"
         as_postgres "$bin/initdb" -D "$PGDATA" -U "${POSTGRES_USER:-postgres}" --pwfile="$pwfile" \
-            --auth-local=trust --auth-host=scram-sha-256
+            --auth-local=trust --auth-host=scram-sha-256 --encoding=UTF8 --locale=C.UTF-8
         rm -f "$pwfile"
         echo "listen_addresses = '*'" >> "$PGDATA/postgresql.conf"
         echo "host all all all scram-sha-256" >> "$PGDATA/pg_hba.conf"
