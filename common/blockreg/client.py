@@ -101,6 +101,39 @@ class Client:
             spec = spec.to_json()
         return int(self._request("POST", "/jobs", json=spec)["id"])
 
+    def warp(self, source, *, input=None, medfilt=None, tinterpolate=False, dtype="float32",
+             output=None, name=None) -> int:
+        """Submit a warp job: apply the deformations of a finished job to a movie.
+
+        Parameters
+        ----------
+        source : int or str
+            A finished job's id, or the path of a results store holding ``u``.
+        input : dict, optional
+            The movie (``path``, ``dataset``, ``channel``); fields left out are the source
+            job's, so ``{"channel": 1}`` warps another channel of the registered file.
+        medfilt : int, optional
+            Odd window of a running median of the deformations over time.
+        tinterpolate : bool
+            Also warp the frames between registered ones (deformations interpolated in time).
+        dtype : {"float32", "input"}
+        output : str, optional
+            Path of the new store (default: the server's results folder).
+
+        Returns
+        -------
+        int
+            The warp job's id (its store's array ``registered`` is the warped movie).
+        """
+        spec = {"kind": "warp", "tinterpolate": bool(tinterpolate), "dtype": dtype,
+                "source": {"job": int(source)} if isinstance(source, int) else {"path": str(source)}}
+        for key, value in (("input", input), ("medfilt", medfilt), ("name", name)):
+            if value is not None:
+                spec[key] = value
+        if output is not None:
+            spec["output"] = {"path": str(output)}
+        return self.submit(spec)
+
     def status(self, job_id: int) -> dict:
         """The job's state, frame counts, output path, timings and error."""
         return self._request("GET", f"/jobs/{int(job_id)}")

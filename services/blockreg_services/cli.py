@@ -11,6 +11,7 @@ job succeeded and 1 when it failed or was cancelled.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import signal
@@ -344,6 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--server", metavar="URL",
                       help="use this coordinator instead of starting an embedded stack")
     demo.set_defaults(func=cmd_demo)
+    importlib.import_module(".commands.warp", __package__).add_parsers(sub)
     return parser
 
 

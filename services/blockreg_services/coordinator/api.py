@@ -12,6 +12,7 @@ from werkzeug.exceptions import HTTPException
 from blockreg.db import ops, queries
 from blockreg.jobspec import SpecError, validate_spec
 from blockreg.orchestrate import submit
+from blockreg.orchestrate.sources import resolve_source
 from blockreg.states import FrameState, JobState
 
 from . import schemas
@@ -135,6 +136,7 @@ def submit_job():
         raise ApiError(400, "request body must be a JSON job spec",
                        [{"field": "body", "problem": "malformed or missing JSON"}])
     try:
+        data = resolve_source(db(), data)  # a warp job's source.job -> that job's store
         spec = validate_spec(data, allowed_roots=data_roots(), check_input=True,
                              absolute_paths=True)
         job_id = submit.submit_job(db(), spec, data_dir=current_app.config["DATA_DIR"],
