@@ -167,3 +167,20 @@ def test_a_host_round_trip_in_any_stage_is_caught(cp, monkeypatch, stage, how):
         assert isinstance(info.value, strict_cupy.HostRoundTrip)
     else:
         assert "budget" in str(info.value)
+
+
+def test_a_large_interpolant_stays_on_the_device(cp, monkeypatch):
+    # Above DEVICE_PENALTY_BYTES (the 3-D production size) the optimiser's penalty runs on the
+    # device: each step moves u up and its gradient down, never the interpolated mismatch.
+    from blockreg.reg import optimize
+
+    monkeypatch.setattr(optimize, "DEVICE_PENALTY_BYTES", 0)
+    movie, fixed, nodes, maxshift, pp = _case(3)
+    host, _ = _register(fixed, nodes, maxshift, pp, movie, ("u",), passes=1)
+    device, transfers = _register(fixed, nodes, maxshift, pp, movie, ("u",), cp=cp, passes=1)
+    for h, d in zip(host, device):
+        np.testing.assert_allclose(d["u"], h["u"], rtol=1e-6, atol=1e-9)
+    u_bytes = host[0]["u"].nbytes
+    # per step: u up, gradient down; the fits (cs, Qs) are the largest arrays that come down
+    assert transfers["h2d"] == transfers["d2h"] - 2 + 1 > 3
+    assert transfers["d2h_bytes"] <= 2 * u_bytes * transfers["d2h"] + host[0]["u"].size * 3 * 8

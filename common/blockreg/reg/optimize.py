@@ -25,7 +25,7 @@ import scipy.optimize
 import scipy.sparse.linalg
 from threadpoolctl import ThreadpoolController
 
-from .._backend import to_host
+from .._backend import array_module, is_cupy, to_device, to_host
 from ..errors import ParameterError
 from ._common import BOUND_MARGIN, shift_limit
 from .fit import clamp_shifts
@@ -223,6 +223,33 @@ def _minimize(fun, u0, maxshift, tol, maxiter):
     return result.x.reshape(u0.shape), f, f0
 
 
+#: Interpolated mismatches larger than this stay on the device and the penalty is evaluated there
+#: (each optimiser step then moves ``u`` up and its gradient down); smaller ones are copied to the
+#: host once, which costs less than a round trip per step.
+DEVICE_PENALTY_BYTES = 16 << 20
+
+
+def _penalty_operands(mmis):
+    """``(mmis, to_u)``: the interpolant (float64) where the penalty is evaluated and, when that is
+    the device, the conversion of the optimiser's host ``u`` for it (None on the host)."""
+    xp = array_module(mmis)
+    if is_cupy(xp) and mmis.size * 8 > DEVICE_PENALTY_BYTES:
+        return xp.ascontiguousarray(mmis, dtype=np.float64), lambda u: to_device(u, xp)
+    return np.ascontiguousarray(to_host(mmis), dtype=np.float64), None
+
+
+def _host_penalty(fun, to_u):
+    """``fun`` for the host optimiser: a host ``u`` in, ``(float, host grad)`` out."""
+    if to_u is None:
+        return fun
+
+    def on_host(u):
+        value, grad = fun(to_u(u))
+        return value, to_host(grad)
+
+    return on_host
+
+
 def optimize_deformation(u0, ap, mmis, phi_old=None, *, maxshift, keep=None, tol=1e-6, maxiter=1000):
     """Minimise :func:`~blockreg.reg.penalty.total_penalty` over ``u`` from ``u0``.
 
@@ -249,9 +276,10 @@ def optimize_deformation(u0, ap, mmis, phi_old=None, *, maxshift, keep=None, tol
     fval, fval0 : float
         Penalty at ``u`` and at ``u0``.
     """
-    mmis = np.ascontiguousarray(to_host(mmis), dtype=np.float64)
+    mmis, to_u = _penalty_operands(mmis)
     u0 = np.asarray(to_host(u0), dtype=np.float64)
-    return _minimize(lambda u: total_penalty(u, ap, mmis, phi_old, keep), u0, maxshift, tol, maxiter)
+    fun = _host_penalty(lambda u: total_penalty(u, ap, mmis, phi_old, keep), to_u)
+    return _minimize(fun, u0, maxshift, tol, maxiter)
 
 
 def fixed_lambda(cs, Qs, nodes, ap, mmis, *, lam_t=None, tol=1e-6, maxiter=1000):
@@ -279,13 +307,13 @@ def fixed_lambda(cs, Qs, nodes, ap, mmis, *, lam_t=None, tol=1e-6, maxiter=1000)
 
     series = lam_t is not None
     cs_h, Qs_h = _check_fits(cs, Qs, series)
-    mmis = np.ascontiguousarray(to_host(mmis), dtype=np.float64)
     maxshift = maxshift_of(mmis[0] if series else mmis)
     u0, _ = initial_deformation(ap, cs_h, Qs_h, lam_t=lam_t)
     if not np.all(np.isfinite(u0)):
         u0 = cs_h
     u0 = clamp_shifts(u0, maxshift)
     if series:
+        mmis = np.ascontiguousarray(to_host(mmis), dtype=np.float64)
         fun = lambda us: total_penalty_series(us, ap, mmis, lam_t)  # noqa: E731
         us, fval, _ = _minimize(fun, u0, maxshift, tol, maxiter)
         return us, fval

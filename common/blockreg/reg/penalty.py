@@ -23,7 +23,7 @@ import math
 
 import numpy as np
 
-from .._backend import array_module, to_device, to_host
+from .._backend import array_module, device_constant, to_device, to_host
 from ..errors import ParameterError
 from . import bspline
 from ._common import INTERPOLANT_MARGIN, aperture_ndim, shift_limit
@@ -118,18 +118,18 @@ def data_penalty(u, mmis, keep=None):
     if keep is not None:
         # Excluded apertures may lie anywhere (even NaN): read them at zero shift, then drop them.
         U = xp.where(keep_flat[:, None], U, 0.0)
-    m_arr = xp.asarray(np.asarray(m, dtype=np.float64))
-    if not bool(xp.all(xp.abs(U) < xp.asarray(shift_limit(m, INTERPOLANT_MARGIN)))):
+    m_arr = device_constant(np.asarray(m, dtype=np.float64), xp)
+    if not bool(xp.all(xp.abs(U) < device_constant(shift_limit(m, INTERPOLANT_MARGIN), xp))):
         return math.nan, xp.full(u.shape, xp.nan, dtype=xp.result_type(u.dtype, np.float64))
 
     i, w, dw = bspline.stencil(U + m_arr)  # (n, N), (n, N, 3), (n, N, 3)
-    strides, stencil_index = (to_device(a, xp) for a in _gather_layout(shift_shape))
+    strides, stencil_index = (device_constant(a, xp) for a in _gather_layout(shift_shape))
     npos = math.prod(shift_shape)
     # Flat index of every stencil coefficient of every aperture, num then denom: (n, 2, 3**N).
     start = (i * strides).sum(axis=1) + xp.arange(n) * (2 * npos)
     flat_index = start[:, None, None] + stencil_index[None, None, :]
     coefs = xp.ascontiguousarray(mmis).reshape(-1)
-    vals = xp.take(coefs, flat_index + xp.asarray([0, npos])[None, :, None])
+    vals = xp.take(coefs, flat_index + device_constant(np.array([0, npos]), xp)[None, :, None])
 
     # Tensor-product weights over the 3**N stencil in C order (matching stencil_index); the
     # derivative along axis a swaps in dw for w on that axis only (no division by w).
