@@ -241,6 +241,7 @@ class _CroppedSeries:
         self.dtype = getattr(plan.series, "dtype", None)
         self.axes = "t" + plan.spatial_axes
         self.spacing = plan.store_attrs()["spacing"]
+        self.time_step_s = plan.time_step_s
 
     def __len__(self):
         return self.shape[0]

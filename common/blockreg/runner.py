@@ -66,7 +66,8 @@ def _store_attrs(movie, algorithm, frames, attrs):
 
     axes = movie.axes if hasattr(movie, "axes") else default_axes(len(movie.shape) - 1)
     meta = store_attributes(algorithm.describe(), frames, nodes=getattr(algorithm, "nodes", None),
-                            axes=axes, spacing=getattr(movie, "spacing", None))
+                            axes=axes, spacing=getattr(movie, "spacing", None),
+                            time_step_s=getattr(movie, "time_step_s", None))
     meta.update(attrs or {})
     return meta
 

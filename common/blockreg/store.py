@@ -1,8 +1,8 @@
 """The Zarr output store of a registration job (layout: docs/internals.md, "Zarr output store").
 
 One Zarr v3 group per job.  Every monitored variable is an array with time on axis 0, stored in
-shards of ``shard_frames`` frames (one file per shard; inside it one chunk per frame, so a viewer
-reads one frame without the rest).  The shard is the unit of concurrent writing: no two processes
+shards of ``shard_frames`` frames (one file per shard; inside an image's shard one chunk per
+frame, so a viewer reads one frame without the rest).  The shard is the unit of concurrent writing: no two processes
 ever write the same shard at once (the dispatcher sends one task per shard; the in-process runner
 writes from its main process), so no update is lost.  Floating-point arrays are filled with NaN, so
 a frame that was never written reads as missing.
@@ -178,13 +178,18 @@ def create_store(path, nframes, decls, *, attrs=None, fixed=None, overwrite=Fals
             if name in _IMAGE_NAMES and image_dtype is not None:
                 dtype = np.dtype(image_dtype)
         where = group
+        shards = (min(shard, nframes),) + shape
+        # an image is read a frame at a time (viewers): one chunk per frame inside the shard;
+        # the small per-frame arrays are read whole, so one chunk per shard is cheaper
+        chunks = shards
         if dims is not None:
             where = _image_group(group, name, ("t",) + dims, meta)
+            chunks = (1,) + shape
         where.create_array(
             IMAGE_LEVEL if dims is not None else name,
             shape=(nframes,) + shape,
-            chunks=(1,) + shape,
-            shards=(min(shard, nframes),) + shape,
+            chunks=chunks,
+            shards=shards,
             dtype=dtype,
             fill_value=_fill_value(dtype),
             dimension_names=None if dims is None else ("t",) + dims,
