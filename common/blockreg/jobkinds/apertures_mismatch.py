@@ -69,6 +69,9 @@ def build(params: AperturesMismatchParams, fixed, nodes, preprocess):
     """The :class:`~blockreg.AperturesMismatch` of a job (ParameterError naming a params field)."""
     from ..algorithms.apertures_mismatch import AperturesMismatch
 
+    for a, (g, n) in enumerate(zip(params.gridsize, fixed.shape)):
+        if g > n:  # reported on the field, as for "apertures" (the constructor says "nodes")
+            raise ParameterError(f"gridsize.{a}", f"{g} apertures along an axis of {n} pixels")
     overlap = tuple(params.overlap) if isinstance(params.overlap, list) else params.overlap
     return AperturesMismatch(fixed, nodes, tuple(params.maxshift), preprocess, overlap=overlap,
                              normalization=params.normalization,

@@ -52,7 +52,8 @@ def _build_context(job) -> _JobContext:
     check_still_inside(job.output_path, "output.path")  # not through a link swapped in since
     store = open_store(job.output_path, "r+")
     # register against the exact bytes the submit stored, not a re-computation
-    fixed = np.asarray(member(store, "fixed")[...])
+    stored = member(store, "fixed")  # none for a warp job: it registers nothing
+    fixed = None if stored is None else np.asarray(stored[...])
     plan = plan_job(spec, fixed=fixed)
     algorithm = plan.make_algorithm(fixed)
     algorithm.prepare()
