@@ -210,6 +210,10 @@ def add_register_parser(subparsers):
     parser.add_argument("--frames", metavar="START:STOP[:STEP]", help="frames to register (default all)")
     parser.add_argument("--dataset", metavar="NAME", help="array inside a Zarr group or HDF5 file")
     parser.add_argument("--channel", metavar="C", help="channel of a multi-channel input")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress bar (it is only drawn on a terminal anyway)")
+    parser.add_argument("--no-report", action="store_true",
+                        help="skip the quality report at the end")
     _add_param_options(parser)
     return parser
 
@@ -330,15 +334,51 @@ def run_register(args) -> int:
                 problem = f"not a parameter of --algorithm {args.algorithm}"
             _fail(f"{_option_for(err['field'])}: {problem}")
         return 2
+    from .progress import ProgressBar
+
+    bar = ProgressBar(enabled=False if args.quiet else None)
     try:
-        results = run_inprocess(spec, out=args.out, workers=workers)
+        results = run_inprocess(spec, out=args.out, workers=workers, progress=bar)
     except ValueError as exc:
         # e.g. a frame that is all NaN, or a fixed image without finite pixels
         return _fail(exc)
+    finally:
+        bar.close()
     nframes = len(next(iter(results.values())))
     summary = ", ".join(f"{name} {tuple(v.shape)}" for name, v in results.items())
     print(f"registered {nframes} frames -> {args.out} ({summary})")
+    if not args.no_report:
+        _print_report(args.out)
     return 0
+
+
+def _print_report(store) -> None:
+    """Compute the quality report, save it in the store, print its key figures and warnings.
+
+    Without matplotlib (the ``report`` extra) the numbers are still computed and printed; a
+    report that cannot be computed at all is a warning, never a failed registration.
+    """
+    from .qc.text import bound_warning, key_figures
+
+    try:
+        from .qc import write_report
+
+        report, _ = write_report(store)
+        saved = True
+    except ImportError:
+        from .qc import compute_report
+
+        report, saved = compute_report(store), False
+    except Exception as exc:  # noqa: BLE001 - the registration itself succeeded
+        print(f"warning: no quality report ({type(exc).__name__}: {exc})", file=sys.stderr)
+        return
+    print("quality report" + (f" (saved; `blockreg report {store} --out report.html`):"
+                              if saved else ":"))
+    for line in key_figures(report):
+        print(f"  {line}")
+    warning = bound_warning(report)
+    if warning:
+        print(warning, file=sys.stderr)
 
 
 def main(argv=None) -> int:  # pragma: no cover - convenience for `python -m blockreg.commandline`

@@ -250,7 +250,7 @@ class _CroppedSeries:
         return read_frame(self._plan, t)
 
 
-def run_inprocess(spec, out=None, workers: int = 1) -> dict:
+def run_inprocess(spec, out=None, workers: int = 1, progress=None) -> dict:
     """Run a job spec without the service, through :func:`blockreg.register`.
 
     Parameters
@@ -262,6 +262,8 @@ def run_inprocess(spec, out=None, workers: int = 1) -> dict:
         results in memory only).
     workers : int
         Worker processes (1 = this process).
+    progress : callable, optional
+        ``progress(done, total)`` after each frame (see :func:`blockreg.register`).
 
     Returns
     -------
@@ -283,4 +285,4 @@ def run_inprocess(spec, out=None, workers: int = 1) -> dict:
         return run_two_stage(plan, _CroppedSeries(plan), out=out, workers=workers)
     return register(_CroppedSeries(plan), plan.make_algorithm(), monitor=tuple(plan.spec.monitor),
                     out=out, workers=workers, frames=list(plan.frames), attrs=plan.store_attrs(),
-                    image_dtype=plan.image_dtype)
+                    image_dtype=plan.image_dtype, progress=progress)

@@ -93,6 +93,17 @@ def build_openapi() -> dict:
             "responses": {"200": {"description": "OpenAPI 3.1 document"}}}},
     }
     paths.update(_data_and_tune_paths())
+    paths["/api/v1/jobs/{job_id}/report"] = {"get": {
+        "summary": "The finished job's quality report: JSON, or one self-contained HTML page",
+        "operationId": "getReport",
+        "parameters": [JOB_ID, {"name": "format", "in": "query", "required": False,
+                                "description": "json (default) or html; or send Accept: text/html",
+                                "schema": {"enum": ["json", "html"]}}],
+        "responses": {"200": {"description": "The report",
+                              "content": {"application/json": {"schema": _ref("QualityReport")},
+                                          "text/html": {"schema": {"type": "string"}}}},
+                      "404": _json("Error", "Unknown job, or no report was computed for it"),
+                      "409": _json("Error", "The job has not finished")}}}
     return {
         "openapi": "3.1.0",
         "info": {"title": "blockreg coordinator", "version": __version__,

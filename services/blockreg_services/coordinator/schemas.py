@@ -216,3 +216,15 @@ class Tune(BaseModel):
 
 RESPONSE_MODELS = RESPONSE_MODELS + (FileEntry, FileListing, Preview, Deformation, TuneGrid,
                                      TuneRequest, TuneRun, LambdaCurve, Tune)
+
+
+# -- the quality report of a finished job (coordinator/report.py) ----------------------------------
+class QualityReport(BaseModel):
+    """A finished job's quality report: the JSON documented in docs/report.md."""
+
+    job_id: int
+    report: dict = Field(description="version, summary (the key figures), warnings, bound, "
+                         "folds, largest displacements and per-frame series (docs/report.md)")
+
+
+RESPONSE_MODELS = RESPONSE_MODELS + (QualityReport,)
