@@ -147,6 +147,8 @@ class ProgressBar:
         line = (f"job {status.get('id', '?')} [{'#' * filled}{'.' * (self.width - filled)}] "
                 f"{done}/{total} frames" + (f", {failed} failed" if failed else "")
                 + f"  {status.get('state', '?')}")
+        if status.get("phase") in ("optimize", "stitching"):  # a two-stage job's series solve
+            line += f"  series {status.get('phase_done', 0)}/{status.get('phase_total', 0)} windows"
         if line == self._last:
             return
         self._last = line
@@ -200,6 +202,8 @@ def cmd_list(args) -> int:
     print(f"{'id':>6}  {'state':<10}  {'frames':>13}  output")
     for job in jobs:
         frames = f"{job.get('frames_done', 0)}/{job.get('frames_total', 0)}"
+        if job.get("phase") in ("optimize", "stitching"):  # series windows of a two-stage job
+            frames = f"w{job.get('phase_done', 0)}/{job.get('phase_total', 0)}"
         print(f"{job.get('id', '?'):>6}  {job.get('state', '?'):<10}  {frames:>13}  "
               f"{job.get('output_path') or ''}")
     return EXIT_OK
