@@ -106,3 +106,19 @@ def test_progress_line_shows_the_series_windows():
     ProgressBar(stream)({"id": 4, "state": "running", "frames_total": 8, "frames_done": 8,
                          "phase": "optimize", "phase_done": 2, "phase_total": 5})
     assert "8/8 frames" in stream.getvalue() and "series 2/5 windows" in stream.getvalue()
+
+
+def test_the_examples_of_docs_jobspec_are_valid_specs():
+    import json
+    import re
+    from pathlib import Path
+
+    from blockreg.jobspec import JobSpec
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "jobspec.md").read_text()
+    specs = [json.loads(block) for block in re.findall(r"```json\n(.*?)```", text, re.S)]
+    specs = [s for s in specs if "input" in s or "kind" in s]  # not the error bodies
+    kinds = {(s.get("kind", "register"), s.get("algorithm", "apertures")) for s in specs}
+    assert {("register", "apertures_mismatch"), ("register", "rigid"), ("warp", "apertures")} <= kinds
+    for spec in specs:
+        JobSpec.model_validate(spec)  # the document's shape (no files here)
