@@ -199,9 +199,12 @@ def _raw_frame(job, attrs: dict, source_t: int) -> np.ndarray:
 
 
 def _stored_u(group, index: int):
-    if "u" not in group:
+    from blockreg.qc.storage import store_member
+
+    stored = store_member(group, "u")
+    if stored is None:
         return None
-    u = np.asarray(group["u"][index], dtype=np.float64)
+    u = np.asarray(stored[index], dtype=np.float64)
     return None if not np.isfinite(u).all() else u
 
 
@@ -222,8 +225,12 @@ def frame_image(job_id: int, index: int):
     limits = images.display_limits(images.plane(raw))
     picture = raw
     if which == "registered":
-        if "warped0" in group and np.isfinite(group["warped0"][index]).any():
-            picture = np.asarray(group["warped0"][index], dtype=np.float32)
+        from blockreg.qc.storage import store_member
+
+        warped0 = store_member(group, "warped0")  # an array, or an OME-Zarr image group's level 0
+        stored = None if warped0 is None else np.asarray(warped0[index], dtype=np.float32)
+        if stored is not None and np.isfinite(stored).any():
+            picture = stored
         else:
             u = _stored_u(group, index)
             if u is None:

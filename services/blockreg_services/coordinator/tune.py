@@ -93,6 +93,12 @@ def variant(base: dict, frames: list[int], values: dict, label: str) -> dict:
     return spec
 
 
+def _int_list_or_none(value):
+    ok = isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool)
+                                         for v in value)
+    return value if ok else None
+
+
 def _frame_count(frames: list[int]) -> int:
     start, stop = frames[0], frames[1]
     step = frames[2] if len(frames) == 3 else 1
@@ -134,7 +140,11 @@ def start_tune():
         if errors:
             raise ApiError(422, "invalid tune request", errors)
         record = {"id": tune_id, "created_at": datetime.now(timezone.utc).isoformat(),
-                  "frames": req.frames, "grid": grid, "runs": []}
+                  "frames": req.frames, "grid": grid, "runs": [],
+                  # what a promoted setting runs on: the base spec's own frames and name
+                  "base_frames": _int_list_or_none((req.spec.get("input") or {}).get("frames")),
+                  "base_name": req.spec.get("name") if isinstance(req.spec.get("name"), str)
+                  else None}
         for values, spec in zip(runs, specs):
             try:
                 job_id = submit.submit_job(db(), spec, data_dir=current_app.config["DATA_DIR"],
@@ -182,7 +192,8 @@ def _answer(record: dict, path: Path) -> dict:
     if changed:
         _write(path, record)
     return schemas.body(schemas.Tune, id=record["id"], created_at=record["created_at"],
-                        frames=record["frames"], grid=record["grid"], runs=runs, lambda_curve=curve)
+                        frames=record["frames"], grid=record["grid"], runs=runs, lambda_curve=curve,
+                        base_frames=record.get("base_frames"), base_name=record.get("base_name"))
 
 
 def _finite(value) -> float | None:
@@ -195,6 +206,7 @@ def _metrics(job) -> dict:
     from blockreg.apply import warp_frame
     from blockreg.jobs import plan_job, read_frame
     from blockreg.qc.metrics import fold_fractions
+    from blockreg.qc.storage import store_member
     from blockreg.reg.mismatch import mismatch_zeroshift
     from blockreg.store import open_results
 
@@ -202,9 +214,9 @@ def _metrics(job) -> dict:
         group = open_results(job.output_path)
         attrs = dict(group.attrs["blockreg"])
         plan = plan_job(job.spec)
-        fixed = np.asarray(group["fixed"][...], dtype=np.float32)
+        fixed = np.asarray(store_member(group, "fixed")[...], dtype=np.float32)
         nodes = tuple(np.asarray(n, dtype=float) for n in attrs["nodes"])
-        us = np.asarray(group["u"][...], dtype=np.float64)
+        us = np.asarray(store_member(group, "u")[...], dtype=np.float64)
     except Exception as exc:  # noqa: BLE001 - a run without readable results has no metrics
         current_app.logger.warning("tune metrics of job %s: %s", job.id, exc)
         return {}
@@ -221,27 +233,30 @@ def _metrics(job) -> dict:
     mb, ma = float(np.nanmean(before)), float(np.nanmean(after))
     metrics = {"mismatch_before": _finite(mb), "mismatch_after": _finite(ma),
                "reduction": _finite(1 - ma / mb) if mb > 0 else None,
-               "folds": _finite(np.max(fold_fractions(us, nodes)))}
+               "folds": _finite(np.nanmax(fold_fractions(us, nodes)[0]))}
     if "lambdas" in group and "datapenalty" in group:
         metrics["curve"] = _lambda_curve(group)
     return metrics
 
 
 def _lambda_curve(group) -> dict | None:
-    from blockreg.reg.autolambda import _logistic, fit_sigmoid
+    from blockreg.qc.storage import store_member
+    from blockreg.reg.autolambda import fit_sigmoid
 
-    lambdas = np.nanmean(np.asarray(group["lambdas"][...], dtype=float), axis=0)
-    penalty = np.nanmean(np.asarray(group["datapenalty"][...], dtype=float), axis=0)
+    lambdas = np.nanmean(np.asarray(store_member(group, "lambdas")[...], dtype=float), axis=0)
+    penalty = np.nanmean(np.asarray(store_member(group, "datapenalty")[...], dtype=float), axis=0)
     if not (np.isfinite(lambdas).all() and np.isfinite(penalty).all()):
         return None
     fitted, chosen = None, None
     try:
-        bottom, top, center, width = fit_sigmoid(penalty)
+        bottom, top, center, width = fit_sigmoid(penalty)[:4]  # (a fit quality may follow)
         k = np.arange(1, penalty.size + 1)
-        fitted = [float(v) for v in bottom + (top - bottom) * _logistic(k, center, width)]
+        # fit_sigmoid's model: bottom + (top - bottom) / (1 + exp(-(k - center) / width))
+        logistic = 0.5 * (1 + np.tanh(0.5 * (k - center) / width))
+        fitted = [float(v) for v in bottom + (top - bottom) * logistic]
     except Exception:  # noqa: BLE001 - a sweep the sigmoid does not fit still has its points
         pass
-    if "lambda" in group:
-        chosen = _finite(np.nanmedian(np.asarray(group["lambda"][...], dtype=float)))
+    if store_member(group, "lambda") is not None:
+        chosen = _finite(np.nanmedian(np.asarray(store_member(group, "lambda")[...], dtype=float)))
     return {"lambdas": lambdas.tolist(), "datapenalty": penalty.tolist(), "fitted": fitted,
             "chosen": chosen}
