@@ -17,7 +17,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from blockreg.errors import ParameterError
 
 from . import images, schemas
-from .api import ApiError, _get_job
+from .api import ApiError, _get_job, data_roots as configured_roots
 
 bp = Blueprint("browse", __name__, url_prefix="/api/v1")
 
@@ -42,7 +42,7 @@ SERIES_DIR_SUFFIXES = (".zarr",)
 
 def data_roots() -> list[Path]:
     """The folders the picker may show: the configured roots, else the data folder."""
-    roots = current_app.config.get("DATA_ROOTS") or current_app.config.get("ALLOWED_ROOTS")
+    roots = configured_roots()
     if not roots:
         roots = [current_app.config["DATA_DIR"]]
     return [Path(r).expanduser().resolve() for r in roots]

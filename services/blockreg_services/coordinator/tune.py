@@ -27,10 +27,11 @@ from pydantic import ValidationError
 
 from blockreg.jobspec import SpecError, validate_spec
 from blockreg.orchestrate import submit
+from blockreg.orchestrate.dispatch import choose_queue
 from blockreg.states import JobState
 
-from . import schemas
-from .api import ApiError, _get_job, db
+from . import auth, schemas
+from .api import ApiError, _get_job, data_roots, db
 from .browse import guard_like_api
 
 bp = Blueprint("tune", __name__, url_prefix="/api/v1")
@@ -131,8 +132,8 @@ def start_tune():
         for values in runs:
             spec = variant(req.spec, req.frames, values, f"tune-{tune_id}")
             try:
-                specs.append(validate_spec(spec, allowed_roots=current_app.config["ALLOWED_ROOTS"],
-                                           check_input=True, absolute_paths=True))
+                specs.append(validate_spec(spec, allowed_roots=data_roots(), check_input=True,
+                                           absolute_paths=True))
             except SpecError as exc:
                 setting = ", ".join(f"{k}={json.dumps(v)}" for k, v in values.items())
                 errors += [{"field": e["field"], "problem": f"{e['problem']} ({setting})"
@@ -146,9 +147,12 @@ def start_tune():
                   "base_name": req.spec.get("name") if isinstance(req.spec.get("name"), str)
                   else None}
         for values, spec in zip(runs, specs):
+            # as POST /jobs submits: the device's queue, owned by this request's user
+            device = getattr(getattr(spec, "resources", None), "device", "cpu")
+            queue = choose_queue(db(), device, cpu_queue=current_app.config["QUEUE"])
             try:
                 job_id = submit.submit_job(db(), spec, data_dir=current_app.config["DATA_DIR"],
-                                           queue=current_app.config["QUEUE"])
+                                           queue=queue, owner_id=auth.owner_id())
             except (SpecError, submit.OutputConflict) as exc:
                 raise ApiError(422, "invalid tune request", exc.errors) from None
             record["runs"].append({"job_id": job_id, "values": values})
