@@ -128,6 +128,15 @@ class OutputSpec(SpecModel):
         "float32, or the input's integer type (rounded and clipped; float32 for a float input).")
 
 
+class ResourcesSpec(SpecModel):
+    """What the job's frames run on (issue 10)."""
+
+    device: Literal["auto", "cpu", "gpu"] = Field(
+        "auto", description="auto: the GPU workers' queue while a GPU worker is alive, else the "
+        "CPU queue (decided at submit); cpu or gpu: that queue only (a gpu job waits for a GPU "
+        "worker).")
+
+
 class JobSpec(SpecModel):
     """A registration job: input, algorithm, parameters, monitored variables and output.
 
@@ -151,6 +160,7 @@ class JobSpec(SpecModel):
     monitor: list[str] = Field(min_length=1, description="Variables to store per frame "
                                "(default: the algorithm's default_monitor).")
     output: OutputSpec = OutputSpec()
+    resources: ResourcesSpec = ResourcesSpec()
 
     @classmethod
     def model_validate(cls, obj, **kwargs):

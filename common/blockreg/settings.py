@@ -72,6 +72,14 @@ def _bool(text: str) -> bool:
     raise ValueError(f"not a boolean (use true or false): {text!r}")
 
 
+def _device(text: str) -> str:
+    text = text.strip().lower()
+    kind, _, index = text.partition(":")
+    if kind not in ("cpu", "gpu") or (index and (kind == "cpu" or not index.isdigit())):
+        raise ValueError(f"must be cpu, gpu or gpu:N, got {text!r}")
+    return text
+
+
 def _paths(text: str) -> tuple[Path, ...] | None:
     return tuple(Path(part).expanduser() for part in text.split(os.pathsep) if part) or None
 
@@ -184,6 +192,17 @@ class Settings:
     fft_workers: int | None = _setting(
         None, "threads per FFT (scipy.fft `workers`); set 1 when several worker processes share "
         "a machine", _int, minimum=1, shown_default="the CPUs the process may use")
+    gpu_queue: str = _setting(
+        "gpu", "Celery queue of the GPU workers: jobs with `resources.device: gpu` go there, and "
+        "`auto` jobs while a GPU worker is alive")
+    worker_device: str = _setting(
+        "cpu", "what a worker process computes on: `cpu`, `gpu` (the first device it sees; "
+        "restrict with `CUDA_VISIBLE_DEVICES`) or `gpu:N`; CUDA starts in the pool process, "
+        "after the fork", _device)
+    test_array_module: str | None = _setting(
+        None, "tests only: a module a GPU worker installs as `cupy` before it starts (the strict "
+        "stand-in `helpers.strict_cupy` lets CI route jobs to a GPU worker without a GPU)",
+        shown_default="unset")
     # everyone
     sqlite_timeout_s: float = _setting(
         30.0, "seconds a SQLite connection waits for another writer's lock", _float, minimum=0)

@@ -370,8 +370,32 @@ class _Runtime:
     def getDeviceProperties(i):
         return {"name": b"strict-cupy stand-in", "totalGlobalMem": 0}
 
+    @staticmethod
+    def memGetInfo():
+        return 0, 0
+
+    @staticmethod
+    def runtimeGetVersion():
+        return 0
+
+
+class CUDARuntimeError(RuntimeError):
+    """Stands for ``cupy.cuda.runtime.CUDARuntimeError`` (a device error)."""
+
 
 cuda = _Namespace(Device=_Device, runtime=_Runtime(), is_available=lambda: True)
+cuda.runtime.CUDARuntimeError = CUDARuntimeError
+
+
+class _Generator:
+    def __init__(self, seed=None):
+        self._rng = np.random.default_rng(seed)
+
+    def __getattr__(self, name):
+        return _device_function(getattr(self._rng, name), f"random.{name}")
+
+
+random = _Namespace(default_rng=_Generator)
 
 
 # --- cupyx shims ---------------------------------------------------------------------------------

@@ -66,6 +66,15 @@ def live_workers(session: Session, since) -> dict[str, str]:
     return {name: queues for name, queues in rows}
 
 
+def live_worker_rows(session: Session, since) -> list:
+    """Rows ``(hostname, queues, device, last_seen)`` of the worker processes alive since ``since``,
+    by name (``GET /api/v1/health``)."""
+    return session.execute(
+        select(WorkerHeartbeat.hostname, WorkerHeartbeat.queues, WorkerHeartbeat.device,
+               WorkerHeartbeat.last_seen)
+        .where(WorkerHeartbeat.last_seen >= since).order_by(WorkerHeartbeat.hostname)).all()
+
+
 def open_frames(session: Session, state: str, before):
     """Frames of active jobs in ``state`` since before ``before`` (queued: enqueued_at, running:
     started_at): rows of ``(job_id, index, worker, task_id)``, for the reconciler."""

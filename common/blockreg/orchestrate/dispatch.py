@@ -11,6 +11,7 @@ runs :func:`dispatch_once` in a loop.
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from sqlalchemy import select
 
@@ -24,9 +25,30 @@ from .finish import after_finish
 from .shards import enqueue_shards
 from .shares import fair_caps, limits_from_settings
 
-__all__ = ["dispatch_once", "has_new_jobs"]
+__all__ = ["dispatch_once", "has_new_jobs", "choose_queue"]
 
 log = logging.getLogger(__name__)
+
+
+def choose_queue(session, device: str = "auto", *, cpu_queue: str | None = None,
+                 settings=None) -> str:
+    """The queue a new job's frames go to, from its spec's ``resources.device``.
+
+    ``gpu`` and ``cpu`` name their queue (``gpu_queue``, else ``cpu_queue``/``queue``) whether or
+    not a worker consumes it (the job's status then says it waits for one); ``auto`` takes the GPU
+    queue while a worker with a fresh heartbeat consumes it, else the CPU queue.
+    """
+    s = settings or load_settings()
+    cpu_queue = cpu_queue or s.queue
+    if device == "cpu":
+        return cpu_queue
+    if device == "gpu":
+        return s.gpu_queue
+    since = ops.utcnow() - timedelta(seconds=s.worker_lost_s)
+    live = queries.live_workers(session, since)
+    gpu_alive = any(s.gpu_queue in {q.strip() for q in queues.split(",")}
+                    for queues in live.values())
+    return s.gpu_queue if gpu_alive else cpu_queue
 
 
 def has_new_jobs(session) -> bool:

@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from . import device
+
 __all__ = ["run_frames", "forget_contexts", "CACHED_JOBS"]
 
 log = logging.getLogger(__name__)
@@ -55,7 +57,8 @@ def _build_context(job) -> _JobContext:
     stored = member(store, "fixed")  # none for a warp job: it registers nothing
     fixed = None if stored is None else np.asarray(stored[...])
     plan = plan_job(spec, fixed=fixed)
-    algorithm = plan.make_algorithm(fixed)
+    # on a GPU worker the algorithm holds its fixed image (and so its plans) on the device
+    algorithm = plan.make_algorithm(fixed if fixed is None else device.upload(fixed))
     algorithm.prepare()
     return _JobContext(plan, algorithm, store, tuple(spec.monitor))
 
@@ -78,12 +81,14 @@ def _context(session, job_id: int) -> _JobContext:
     while len(_contexts) > CACHED_JOBS:
         _, old = _contexts.popitem(last=False)
         old.algorithm.close()
+        device.release()
     return ctx
 
 
 def _drop_contexts(job_id: int) -> None:
     for key in [k for k in _contexts if k[0] == job_id]:
         _contexts.pop(key).algorithm.close()
+    device.release()      # a finished job's device memory goes back
 
 
 def _scalars(values: dict) -> dict:
@@ -131,7 +136,7 @@ def run_frames(job_id: int, frames, *, worker: str, sessions, queue: str = "cpu"
     counts = {"done": 0, "failed": 0, "skipped": 0}
     with sessions() as session:
         ops.record_heartbeat(session, hostname=worker, pid=os.getpid(), queues=queue,
-                             device="cpu")
+                             device=device.describe())
         ctx = None
         context_error = None
         frames = [int(i) for i in frames]
@@ -178,7 +183,15 @@ def run_frames(job_id: int, frames, *, worker: str, sessions, queue: str = "cpu"
                 release_claimed(session, job_id, todo[position + 1:], worker)
                 break
             except Exception as exc:  # noqa: BLE001 - recorded on the frame, the batch goes on
-                if ctx is None:
+                if device.is_device_error(exc):
+                    # the job's device state may be broken: what is done is written, and the
+                    # context (plans, device memory) is rebuilt for the next frame
+                    session.rollback()
+                    if ctx is not None:
+                        flush()
+                    _drop_contexts(job_id)
+                    ctx = None
+                elif ctx is None:
                     context_error = exc
                 log.exception("job %s frame %s failed", job_id, index)
                 session.rollback()

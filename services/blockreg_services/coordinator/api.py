@@ -5,13 +5,17 @@ Bad input never reaches a 500: malformed JSON is a 400, an invalid spec a 422 li
 """
 from __future__ import annotations
 
+from datetime import timedelta
+
 from flask import Blueprint, current_app, g, jsonify, request, url_for
 from sqlalchemy import text
 from werkzeug.exceptions import HTTPException
 
+from blockreg import settings
 from blockreg.db import ops, queries
 from blockreg.jobspec import SpecError, validate_spec
 from blockreg.orchestrate import submit
+from blockreg.orchestrate.dispatch import choose_queue
 from blockreg.orchestrate.sources import resolve_source
 from blockreg.states import FrameState, JobState
 
@@ -113,13 +117,18 @@ def data_roots():
 def health():
     """Database and broker reachability (503 when either is down)."""
     database = True
+    workers = []
     try:
         db().execute(text("SELECT 1"))
+        since = ops.utcnow() - timedelta(seconds=settings.get("worker_lost_s"))
+        workers = [dict(name=name, queues=queues, device=device, last_seen=seen)
+                   for name, queues, device, seen in queries.live_worker_rows(db(), since)]
     except Exception:  # noqa: BLE001 - health reports, it does not raise
         database = False
     broker = services().broker_reachable()
     body = schemas.body(schemas.Health, status="ok" if database and broker else "degraded",
-                        database=database, broker=broker, version=current_app.config["VERSION"])
+                        database=database, broker=broker, version=current_app.config["VERSION"],
+                        workers=workers)
     return jsonify(body), 200 if database and broker else 503
 
 
@@ -139,8 +148,10 @@ def submit_job():
         data = resolve_source(db(), data)  # a warp job's source.job -> that job's store
         spec = validate_spec(data, allowed_roots=data_roots(), check_input=True,
                              absolute_paths=True)
+        device = getattr(getattr(spec, "resources", None), "device", "cpu")
+        queue = choose_queue(db(), device, cpu_queue=current_app.config["QUEUE"])
         job_id = submit.submit_job(db(), spec, data_dir=current_app.config["DATA_DIR"],
-                                   queue=current_app.config["QUEUE"], owner_id=auth.owner_id())
+                                   queue=queue, owner_id=auth.owner_id())
     except SpecError as exc:
         raise ApiError(422, "invalid job spec", exc.errors) from None
     except submit.OutputConflict as exc:

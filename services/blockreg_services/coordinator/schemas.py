@@ -99,14 +99,24 @@ class FrameList(BaseModel):
     limit: int
 
 
+class Worker(BaseModel):
+    name: str = Field(description="The worker process (Celery node and pid).")
+    queues: str = Field(description="Queues it consumes, comma-separated.")
+    device: str = Field(description="What it computes on: cpu, or gpu:N and the device's name.")
+    last_seen: datetime
+
+
 class Health(BaseModel):
     status: Literal["ok", "degraded"]
     database: bool
     broker: bool
     version: str
+    workers: list[Worker] = Field(default_factory=list, description="Worker processes with a "
+                                  "fresh heartbeat, with their queues and devices.")
 
 
-RESPONSE_MODELS = (Error, FieldError, Created, JobSummary, Job, JobList, Frame, FrameList, Health)
+RESPONSE_MODELS = (Error, FieldError, Created, JobSummary, Job, JobList, Frame, FrameList, Worker,
+                   Health)
 
 
 def body(model: type[BaseModel], value=None, /, **fields) -> dict:

@@ -14,6 +14,7 @@ from celery.signals import celeryd_after_setup, worker_process_init
 
 from blockreg import settings
 from blockreg.celery_app import TASK_REGISTER_FRAMES, TASK_SOLVE_WINDOW
+from blockreg.orchestrate import device
 from blockreg.orchestrate.frames import forget_contexts, run_frames
 from blockreg.orchestrate.heartbeat import Heartbeat, process_name
 
@@ -41,15 +42,17 @@ def _init_process(**_):
     global _sessions
     _sessions = None
     forget_contexts()
+    s = settings.load()
+    # CUDA starts here, in the pool process, never in the parent that forks it
+    described = device.setup(s.worker_device, s.test_array_module)
     try:
         sessions = _session_factory()
     except ValueError:  # no database configured: every task will report it
         log.exception("worker process has no database")
     else:
         # beats while this process registers frames: the dispatcher tells it from a dead one
-        s = settings.load()
         Heartbeat(sessions, process_name(_node["name"] or socket.gethostname()),
-                  _node["queues"] or s.queue, s.heartbeat_interval_s).start()
+                  _node["queues"] or s.queue, s.heartbeat_interval_s, device=described).start()
     _warm_imports()
 
 

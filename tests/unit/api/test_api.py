@@ -227,7 +227,8 @@ def test_jobs_are_listed_newest_first(client, movie_path):
 
 def test_health(app, client, broker):
     assert client.get("/api/v1/health").json == {
-        "status": "ok", "database": True, "broker": True, "version": app.config["VERSION"]}
+        "status": "ok", "database": True, "broker": True, "version": app.config["VERSION"],
+        "workers": []}
     broker.reachable = False
     response = client.get("/api/v1/health")
     assert response.status_code == 503 and response.json["broker"] is False

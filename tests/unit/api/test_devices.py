@@ -1,0 +1,62 @@
+"""Where a job's frames go (``resources.device``) and which workers and devices are alive."""
+from __future__ import annotations
+
+import pytest
+
+from blockreg.db import ops
+from helpers.api_app import spec_for
+
+
+def _submit(client, movie_path, device=None):
+    spec = spec_for(movie_path)
+    if device is not None:
+        spec["resources"] = {"device": device}
+    response = client.post("/api/v1/jobs", json=spec)
+    assert response.status_code == 201, response.json
+    return client.get(f"/api/v1/jobs/{response.json['id']}").json
+
+
+def _beat(app, name, queues, device):
+    with app.extensions["blockreg"].sessions() as session:
+        ops.record_heartbeat(session, hostname=name, pid=7, queues=queues, device=device)
+
+
+@pytest.fixture
+def broker_up(app, monkeypatch):
+    services = app.extensions["blockreg"]
+    monkeypatch.setattr(type(services), "broker_reachable", lambda self, timeout=2.0: True)
+
+
+def test_without_a_gpu_worker_auto_goes_to_cpu_and_a_gpu_job_waits_saying_why(
+        client, app, movie_path, broker_up):
+    _beat(app, "cpu@h:7", "cpu", "cpu")
+    auto = _submit(client, movie_path)
+    assert auto["queue"] == "cpu" and auto["spec"]["resources"] == {"device": "auto"}
+    gpu = _submit(client, movie_path, "gpu")
+    assert gpu["queue"] == "gpu" and gpu["state"] == "queued"
+    assert (gpu["waiting"], gpu["waiting_reason"]) == (True, "no live worker on queue gpu")
+
+
+def test_with_a_gpu_worker_alive_auto_and_gpu_go_to_it_and_cpu_stays(client, app, movie_path,
+                                                                      broker_up):
+    _beat(app, "gpu@h:7", "gpu", "gpu:0 NVIDIA H200")
+    assert _submit(client, movie_path)["queue"] == "gpu"
+    gpu = _submit(client, movie_path, "gpu")
+    assert (gpu["queue"], gpu["waiting"]) == ("gpu", False)
+    assert _submit(client, movie_path, "cpu")["queue"] == "cpu"
+
+
+def test_health_lists_live_workers_and_their_devices(client, app, broker_up):
+    _beat(app, "gpu@h:7", "gpu", "gpu:0 NVIDIA H200")
+    _beat(app, "cpu@h:8", "cpu", "cpu")
+    workers = client.get("/api/v1/health").json["workers"]
+    assert [(w["name"], w["queues"], w["device"]) for w in workers] == [
+        ("cpu@h:8", "cpu", "cpu"), ("gpu@h:7", "gpu", "gpu:0 NVIDIA H200")]
+
+
+def test_an_unknown_device_is_a_422_naming_the_field(client, movie_path):
+    spec = spec_for(movie_path)
+    spec["resources"] = {"device": "tpu"}
+    response = client.post("/api/v1/jobs", json=spec)
+    assert response.status_code == 422
+    assert "resources.device" in [e["field"] for e in response.json["errors"]]
