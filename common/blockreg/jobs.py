@@ -206,6 +206,10 @@ def plan_job(spec, *, fixed=None, check: bool = False) -> JobPlan:
         from .warpjob import plan_warp
 
         return plan_warp(spec)
+    if spec.kind == "optimize":  # the series solve of an existing store (blockreg.seriesjob)
+        from .seriesjob import plan_optimize
+
+        return plan_optimize(spec)
     series = _open(spec)
     shape = tuple(int(n) for n in series.shape)
     n_time, spatial = shape[0], shape[1:]
@@ -279,6 +283,10 @@ def run_inprocess(spec, out=None, workers: int = 1, progress=None) -> dict:
         from .warpjob import run_warp
 
         return run_warp(plan, out)
+    if plan.spec.kind == "optimize":
+        from .seriesjob import run_optimize
+
+        return run_optimize(plan, out)
     from .seriesjob import run_two_stage, series_settings
 
     if series_settings(plan.spec) is not None:  # frames, then the whole-series solve

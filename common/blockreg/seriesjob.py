@@ -16,7 +16,7 @@ import numpy as np
 
 __all__ = ["SeriesSettings", "series_settings", "check_series", "plan_series_windows",
            "choose_lambda", "solve_series", "run_two_stage", "write_series_u", "SERIES_ATTR",
-           "WINDOWS_ARRAY"]
+           "WINDOWS_ARRAY", "check_optimize", "plan_optimize", "run_optimize", "mismatch_store"]
 
 #: Store attribute (under ``"blockreg"``) with the settings the phase used: lambda, windows.
 SERIES_ATTR = "series"
@@ -41,9 +41,10 @@ class SeriesSettings:
 
 
 def series_settings(spec) -> SeriesSettings | None:
-    """The series settings of a register spec, or None when it asks for no series solve."""
+    """The series settings of a two-stage or optimize spec, or None when it asks for no solve."""
     params = getattr(spec, "params", None)
-    if getattr(spec, "algorithm", None) != "apertures_mismatch" or params.lam is None:
+    if getattr(spec, "kind", None) != "optimize" and (
+            getattr(spec, "algorithm", None) != "apertures_mismatch" or params.lam is None):
         return None
     lam = tuple(float(v) for v in params.lam) if isinstance(params.lam, list) else float(params.lam)
     return SeriesSettings(lam=lam, lam_t=float(params.lam_t), window=int(params.window),
@@ -156,3 +157,168 @@ def write_series_u(group, us, lam, settings, windows=None) -> None:
 def series_attrs(lam, settings, windows) -> dict:
     return {"lambda": float(lam), "lambda_t": settings.lam_t,
             "windows": [[w.start, w.stop] for w in windows]}
+
+
+# --- optimize jobs: the series solve of an existing two-stage store -------------------------------
+
+
+def mismatch_store(spec, output_path) -> str:
+    """Where a job's cs/Qs/mmis are: its own store, or an optimize job's source."""
+    return spec.source.path if getattr(spec, "kind", None) == "optimize" else output_path
+
+
+def _open_source(path):
+    from .errors import ParameterError
+    from .store import open_store
+
+    try:
+        group = open_store(path, "r")
+    except (ParameterError, OSError, ValueError) as exc:
+        raise ParameterError("source.path", getattr(exc, "problem", str(exc))) from None
+    missing = [name for name in ("cs", "Qs", "mmis") if name not in group]
+    if missing or group.attrs["blockreg"].get("nodes") is None:
+        raise ParameterError("source.path", f"{path} is not a two-stage store (no "
+                                            f"{', '.join(missing) or 'nodes'})")
+    return group
+
+
+def check_optimize(spec, errors, *, allowed_roots=None, check_input=True, absolute_paths=False):
+    """The checks of an optimize spec against its source store; appends to ``errors``."""
+    from pathlib import Path
+
+    from .errors import ParameterError
+
+    if spec.source.path is None:
+        errors.append({"field": "source.job", "problem": "a job id is resolved by the service "
+                                                        "(submit it there, or give source.path)"})
+        return
+    roots = None if allowed_roots is None else [Path(r).expanduser().resolve()
+                                                for r in allowed_roots if str(r)]
+    for name, value in (("source.path", spec.source.path), ("output.path", spec.output.path)):
+        if value is None:
+            continue
+        p = Path(value).expanduser()
+        if absolute_paths and not p.is_absolute():
+            errors.append({"field": name, "problem": f"{value!r} must be an absolute path"})
+        elif roots is not None and not any(p.resolve() == r or r in p.resolve().parents
+                                           for r in roots):
+            errors.append({"field": name, "problem": f"{value} is outside the allowed roots"})
+    if errors or not check_input:
+        return
+    try:
+        group = _open_source(spec.source.path)
+    except ParameterError as exc:
+        errors.append({"field": exc.field, "problem": exc.problem})
+        return
+    nframes = int(group["cs"].shape[0])
+    inner: list[dict] = []
+    check_series(_AsMismatch(spec), nframes, inner)
+    errors.extend(inner)
+    if spec.output.path is not None and Path(spec.output.path).expanduser().exists():
+        errors.append({"field": "output.path", "problem": f"{spec.output.path} already exists; "
+                                                          "choose a new path"})
+
+
+class _AsMismatch:
+    """An optimize spec seen by :func:`check_series` (whose monitor always holds the fits)."""
+
+    def __init__(self, spec):
+        self.kind, self.params, self.monitor = "optimize", spec.params, ["cs", "Qs", "mmis"]
+
+
+class ChooseLambda:
+    """The one frame task of an optimize job: choose lambda (auto-lambda off the dispatcher)."""
+
+    def __init__(self, source, settings, nodes):
+        self.source, self.settings, self.nodes = str(source), settings, nodes
+
+    def declare(self):
+        from .algorithms.base import ArrayDecl
+
+        return {"lambda": ArrayDecl((), "float64")}
+
+    def prepare(self):
+        pass
+
+    def close(self):
+        pass
+
+    def run_frame(self, frame, t, wanted):
+        group = _open_source(self.source)
+        return {"lambda": choose_lambda(self.settings, group["cs"], group["Qs"], group["mmis"],
+                                        self.nodes)}
+
+
+class _NoFrames:
+    """The "movie" of an optimize job: its one task reads the source store, not frames."""
+
+    shape = (1,)
+    dtype = np.dtype(np.float64)
+
+    def __getitem__(self, index):
+        return np.zeros(0)
+
+
+@dataclass
+class OptimizePlan:
+    """An optimize job's plan, with the interface the frame machinery uses of a JobPlan."""
+
+    spec: object
+    source: object  # the open source group
+
+    frames = [0]
+    roi = ()
+    fixed_index = None
+    series = _NoFrames()
+    spatial_axes = ""
+
+    @property
+    def nodes(self):
+        return tuple(np.asarray(n, dtype=np.float64) for n in self.source.attrs["blockreg"]["nodes"])
+
+    @property
+    def image_dtype(self):
+        return np.dtype(np.float32)
+
+    def load_fixed(self):
+        from .warpjob import _member
+
+        fixed = _member(self.source, "fixed")
+        return None if fixed is None else np.asarray(fixed[...])
+
+    def make_algorithm(self, fixed=None):
+        return ChooseLambda(self.spec.source.path, series_settings(self.spec), self.nodes)
+
+    def declarations(self, algorithm=None):
+        return (algorithm or self.make_algorithm()).declare()
+
+    def store_attrs(self) -> dict:
+        # the source's geometry (frames, nodes, roi, axes): a warp job reads this store's u alike
+        meta = dict(self.source.attrs["blockreg"])
+        meta.pop(SERIES_ATTR, None)
+        meta.pop("version", None)
+        meta.pop("store_format", None)
+        # the registered movie, for a warp job that names none
+        meta["input"] = (meta.get("spec") or {}).get("input") or meta.get("input")
+        meta["spec"] = self.spec.to_json()
+        meta["source_store"] = str(self.spec.source.path)
+        return meta
+
+
+def plan_optimize(spec) -> OptimizePlan:
+    return OptimizePlan(spec=spec, source=_open_source(spec.source.path))
+
+
+def run_optimize(plan: OptimizePlan, out=None) -> dict:
+    """``run_inprocess`` of an optimize spec: ``{"u": ..., "lambda": ...}`` (and the store)."""
+    from .store import create_store
+
+    group = plan.source
+    settings = series_settings(plan.spec)
+    us, lam = solve_series(group["cs"], group["Qs"], group["mmis"], plan.nodes, settings)
+    if out is not None:
+        created = create_store(out, 1, plan.declarations(), attrs=plan.store_attrs(),
+                               fixed=plan.load_fixed())
+        created["lambda"][0] = lam
+        write_series_u(created, us, lam, settings)
+    return {"u": us, "lambda": np.asarray([lam])}

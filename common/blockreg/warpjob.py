@@ -70,7 +70,8 @@ def source_geometry(path) -> SourceGeometry:
     return SourceGeometry(nodes=nodes, image_shape=image_shape,
                           roi=tuple(slice(int(a), int(b)) for a, b in roi),
                           registered=frames[finite], positions=np.flatnonzero(finite),
-                          input=dict(spec.get("input") or {}))
+                          # an optimize job's store keeps its source's movie as "input"
+                          input=dict(spec.get("input") or meta.get("input") or {}))
 
 
 def _member(group, name):

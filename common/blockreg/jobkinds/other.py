@@ -1,9 +1,11 @@
-"""Job kinds other than registration: ``"warp"`` (apply a finished job's deformations to a movie).
+"""Job kinds other than registration: ``"warp"`` (apply a finished job's deformations to a movie)
+and ``"optimize"`` (the whole-series solve on an existing two-stage store).
 
 A job spec's ``kind`` (default ``"register"``, :class:`blockreg.jobspec.JobSpec`) chooses its
 model; :meth:`JobSpec.model_validate <blockreg.jobspec.JobSpec.model_validate>` dispatches here
 for the others.  Each model owns its input-dependent checks (:meth:`WarpJob.validate_against`),
-run by :func:`blockreg.jobspec.validate_spec`; the work itself is :mod:`blockreg.warpjob`.
+run by :func:`blockreg.jobspec.validate_spec`; the work itself is :mod:`blockreg.warpjob` and
+:mod:`blockreg.seriesjob`.
 """
 from __future__ import annotations
 
@@ -15,8 +17,8 @@ from pydantic_core import PydanticCustomError
 
 from ..jobspec import SpecModel
 
-__all__ = ["SourceSpec", "WarpInputSpec", "WarpOutputSpec", "WarpJob", "KIND_MODELS",
-           "kind_model"]
+__all__ = ["SourceSpec", "WarpInputSpec", "WarpOutputSpec", "WarpJob", "SeriesParams",
+           "OptimizeJob", "KIND_MODELS", "kind_model"]
 
 
 class SourceSpec(SpecModel):
@@ -107,7 +109,68 @@ class WarpJob(SpecModel):
         return spec
 
 
-KIND_MODELS = {"warp": WarpJob}
+class SeriesParams(SpecModel):
+    """The whole-series solve's parameters (as in ``"apertures_mismatch"``'s params)."""
+
+    lam: float | list[float] = Field(alias="lambda", description=(
+        "Affine-residual weight, or [min, max] for auto-lambda on lambda_frames."))
+    lam_t: float = Field(0.0, alias="lambda_t", ge=0, allow_inf_nan=False,
+                         description="Temporal smoothness weight.")
+    window: int = Field(128, ge=2, description="Frames per window.")
+    window_overlap: NonNegativeInt | None = Field(
+        None, description="Frames shared by consecutive windows (default max(4, window // 3)).")
+    lambda_frames: list[NonNegativeInt] | None = Field(
+        None, min_length=1, description="Positions auto-lambda runs on (default: 5 spread).")
+
+    @field_validator("lam")
+    @classmethod
+    def _lambda_rule(cls, lam):
+        from ..algorithms.apertures import check_lambda
+        from ..errors import ParameterError
+
+        try:
+            check_lambda(lam)
+        except ParameterError as exc:
+            raise ValueError(exc.problem) from None
+        return lam
+
+
+class OptimizeJob(SpecModel):
+    """The whole-series solve of an existing two-stage store (cs, Qs, mmis), as a job of its own:
+    a new store with ``u`` for every frame (a warp job's source like any other)."""
+
+    name: str | None = Field(None, max_length=200)
+    kind: Literal["optimize"] = Field(description="'optimize'.")
+    source: SourceSpec
+    params: SeriesParams
+    output: WarpOutputSpec = WarpOutputSpec()
+
+    @property
+    def monitor(self) -> list[str]:
+        return ["lambda"]  # its one frame task chooses lambda; the windows are its phase
+
+    def to_json(self) -> dict:
+        import json
+
+        return json.loads(self.model_dump_json(by_alias=True))
+
+    def __reduce__(self):
+        return (kind_model("optimize").model_validate, (self.to_json(),))
+
+    def validate_against(self, *, allowed_roots=None, check_input=True, absolute_paths=False):
+        """The checks that need the source store (SpecError naming the field)."""
+        from ..jobspec import SpecError
+        from ..seriesjob import check_optimize
+
+        errors: list[dict] = []
+        check_optimize(self, errors, allowed_roots=allowed_roots, check_input=check_input,
+                       absolute_paths=absolute_paths)
+        if errors:
+            raise SpecError(errors)
+        return self
+
+
+KIND_MODELS = {"warp": WarpJob, "optimize": OptimizeJob}
 
 
 def kind_model(kind):

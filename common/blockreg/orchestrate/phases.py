@@ -1,6 +1,7 @@
 """Phases after the frames: the whole-series solve of a two-stage job, in windows, as tasks.
 
-A job of ``"apertures_mismatch"`` with ``params.lambda`` is created with ``job.phase =
+A job of ``"apertures_mismatch"`` with ``params.lambda``, or of kind ``"optimize"`` (the solve
+on an existing two-stage store; its one frame task chooses lambda), is created with ``job.phase =
 "optimize"`` (:func:`mark_phase`, inside the submit's transaction), so
 :func:`blockreg.db.ops.finalize_if_complete` leaves it active when its frames are done.  Then:
 
@@ -66,13 +67,28 @@ def _member(group, name):
 
 
 def _settings_and_nodes(job, group):
-    from ..jobspec import JobSpec
     from ..seriesjob import series_settings
 
-    settings = series_settings(JobSpec.model_validate(job.spec))
+    settings = series_settings(_spec(job))
     meta = group.attrs["blockreg"]
     nodes = tuple(np.asarray(n, dtype=np.float64) for n in meta["nodes"])
     return settings, nodes
+
+
+def _fits(job, group):
+    """``cs``, ``Qs``, ``mmis`` of a job: in its own store, or an optimize job's source store."""
+    from ..seriesjob import mismatch_store
+    from ..store import open_store
+
+    path = mismatch_store(_spec(job), job.output_path)
+    source = group if path == job.output_path else open_store(path, "r")
+    return tuple(_member(source, name) for name in ("cs", "Qs", "mmis"))
+
+
+def _spec(job):
+    from ..jobspec import JobSpec
+
+    return JobSpec.model_validate(job.spec)
 
 
 def _fail_job(session, job_id: int, message: str) -> None:
@@ -89,8 +105,11 @@ def _start(session, job, group) -> list[int]:
     from ..seriesjob import SERIES_ATTR, WINDOWS_ARRAY, choose_lambda, plan_series_windows, series_attrs
 
     settings, nodes = _settings_and_nodes(job, group)
-    cs, Qs, mmis = (_member(group, name) for name in ("cs", "Qs", "mmis"))
-    lam = choose_lambda(settings, cs, Qs, mmis, nodes)
+    cs, Qs, mmis = _fits(job, group)
+    if "lambda" in group and np.isfinite(group["lambda"][0]):
+        lam = float(group["lambda"][0])  # an optimize job's frame task chose it
+    else:
+        lam = choose_lambda(settings, cs, Qs, mmis, nodes)
     windows = plan_series_windows(int(cs.shape[0]), settings)
     length = max(len(w) for w in windows)
     shape = (len(windows), length) + tuple(cs.shape[1:])
@@ -210,8 +229,7 @@ def run_window(job_id: int, index: int, *, sessions) -> str:
             series = group.attrs["blockreg"][SERIES_ATTR]
             window = Window(*series["windows"][index])
             _, nodes = _settings_and_nodes(job, group)
-            us, _ = solve_window(window, _member(group, "cs"), _member(group, "Qs"),
-                                 _member(group, "mmis"), nodes, series["lambda"],
+            us, _ = solve_window(window, *_fits(job, group), nodes, series["lambda"],
                                  series["lambda_t"])
             group[WINDOWS_ARRAY][index, :len(window)] = us
             group[DONE_ARRAY][index] = 1  # after the data: a set marker means a whole result

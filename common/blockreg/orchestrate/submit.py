@@ -109,6 +109,8 @@ def submit_job(session, spec: JobSpec, *, data_dir, queue: str = "cpu",
 
 def _resolved(spec: JobSpec) -> JobSpec:
     """``spec`` with ``input.path`` resolved (symlinks followed once, here, at submit)."""
+    if getattr(spec, "input", None) is None:  # an optimize job reads a store, not a movie
+        return spec
     try:
         path = str(Path(spec.input.path).expanduser().resolve())
     except (OSError, RuntimeError, ValueError):

@@ -10,12 +10,12 @@ from __future__ import annotations
 import math
 
 from blockreg import __version__
-from blockreg.jobkinds.other import WarpJob
+from blockreg.jobkinds.other import OptimizeJob, WarpJob
 from blockreg.jobspec import JobSpec
 
 from .schemas import RESPONSE_MODELS
 
-MODELS = (JobSpec, WarpJob, *RESPONSE_MODELS)
+MODELS = (JobSpec, WarpJob, OptimizeJob, *RESPONSE_MODELS)
 
 
 def _ref(name: str) -> dict:
@@ -58,7 +58,8 @@ def build_openapi() -> dict:
                 "summary": "Submit a job", "operationId": "submitJob",
                 "requestBody": {"required": True, "content": {
                     # a registration (kind "register", the default) or another kind of job
-                    "application/json": {"schema": {"oneOf": [_ref("JobSpec"), _ref("WarpJob")]}}}},
+                    "application/json": {"schema": {"oneOf": [_ref("JobSpec"), _ref("WarpJob"),
+                                                           _ref("OptimizeJob")]}}}},
                 "responses": {"201": _json("Created", "Job created; frames will be enqueued"),
                               **_errors(400, 409, 422)}},
             "get": {

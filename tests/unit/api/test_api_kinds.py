@@ -148,3 +148,54 @@ def test_rigid_job_runs(app, client, broker, movie_path):
     assert status["state"] == "succeeded" and status["phase"] is None, status
     store = open_store(status["output_path"])
     assert store["tform"].shape == (12, 3, 3) and np.isfinite(store["u"][...]).all()
+
+
+def test_optimize_job_on_an_existing_two_stage_store(app, client, broker, tmp_path):
+    from blockreg.jobs import plan_job, run_inprocess
+    from blockreg.reg.series import optimize_series_windowed
+    from blockreg.seriesjob import SeriesSettings, choose_lambda
+
+    path = tmp_path / "smooth.npy"
+    _smooth_movie(path, nframes=16)
+    fits_only = {k: v for k, v in MISMATCH_PARAMS.items() if k not in ("lambda", "lambda_t")}
+    spec = spec_for(path, algorithm="apertures_mismatch", params=fits_only)
+    first = client.post("/api/v1/jobs", json=spec).json["id"]
+    run_everything(app, broker)
+    status = client.get(f"/api/v1/jobs/{first}").json
+    assert status["state"] == "succeeded" and status["phase"] is None  # no lambda: fits only
+    assert "u" not in open_store(status["output_path"])
+    for bad, field in (({"source": {"job": first}, "params": {"lambda": 0.01, "window": 8,
+                                                              "window_overlap": 5}},
+                        "params.window_overlap"),
+                       ({"source": {"job": first}, "params": {}}, "params.lambda"),
+                       ({"source": {"path": str(path)}, "params": {"lambda": 0.01}}, "source.path")):
+        response = client.post("/api/v1/jobs", json={"kind": "optimize", **bad})
+        assert response.status_code == 422 and field in [e["field"] for e in response.json["errors"]], \
+            response.json
+    series = {"lambda": [1e-3, 1.0], "lambda_t": 0.05, "window": 8, "window_overlap": 4,
+              "lambda_frames": [3, 12]}
+    job = client.post("/api/v1/jobs", json={"kind": "optimize", "source": {"job": first},
+                                            "params": series})
+    assert job.status_code == 201, job.json
+    run_everything(app, broker)
+    status = client.get(f"/api/v1/jobs/{job.json['id']}").json
+    assert status["state"] == "succeeded", status
+    assert (status["phase"], status["phase_done"], status["phase_total"]) == ("done", 3, 3)
+    source, out = open_store(client.get(f"/api/v1/jobs/{first}").json["output_path"]), \
+        open_store(status["output_path"])
+    cs, Qs, mmis = (np.asarray(source[name][...]) for name in ("cs", "Qs", "mmis"))
+    nodes = plan_job(spec).nodes
+    lam = choose_lambda(SeriesSettings((1e-3, 1.0), 0.05, 8, 4, (3, 12)), cs, Qs, mmis, nodes)
+    assert out["lambda"][0] == lam and out.attrs["blockreg"]["series"]["lambda"] == lam
+    expected = optimize_series_windowed(cs, Qs, mmis, nodes, lam, 0.05, window=8, overlap=4)
+    np.testing.assert_allclose(out["u"][...], expected, rtol=0, atol=1e-9)
+    assert out.attrs["blockreg"]["frames"] == list(range(16))
+    first_store = client.get(f"/api/v1/jobs/{first}").json["output_path"]
+    inprocess = run_inprocess({"kind": "optimize", "source": {"path": first_store},
+                               "params": series})
+    np.testing.assert_allclose(inprocess["u"], expected, rtol=0, atol=1e-9)
+    # and it is a warp job's source like any other
+    warp = client.post("/api/v1/jobs", json={"kind": "warp", "source": {"job": job.json["id"]}})
+    assert warp.status_code == 201, warp.json
+    run_everything(app, broker)
+    assert client.get(f"/api/v1/jobs/{warp.json['id']}").json["state"] == "succeeded"
