@@ -119,6 +119,7 @@ def test_the_examples_of_docs_jobspec_are_valid_specs():
     specs = [json.loads(block) for block in re.findall(r"```json\n(.*?)```", text, re.S)]
     specs = [s for s in specs if "input" in s or "kind" in s]  # not the error bodies
     kinds = {(s.get("kind", "register"), s.get("algorithm", "apertures")) for s in specs}
-    assert {("register", "apertures_mismatch"), ("register", "rigid"), ("warp", "apertures")} <= kinds
+    assert {("register", "apertures_mismatch"), ("register", "rigid"), ("warp", "apertures"),
+            ("optimize", "apertures")} <= kinds
     for spec in specs:
         JobSpec.model_validate(spec)  # the document's shape (no files here)
