@@ -48,7 +48,9 @@ def grid_nodes(image_shape, gridsize) -> tuple[np.ndarray, ...]:
 def _make_preprocess(spec: JobSpec):
     from .reg.preprocess import PreprocessSNF
 
-    return PreprocessSNF.from_dict(spec.preprocess.model_dump())
+    # the µm sizes were converted to pixels by units.resolve_units
+    return PreprocessSNF.from_dict(spec.preprocess.model_dump(exclude={"sigma_lp_um",
+                                                                       "sigma_hp_um"}))
 
 
 def build_algorithm(spec: JobSpec, fixed, nodes, preprocess):
@@ -85,6 +87,7 @@ class JobPlan:
     Attributes
     ----------
     spec : JobSpec
+        With every µm size converted to pixels.
     series : object
         The opened input (``blockreg.io.open_series``); frames are read lazily.
     frames : list of int
@@ -98,6 +101,11 @@ class JobPlan:
         The grid the algorithm's displacements live on (its registered ``nodes``).
     fixed : ndarray or None
         The preprocessed fixed image (float32), or None until :meth:`load_fixed`.
+    spacing : tuple of float or None
+        Voxel size in µm per spatial axis (``input.spacing_um``, else the reader's).
+    from_um : dict
+        The µm sizes the spec gave (``"params.maxshift_um": [...]``); ``spec`` holds them
+        converted to pixels (:mod:`blockreg.units`).
     """
 
     spec: JobSpec
@@ -108,6 +116,8 @@ class JobPlan:
     preprocess: Any
     nodes: tuple
     fixed: np.ndarray | None = field(default=None, repr=False)
+    spacing: tuple | None = None
+    from_um: dict = field(default_factory=dict)
 
     @property
     def image_shape(self) -> tuple[int, ...]:
@@ -178,14 +188,13 @@ class JobPlan:
         """Attributes of the output store (docs/internals.md, "Zarr output store")."""
         from .store import store_attributes
 
-        spacing = getattr(self.series, "spacing", None)
-        if spacing is not None:
-            spacing = list(spacing)[-len(self.roi):]
+        spacing = None if self.spacing is None else list(self.spacing)
+        extra = {"converted_from_um": self.from_um} if self.from_um else {}
         return store_attributes(self.spec.to_json(), self.frames, nodes=self.nodes,
                                 axes="t" + self.spatial_axes, spacing=spacing,
                                 time_step_s=self.time_step_s,
                                 fixed_index=self.fixed_index,
-                                roi=[[s.start, s.stop] for s in self.roi])
+                                roi=[[s.start, s.stop] for s in self.roi], **extra)
 
 
 def plan_job(spec, *, fixed=None, check: bool = False) -> JobPlan:
@@ -220,9 +229,15 @@ def plan_job(spec, *, fixed=None, check: bool = False) -> JobPlan:
     frames = list(spec.frame_indices(n_time))  # clipped to the series, so bounded by it
     fixed_index = spec.fixed_index if spec.fixed_index is not None else frames[len(frames) // 2]
     image_shape = tuple(s.stop - s.start for s in roi)
+    from .units import converted_fields, input_spacing, resolve_units
+
+    spacing = input_spacing(spec, series)
+    from_um = converted_fields(spec)
+    spec = resolve_units(spec, spacing, image_shape)  # µm sizes -> pixels
     plan = JobPlan(spec=spec, series=series, frames=frames, roi=roi, fixed_index=fixed_index,
                    preprocess=_make_preprocess(spec),
-                   nodes=get_algorithm(spec.algorithm).nodes(spec.params, image_shape))
+                   nodes=get_algorithm(spec.algorithm).nodes(spec.params, image_shape),
+                   spacing=spacing, from_um=from_um)
     if fixed is not None:
         plan.fixed = np.asarray(fixed, dtype=np.float32)
     return plan

@@ -81,6 +81,10 @@ class InputSpec(SpecModel):
     frames: Annotated[list[int], Field(min_length=2, max_length=3)] | None = Field(
         None, description="Source frames as [start, stop] or [start, stop, step], like range()."
     )
+    spacing_um: Annotated[list[Annotated[float, Field(gt=0, allow_inf_nan=False)]],
+                          Field(min_length=1, max_length=3)] | None = Field(
+        None, description="Voxel size in µm per spatial axis (one number: every axis); "
+                          "overrides the file's. Converts the *_um sizes to pixels.")
     register_every: PositiveInt | None = Field(
         None, description="Register only every k-th selected frame (and the last one), for a "
                           "warp job with tinterpolate to fill the others (the subset workflow).")
@@ -117,6 +121,16 @@ class PreprocessSpec(SpecModel):
     sigma_lp: Sigma = Field(0.0, description="Lowpass sigma in pixels (number or per axis).")
     sigma_hp: Sigma = Field(math.inf, description="Highpass sigma in pixels (number or per axis).")
     clamp: bool = Field(False, description="Clamp negative values after preprocessing.")
+    sigma_lp_um: Sigma | None = Field(None, description="Lowpass sigma in µm, instead of sigma_lp.")
+    sigma_hp_um: Sigma | None = Field(None, description="Highpass sigma in µm, instead of sigma_hp.")
+
+    @field_validator("sigma_lp_um", "sigma_hp_um")
+    @classmethod
+    def _one_unit(cls, value, info):
+        pixel_field = info.field_name[:-3]
+        if value is not None and info.data.get(pixel_field) != cls.model_fields[pixel_field].default:
+            raise ValueError(f"give {pixel_field} (pixels) or {info.field_name} (µm), not both")
+        return value
 
 
 class OutputSpec(SpecModel):

@@ -99,6 +99,15 @@ def check_algorithm(spec: JobSpec, image_shape, errors: list[dict]) -> set[str] 
     return None
 
 
+def _in_pixels(spec: JobSpec, image_shape) -> JobSpec:
+    from .jobs import _open
+    from .units import converted_fields, input_spacing, resolve_units
+
+    if not converted_fields(spec) and spec.input.spacing_um is None:
+        return spec
+    return resolve_units(spec, input_spacing(spec, _open(spec)), image_shape)
+
+
 def check_against_input(spec: JobSpec, errors: list[dict]) -> None:
     # local import: the readers, which the shape check and the OpenAPI document must not need
     from .jobs import input_geometry
@@ -131,6 +140,11 @@ def check_against_input(spec: JobSpec, errors: list[dict]) -> None:
         if any(e["field"].startswith("input.roi") for e in errors):
             return
         spatial = tuple(stop - start for start, stop in roi)
+    try:  # sizes in µm: the checks below see them in pixels, as the workers will
+        spec = _in_pixels(spec, spatial)
+    except ParameterError as exc:
+        errors.append({"field": exc.field, "problem": exc.problem})
+        return
     for name in ("sigma_lp", "sigma_hp"):
         value = getattr(spec.preprocess, name)
         if isinstance(value, list) and len(value) != ndim:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import Field, NonNegativeInt, PositiveInt, field_validator
+from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, field_validator
 
 from ..errors import ParameterError
 from ..jobspec import SpecModel
@@ -27,11 +27,19 @@ Lambda = Union[
 class AperturesParams(SpecModel):
     """Parameters of aperture-based deformable registration (:class:`blockreg.Apertures`)."""
 
-    gridsize: list[PositiveInt] = Field(min_length=1, max_length=3,
-                                        description="Apertures per spatial axis, e.g. 8,8.")
-    maxshift: list[PositiveInt] = Field(min_length=1, max_length=3,
-                                        description="Largest shift searched per spatial axis "
-                                                    "(pixels).")
+    # the µm forms come first so that the pixel fields' check sees them (exactly one of each)
+    aperture_um: list[PositiveFloat] | None = Field(
+        None, min_length=1, max_length=3,
+        description="Aperture width per spatial axis in µm, instead of gridsize.")
+    maxshift_um: list[PositiveFloat] | None = Field(
+        None, min_length=1, max_length=3,
+        description="Largest shift searched per spatial axis in µm, instead of maxshift.")
+    gridsize: list[PositiveInt] | None = Field(
+        None, min_length=1, max_length=3, validate_default=True,
+        description="Apertures per spatial axis, e.g. 8,8 (or aperture_um).")
+    maxshift: list[PositiveInt] | None = Field(
+        None, min_length=1, max_length=3, validate_default=True,
+        description="Largest shift searched per spatial axis, pixels (or maxshift_um).")
     lam: Lambda = Field(alias="lambda", description="Affine-residual penalty: a number >= 0, "
                         "or [min, max] to choose it automatically in that range (e.g. 1e-6,10).")
     overlap: NonNegativeInt | list[NonNegativeInt] = Field(
@@ -45,6 +53,15 @@ class AperturesParams(SpecModel):
                        "maxshift with a fully optimised first pass (the original's recipe).")
     correct_bias: bool = Field(False, description="Replace zero-shift mismatch by its neighbours "
                                                   "(camera fixed-pattern noise).")
+
+    @field_validator("gridsize", "maxshift", mode="after")
+    @classmethod
+    def _one_unit(cls, value, info):
+        um_field = {"maxshift": "maxshift_um", "gridsize": "aperture_um"}[info.field_name]
+        if (value is None) == (info.data.get(um_field) is None):
+            raise ValueError(f"give exactly one of {info.field_name} (pixels) and {um_field} "
+                             "(µm)")
+        return value
 
     @field_validator("lam")
     @classmethod
