@@ -200,8 +200,9 @@ def add_register_parser(subparsers):
     parser.add_argument("input", metavar="INPUT", help="movie: .npy, .tif/.tiff, .zarr or .h5")
     parser.add_argument("--out", required=True, metavar="OUT.zarr", help="results store (must not exist)")
     parser.add_argument("--fixed-index", metavar="T", help="frame used as the fixed image (default: middle)")
-    parser.add_argument("--monitor", default="u,mismatch", metavar="NAMES",
-                        help="variables to store, comma-separated (default u,mismatch); "
+    parser.add_argument("--monitor", metavar="NAMES",
+                        help="variables to store, comma-separated (default: the algorithm's, "
+                             "u,mismatch for apertures); "
                              + _variables_help())
     parser.add_argument("--bias", metavar="B", help="camera offset subtracted before the sqrt transform")
     parser.add_argument("--sigma-hp", metavar="S[,S..]", help="high-pass sigma in pixels (default off)")
@@ -254,8 +255,8 @@ def _one_value_or_list(values):
 def _spec_from_args(args) -> dict:
     # that INPUT exists and --out does not is the spec's rule (input.path, output.path)
     input_path = Path(args.input)
-    monitor = [m.strip() for m in str(args.monitor).split(",")]
-    if any(not m for m in monitor):
+    monitor = None if args.monitor is None else [m.strip() for m in str(args.monitor).split(",")]
+    if monitor is not None and any(not m for m in monitor):
         raise _UsageError("--monitor", f"expected comma-separated names, got {args.monitor!r}")
     params = {}
     for opt in _param_options().values():
@@ -266,9 +267,10 @@ def _spec_from_args(args) -> dict:
         "input": {"path": str(input_path)},
         "algorithm": args.algorithm,
         "params": params,
-        "monitor": monitor,
         "output": {"path": str(args.out)},
     }
+    if monitor is not None:  # else the algorithm's default_monitor
+        spec["monitor"] = monitor
     if args.dataset is not None:
         spec["input"]["dataset"] = args.dataset
     if args.channel is not None:
