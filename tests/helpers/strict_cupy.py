@@ -354,6 +354,9 @@ class _Device:
     def synchronize(self):
         pass
 
+    def use(self):
+        return self
+
     def __enter__(self):
         return self
 

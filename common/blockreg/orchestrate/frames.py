@@ -57,8 +57,14 @@ def _build_context(job) -> _JobContext:
     stored = member(store, "fixed")  # none for a warp job: it registers nothing
     fixed = None if stored is None else np.asarray(stored[...])
     plan = plan_job(spec, fixed=fixed)
-    # on a GPU worker the algorithm holds its fixed image (and so its plans) on the device
-    algorithm = plan.make_algorithm(fixed if fixed is None else device.upload(fixed))
+    if fixed is not None and device.on_gpu():
+        # on a GPU worker the algorithm holds its fixed image (and so its plans) on the device
+        from ..jobs import build_algorithm
+
+        fixed = device.upload(np.asarray(fixed, dtype=np.float32))
+        algorithm = build_algorithm(spec, fixed, plan.nodes, plan.preprocess)
+    else:
+        algorithm = plan.make_algorithm(fixed)
     algorithm.prepare()
     return _JobContext(plan, algorithm, store, tuple(spec.monitor))
 
