@@ -66,7 +66,7 @@ class Client:
     def __repr__(self) -> str:
         return f"Client({self.url!r})"
 
-    def _request(self, method: str, path: str, *, answers=(), **kwargs):
+    def _request(self, method: str, path: str, *, answers=(), text=False, **kwargs):
         """One call; ``answers``: error statuses that are a result (health's 503), not an error.
 
         Only the documented exceptions leave: ConnectionError (unreachable, including a connect
@@ -89,7 +89,7 @@ class Client:
             except ValueError:
                 message, errors = response.text[:500] or response.reason, []
             raise ApiError(response.status_code, message, errors)
-        return response.json()
+        return response.text if text else response.json()
 
     def health(self) -> dict:
         """Database and broker reachability."""
@@ -182,6 +182,27 @@ class Client:
             if deadline is not None and time.monotonic() >= deadline:
                 raise TimeoutError(f"job {job_id} still {status['state']} after {timeout} s "
                                    f"({status['frames_done']}/{status['frames_total']} frames)")
+            time.sleep(poll)
+
+    def report(self, job_id: int, *, html: bool = False, wait: float = 60.0, poll: float = 1.0):
+        """The finished job's quality report: the JSON dict (docs/report.md), or the HTML page.
+
+        The report is computed right after the job finishes; while it is on its way the server
+        answers 409, and this waits up to ``wait`` seconds for it.
+        """
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                if html:
+                    return self._request("GET", f"/jobs/{int(job_id)}/report",
+                                         params={"format": "html"}, text=True)
+                return self._request("GET", f"/jobs/{int(job_id)}/report")["report"]
+            except ApiError as exc:
+                if exc.status != 409 or time.monotonic() >= deadline:
+                    raise
+                status = self.status(job_id)
+                if status["state"] not in FINISHED:  # not finished: waiting is not for us
+                    raise
             time.sleep(poll)
 
     def results(self, job_id: int):

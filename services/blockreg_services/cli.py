@@ -93,22 +93,31 @@ def absolute_paths(data: dict, base: Path) -> dict:
 
 
 # -- finding and calling the server ----------------------------------------------------------
-def default_server() -> str:
-    """``$BLOCKREG_SERVER``, else the URL the running embedded stack wrote, else the local
-    coordinator on the ``port`` setting."""
+def default_server(home=None) -> str:
+    """``$BLOCKREG_SERVER``, else the URL the embedded stack running in ``home`` (default: the
+    ``home`` setting) wrote there, else the local coordinator on the ``port`` setting."""
     s = settings.load()
     if s.server:
         return s.server
     from .embedded import running_stack
 
-    info = running_stack(s.home)
+    info = running_stack(Path(home).expanduser() if home else s.home)
     return info["url"] if info and isinstance(info.get("url"), str) else s.server_url
 
 
 def _client(args):
     from blockreg import Client
 
-    return Client(args.server or default_server())
+    return Client(args.server or default_server(getattr(args, "home", None)))
+
+
+def server_options(p) -> None:
+    """``--server`` and ``--home`` (where ``blockreg up --home`` wrote its URL)."""
+    p.add_argument("--server", metavar="URL",
+                   help="coordinator URL (default: $BLOCKREG_SERVER, else the `blockreg up` "
+                        "running in --home, else %s)" % settings.load().server_url)
+    p.add_argument("--home", help="the home of the `blockreg up` to talk to (default: "
+                                  "$BLOCKREG_HOME or ~/.blockreg)")
 
 
 def _call(fn, *args, **kwargs):
@@ -291,11 +300,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     defaults = settings.load()
 
-    def server_option(p):
-        p.add_argument("--server", metavar="URL",
-                       help="coordinator URL (default: $BLOCKREG_SERVER, else the running "
-                            "`blockreg up`, else %s)" % defaults.server_url)
-
     from blockreg.commandline import add_register_parser
 
     add_register_parser(sub).set_defaults(func=cmd_register)
@@ -322,7 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     submit = sub.add_parser("submit", help="submit a job spec (.json, .toml or .yaml)")
     submit.add_argument("spec", help="job spec file")
-    server_option(submit)
+    server_options(submit)
     submit.add_argument("--wait", action="store_true",
                         help="wait for the job with a progress bar; exit 1 if it fails")
     submit.set_defaults(func=cmd_submit)
@@ -331,11 +335,11 @@ def build_parser() -> argparse.ArgumentParser:
                                  ("cancel", "cancel a job", cmd_cancel)):
         p = sub.add_parser(name, help=helptext)
         p.add_argument("job", type=_positive_int, help="job id")
-        server_option(p)
+        server_options(p)
         p.set_defaults(func=func)
 
     listing = sub.add_parser("list", help="list jobs")
-    server_option(listing)
+    server_options(listing)
     listing.set_defaults(func=cmd_list)
 
     demo = sub.add_parser("demo", help="register a generated movie end to end and report its quality")
@@ -350,6 +354,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="use this coordinator instead of starting an embedded stack")
     demo.set_defaults(func=cmd_demo)
     importlib.import_module(".commands.warp", __package__).add_parsers(sub)
+    for name in ("report", "export"):  # quality report, exports (issue 9)
+        importlib.import_module(f".commands.{name}", __package__).add_parsers(sub)
     return parser
 
 

@@ -3,8 +3,8 @@
 The demo needs nothing but the installed package: it starts the embedded stack (unless given a
 server), writes a synthetic two-photon-like movie into ``home/data/demo``, submits an aperture
 registration job through the REST API, waits for it with a progress bar, and reports the quality:
-the mismatch with the fixed image before and after registration, and the error of the recovered
-displacement against the ground truth.
+the mismatch with the fixed image before and after registration, the error of the recovered
+displacement against the ground truth, and the key figures of the job's quality report.
 
 Frame 0 of the demo movie is the undeformed, noise-free sample (a template, as labs register to a
 mean image) and is the fixed image, so the true ``u`` of every other frame is exactly the
@@ -106,8 +106,10 @@ def quality_summary(results, movie_path, spec: dict, u_true) -> dict:
     from blockreg.synthetic import grid_truth
 
     preprocess = PreprocessSNF.from_dict(spec["preprocess"])
-    fixed = np.asarray(results["fixed"][:])
-    warped = results["warped"]
+    from blockreg.store import member
+
+    fixed = np.asarray(member(results, "fixed")[:])
+    warped = member(results, "warped")
     series = open_series(movie_path)
     frames = range(*spec["input"]["frames"])
     before = [_mismatch_ratio(fixed, preprocess(series[t])) for t in frames]
@@ -122,6 +124,26 @@ def quality_summary(results, movie_path, spec: dict, u_true) -> dict:
         "u_rmse": float(np.sqrt(np.mean(np.sum((u - truth) ** 2, axis=-1)))),
         "motion_rms": float(np.sqrt(np.mean(np.sum(truth ** 2, axis=-1)))),
     }
+
+
+def _print_report(client, job_id: int, out) -> None:
+    """The quality report's key figures (the report is computed when the job finishes)."""
+    from blockreg.client import ApiError
+    from blockreg.qc.text import bound_warning, key_figures
+
+    try:
+        report = client.report(job_id)
+    except (ApiError, ConnectionError, TimeoutError) as exc:
+        print(f"quality report: not available ({exc})", file=out)
+        return
+    print("quality report (`blockreg report {0} --out report.html` for the page):"
+          .format(job_id), file=out)
+    for line in key_figures(report):
+        print(f"  {line}", file=out)
+    warning = bound_warning(report)
+    if warning:
+        print(warning, file=out)
+    out.flush()
 
 
 def run_demo(home=None, frames: int = 12, workers: int = 2, keep_running: bool = False,
@@ -184,6 +206,7 @@ def run_demo(home=None, frames: int = 12, workers: int = 2, keep_running: bool =
               f"(mean over {frames} frames), displacement RMSE at the grid nodes "
               f"{q['u_rmse']:.2f} px vs ground truth "
               f"(true motion {q['motion_rms']:.2f} px RMS), {elapsed:.1f} s", file=out, flush=True)
+        _print_report(client, job_id, out)
         if keep_running and own_stack:
             print(f"the stack keeps running at {server}; Ctrl-C stops it", file=out, flush=True)
             try:
