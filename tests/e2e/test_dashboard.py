@@ -81,7 +81,11 @@ def test_submit_through_the_form_watch_progress_and_see_the_results(page, api, s
                            ".every(i => i.complete && i.naturalWidth > 0 && i.alt.includes(' 5'))")
     assert page.locator("#workers tbody tr").count() >= 1
     assert stack.data_dir.as_posix() in page.locator("#output code.path").inner_text()
-    page.wait_for_selector("#report p, #report iframe")
+    # the quality report's page, embedded: its figures decoded
+    report = page.frame_locator("#report iframe.report")
+    report.locator("img").first.wait_for()
+    widths = report.locator("img").evaluate_all("imgs => imgs.map(i => i.complete && i.naturalWidth)")
+    assert len(widths) >= 3 and all(w > 0 for w in widths), widths
     shoot(page, "job")
 
     page.goto("/#/jobs")
@@ -89,6 +93,22 @@ def test_submit_through_the_form_watch_progress_and_see_the_results(page, api, s
     assert row.locator(".state").inner_text() == "succeeded"
     assert row.get_by_role("progressbar").get_attribute("aria-valuenow") == "100"
     shoot(page, "jobs")
+
+
+def test_the_keyboard_reaches_the_navigation_and_a_job(page, api, stack):
+    page.goto("/#/jobs")
+    page.locator("table.jobs tbody tr a").first.wait_for()
+    reached = []
+    for _ in range(20):
+        page.keyboard.press("Tab")
+        reached.append(page.evaluate("document.activeElement.textContent.trim()"))
+        if re.fullmatch(r"#\d+", reached[-1]):
+            break
+    assert reached[0] == "Skip to content"
+    assert {"Jobs", "Submit", "Tune", "New job"} <= set(reached)
+    assert re.fullmatch(r"#\d+", reached[-1]), reached
+    page.keyboard.press("Enter")  # a link followed from the keyboard
+    page.wait_for_url(re.compile(r"#/jobs/\d+$"))
 
 
 def test_cancel_a_running_job_from_the_list(page, api, stack):
@@ -117,6 +137,11 @@ def test_a_bad_value_is_shown_beside_its_field_and_nothing_is_queued(page, api, 
     assert page.locator("#f-params-gridsize-error").inner_text() == ""
     assert "#/submit" in page.url
     assert job_count(api) == before
+    # every field has a label a screen reader announces
+    unlabelled = page.evaluate("[...document.querySelectorAll('main input, main select')]"
+                               ".filter(e => !e.labels.length && !e.getAttribute('aria-label'))"
+                               ".map(e => e.name || e.id)")
+    assert unlabelled == []
 
 
 def test_tune_a_grid_and_promote_a_setting_to_a_full_job(page, api, stack, shoot):

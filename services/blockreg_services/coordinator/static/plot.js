@@ -17,7 +17,7 @@ function ticks(lo, hi, count = 5) {
  */
 export function linePlot(series, {width = 640, height = 240, xlabel = "", ylabel = "", logx = false,
                                   title = ""} = {}) {
-  const m = {l: 62, r: 12, t: 12, b: 40};
+  const m = {l: 62, r: 12, t: series.some((se) => se.label) ? 26 : 12, b: 40};  // legend on top
   const fx = (v) => (logx ? Math.log10(v) : v);
   const xs = [], ys = [];
   for (const se of series) {
@@ -78,10 +78,12 @@ export function linePlot(series, {width = 640, height = 240, xlabel = "", ylabel
   });
   if (series.some((se) => se.label)) {
     const legend = s("g", {class: "legend"});
-    series.filter((se) => se.label).forEach((se, k) => {
-      legend.append(s("text", {x: width - m.r - 4, y: m.t + 12 + 14 * k, "text-anchor": "end",
+    let x = width - m.r;
+    for (const se of series.filter((one) => one.label).reverse()) {
+      legend.append(s("text", {x, y: 14, "text-anchor": "end",
                                class: `series-${series.indexOf(se)}`}, se.label));
-    });
+      x -= 9 * se.label.length + 24;
+    }
     svg.append(legend);
   }
   return svg;

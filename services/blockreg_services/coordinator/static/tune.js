@@ -96,7 +96,7 @@ function mountNew(main) {
   });
 }
 
-function runCard(tune, run, status) {
+function runCard(tune, run, status, best) {
   const done = run.state === "succeeded";
   const thumb = h("div", {class: "thumb"});
   if (done) {
@@ -114,8 +114,9 @@ function runCard(tune, run, status) {
   };
   const label = Object.entries(run.values).map(([k, v]) => `${k} = ${JSON.stringify(v)}`).join(", ")
     || "base settings";
-  return h("article", {class: "card run", id: `run-${run.job_id}`, "aria-label": label},
-    h("h3", {}, label),
+  return h("article", {class: `card run${best ? " best" : ""}`, id: `run-${run.job_id}`,
+                       "aria-label": label},
+    h("h3", {}, label, best ? h("span", {class: "best-badge"}, " best reduction") : null),
     h("p", {}, stateBadge(run), " ", h("a", {href: `#/jobs/${run.job_id}`}, `job #${run.job_id}`)),
     progressBar({id: run.job_id, frames_done: run.frames_done, frames_total: run.frames_total,
                  frames_failed: 0}),
@@ -157,7 +158,10 @@ function mountBatch(main, id) {
       const frames = tune.frames;
       status.textContent = `${tune.runs.length} settings on frames ${frames[0]}..${frames[1] - 1}` +
         (frames[2] > 1 ? ` step ${frames[2]}` : "");
-      clear(cards).append(...tune.runs.map((run) => runCard(tune, run, status)));
+      const reductions = tune.runs.map((r) => r.reduction ?? -Infinity);
+      const best = tune.runs.every((r) => r.state === "succeeded") && tune.runs.length > 1
+        ? reductions.indexOf(Math.max(...reductions)) : -1;
+      clear(cards).append(...tune.runs.map((run, k) => runCard(tune, run, status, k === best)));
       const c = tune.lambda_curve;
       clear(curve).append(c
         ? linePlot([{x: c.lambdas, y: c.datapenalty, kind: "points", label: "data penalty"},
