@@ -123,11 +123,11 @@ def end_to_end(api, fixed, nodes, maxshift, pp, frames, nframes, wanted=("u", "w
 
 # ----------------------------------------------------------------------------- the two cases
 def case_2d(cp, args, report):
-    import bench_core
+    import bench_cases as cases
     import blockreg as api
 
-    params = dict(bench_core.DEFAULT_PARAMS)
-    c = bench_core.make_case("2d", args.distinct_2d, seed=0, params=params)
+    params = dict(cases.DEFAULT_PARAMS)
+    c = cases.make_case("2d", args.distinct_2d, seed=0, params=params)
     frames = [np.asarray(f) for f in c["movie"]]
     fixed_d = cp.asarray(c["fixed"])
     mem = DeviceMemory(cp)
@@ -140,16 +140,16 @@ def case_2d(cp, args, report):
     gpu, us = end_to_end(api, fixed_d, c["nodes"], c["maxshift"], c["pp"], frames,
                          args.frames_2d, memory=mem)
     mem.sample()
-    u_dense = np.stack([bench_core.dense(u, c["nodes"], c["shape"]) for u in us[: len(frames)]])
-    gpu["rmse_px"] = bench_core.displacement_rmse(u_dense, c["u_true"][: len(u_dense)],
+    u_dense = np.stack([cases.dense(u, c["nodes"], c["shape"]) for u in us[: len(frames)]])
+    gpu["rmse_px"] = cases.displacement_rmse(u_dense, c["u_true"][: len(u_dense)],
                                                   c["maxshift"])
     out["gpu"] = gpu | mem.report()
     report(out)
     if not args.skip_cpu:
         cpu, us = end_to_end(api, c["fixed"], c["nodes"], c["maxshift"], c["pp"], frames,
                              min(args.cpu_frames_2d, len(frames)))
-        u_dense = np.stack([bench_core.dense(u, c["nodes"], c["shape"]) for u in us])
-        cpu["rmse_px"] = bench_core.displacement_rmse(u_dense, c["u_true"][: len(us)],
+        u_dense = np.stack([cases.dense(u, c["nodes"], c["shape"]) for u in us])
+        cpu["rmse_px"] = cases.displacement_rmse(u_dense, c["u_true"][: len(us)],
                                                       c["maxshift"])
         out["cpu"] = cpu | {"threads": os.cpu_count()}
         report(out)
@@ -241,11 +241,11 @@ def suite2p_gpu(c, nframes):
     ref = suite2p_peer.to_int16(c["fixed_clean"], halve)
     suite2p_peer.register_movie(movie[:8], ref, settings, device="cuda")       # warm-up
     dt, _, u = suite2p_peer.register_movie(movie, ref, settings, device="cuda")
-    import bench_core
+    import bench_cases as cases
 
     n = len(c["movie"])
     return {"frames": len(movie), "seconds": dt, "fps": len(movie) / dt,
-            "rmse_px": bench_core.displacement_rmse(u[:n], c["u_true"], c["maxshift"]),
+            "rmse_px": cases.displacement_rmse(u[:n], c["u_true"], c["maxshift"]),
             "torch": torch.__version__}
 
 

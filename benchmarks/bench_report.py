@@ -76,7 +76,7 @@ def markdown(results: dict) -> str:
         s = r.get("suite2p")
         for key in sorted(k for k in r if k.startswith("blockreg")):
             b = r[key]
-            label = f"{name}, passes={b['passes']}"
+            label = f"{name}, {b.get('config', b.get('passes'))}"
             lines.append(" | ".join([
                 f"| {label}", str(b["frames"]), fmt(b["fps"]), fmt(s and s["fps"]),
                 fmt(s and b["fps"] / s["fps"]), fmt(b["fps_cpu"]), fmt(s and s["fps_cpu"]),
