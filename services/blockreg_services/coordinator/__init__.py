@@ -76,7 +76,7 @@ def create_app(config: dict | None = None) -> Flask:
     from blockreg.celery_app import make_celery
     from blockreg.db import make_engine, session_factory
 
-    from . import api, browse, dashboard, report, tune
+    from . import api, browse, dashboard, limits, report, tune
 
     app = Flask(__name__)
     app.config.update(VERSION=__version__, CELERY=None)
@@ -96,6 +96,7 @@ def create_app(config: dict | None = None) -> Flask:
     import blockreg.store  # noqa: F401
     import zarr  # noqa: F401
 
+    limits.install(app)  # request body size and JSON nesting depth
     app.register_blueprint(api.bp)
     app.register_blueprint(report.bp)  # GET /api/v1/jobs/<id>/report
     for blueprint in (browse.bp, tune.bp, dashboard.bp):  # data views, tuning, the web pages
