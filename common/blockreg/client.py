@@ -16,7 +16,7 @@ import time
 from . import settings
 from .states import FINISHED_JOB_STATES
 
-__all__ = ["Client", "ApiError"]
+__all__ = ["Client", "ApiError", "read_token_file", "TOKEN_FILE"]
 
 FINISHED = FINISHED_JOB_STATES  # the states Client.wait stops at
 
@@ -42,6 +42,19 @@ class ApiError(RuntimeError):
         super().__init__(f"HTTP {status}: {message}" + (f" ({detail})" if detail else ""))
 
 
+TOKEN_FILE = "token"  # in the home folder, written by `blockreg user add --home` (mode 0600)
+
+
+def read_token_file(home) -> str | None:
+    """The token saved in ``home`` (``home/token``), or None when there is none."""
+    from pathlib import Path
+
+    try:
+        return (Path(home) / TOKEN_FILE).read_text(encoding="utf-8").strip() or None
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
 class Client:
     """Client of a blockreg coordinator.
 
@@ -54,14 +67,21 @@ class Client:
         Seconds to wait for each HTTP response.
     session : requests.Session, optional
         Reused for connection pooling (or a test double with the same ``request`` method).
+    token : str, optional
+        API token of a server with authentication (sent as ``Authorization: Bearer``); default
+        the ``token`` setting (``$BLOCKREG_TOKEN``), else the token file ``$BLOCKREG_HOME/token``
+        that ``blockreg user add --home`` writes, else none (single-user mode).
     """
 
-    def __init__(self, url: str | None = None, *, timeout: float = 30.0, session=None):
+    def __init__(self, url: str | None = None, *, timeout: float = 30.0, session=None,
+                 token: str | None = None):
         import requests
 
-        self.url = (url or settings.load().server_url).rstrip("/")
+        s = settings.load()
+        self.url = (url or s.server_url).rstrip("/")
         self.timeout = float(timeout)
         self._http = session or requests.Session()
+        self._token = token or s.token or read_token_file(s.home)
 
     def __repr__(self) -> str:
         return f"Client({self.url!r})"
@@ -75,6 +95,9 @@ class Client:
         import requests
 
         try:
+            if self._token:
+                kwargs["headers"] = {**kwargs.get("headers", {}),
+                                     "Authorization": f"Bearer {self._token}"}
             response = self._http.request(method, f"{self.url}/api/v1{path}",
                                           timeout=self.timeout, **kwargs)
         except requests.ConnectionError as exc:  # ConnectTimeout is one too

@@ -20,6 +20,8 @@ from pathlib import Path
 
 from blockreg import settings
 
+from .commands import users as users_commands
+
 __all__ = ["main", "CliError", "read_spec", "absolute_paths", "default_server", "ProgressBar"]
 
 EXIT_OK, EXIT_JOB_FAILED, EXIT_USAGE = 0, 1, 2
@@ -237,10 +239,12 @@ def cmd_up(args) -> int:
     from .embedded import EmbeddedStack, default_home
 
     home = Path(args.home) if args.home else default_home()
+    env = users_commands.up_environment(args, settings.load())  # --auth, --data-root
     # SIGTERM (systemd, docker, kill) stops the stack the same way Ctrl-C does
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
-        with EmbeddedStack(home, port=args.port, workers=args.workers, host=args.host) as stack:
+        with EmbeddedStack(home, port=args.port, workers=args.workers, host=args.host,
+                           env=env) as stack:
             print(f"blockreg is up at {stack.url} (home {stack.home}, {args.workers} workers); "
                   "Ctrl-C stops it", flush=True)
             stack.supervise()  # restarts a child that dies, until Ctrl-C
@@ -312,6 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"worker processes (default {defaults.workers})")
     up.add_argument("--host", default=defaults.host,
                     help=f"interface to bind (default {defaults.host})")
+    users_commands.add_up_options(up, defaults)
     up.set_defaults(func=cmd_up)
 
     db = sub.add_parser("db", help="manage the service database")
@@ -353,6 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--server", metavar="URL",
                       help="use this coordinator instead of starting an embedded stack")
     demo.set_defaults(func=cmd_demo)
+    users_commands.add_parsers(sub)
     importlib.import_module(".commands.warp", __package__).add_parsers(sub)
     for name in ("report", "export"):  # quality report, exports (issue 9)
         importlib.import_module(f".commands.{name}", __package__).add_parsers(sub)
