@@ -48,8 +48,9 @@ def make_case(name: str, nframes: int, seed: int, params: dict):
         cache.parent.mkdir(parents=True, exist_ok=True)
         np.savez(cache, movie=movie, fixed_clean=fixed_clean, u_true=u_true)
     nodes = tuple(np.linspace(0.0, n - 1.0, g) for n, g in zip(case["shape"], case["gridsize"]))
-    pp = blockreg.PreprocessSNF(bias=params["bias"], sigma_lp=params["sigma_lp"],
-                                sigma_hp=params["sigma_hp"])
+    # a high-pass wider than an axis is refused (blockreg.PreprocessSNF): at most the axis length
+    sigma_hp = tuple(min(float(params["sigma_hp"]), n) for n in case["shape"])
+    pp = blockreg.PreprocessSNF(bias=params["bias"], sigma_lp=params["sigma_lp"], sigma_hp=sigma_hp)
     return dict(case, name=name, movie=movie, fixed_clean=fixed_clean, u_true=u_true, nodes=nodes,
                 pp=pp, fixed=pp(fixed_clean), lam=params["lam"], thresh_fac=params["thresh_fac"],
                 api=blockreg)
