@@ -150,6 +150,14 @@ def check_against_input(spec: JobSpec, errors: list[dict]) -> None:
         if isinstance(value, list) and len(value) != ndim:
             errors.append({"field": f"preprocess.{name}", "problem":
                            f"has {len(value)} entries but the image has {ndim} spatial axes"})
+    if not any(e["field"].startswith("preprocess.") for e in errors):
+        from .reg.preprocess import PreprocessSNF
+
+        try:  # the filter widths against the (cropped) frame: the preprocessing owns the rule
+            options = spec.preprocess.model_dump(exclude={"sigma_lp_um", "sigma_hp_um"})
+            PreprocessSNF.from_dict(options).check_shape(spatial)
+        except ParameterError as exc:
+            errors.append({"field": f"preprocess.{exc.field}", "problem": exc.problem})
     if spec.fixed_index is not None and spec.fixed_index >= n_time:
         errors.append({"field": "fixed_index", "problem":
                        f"{spec.fixed_index} is beyond the {n_time} frames of the input"})

@@ -18,7 +18,12 @@ from ..errors import ParameterError
 from ..reg._common import check_maxshift, check_normalization, lambda_count, per_axis
 from .base import Algorithm, ArrayDecl
 
-__all__ = ["Apertures", "check_lambda"]
+__all__ = ["Apertures", "check_lambda", "LAMBDA_MAX", "LAMBDA_RANGE_MIN"]
+
+# The range of lambda: beyond 1e6 the penalty leaves nothing but the affine part, and a sweep
+# from 1e-9 to 1e6 already takes 50 steps of 2x (each a full optimisation of every frame).
+LAMBDA_MAX = 1e6
+LAMBDA_RANGE_MIN = 1e-9
 
 
 def check_lambda(lam):
@@ -35,13 +40,16 @@ def check_lambda(lam):
     Raises
     ------
     ParameterError
-        Field ``lam``: not a finite number >= 0, nor a ``(min, max)`` pair with
-        ``0 < min < max < inf`` spanning at least 4 steps of the ladder ``min * 2**k``.
+        Field ``lam``: not a number in ``[0, LAMBDA_MAX]``, nor a ``(min, max)`` pair with
+        ``LAMBDA_RANGE_MIN <= min < max <= LAMBDA_MAX`` spanning at least 4 steps of the ladder
+        ``min * 2**k``.
     """
     if isinstance(lam, numbers.Real) and not isinstance(lam, bool):
         lam = float(lam)
         if not (math.isfinite(lam) and lam >= 0):
             raise ParameterError("lam", f"must be a finite number >= 0 or a (min, max) pair, got {lam}")
+        if lam > LAMBDA_MAX:
+            raise ParameterError("lam", f"must be at most {LAMBDA_MAX:g}, got {lam:g}")
         return lam, None
     try:
         lo, hi = (float(v) for v in lam)
@@ -51,6 +59,9 @@ def check_lambda(lam):
         raise ParameterError("lam", f"lambda must not be negative, got {(lo, hi)}")
     if not (0 < lo < hi < math.inf):
         raise ParameterError("lam", f"auto-lambda range needs 0 < min < max < inf, got {(lo, hi)}")
+    if lo < LAMBDA_RANGE_MIN or hi > LAMBDA_MAX:
+        raise ParameterError("lam", f"auto-lambda range must lie within [{LAMBDA_RANGE_MIN:g}, "
+                                    f"{LAMBDA_MAX:g}], got ({lo:g}, {hi:g})")
     if lambda_count(lo, hi) < 4:
         raise ParameterError(
             "lam", f"the range {(lo, hi)} gives fewer than 4 lambdas (min * 2**k); widen it to at "

@@ -11,15 +11,18 @@ from typing import Annotated, Literal, Union
 
 from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, field_validator
 
+from ..algorithms.apertures import LAMBDA_MAX, LAMBDA_RANGE_MIN
 from ..errors import ParameterError
 from ..jobspec import SpecModel
 from ..registry import AlgorithmEntry, register_algorithm
 
 __all__ = ["AperturesParams", "APERTURES"]
 
+# the bounds are the algorithm's (check_lambda); stated here so the OpenAPI document shows them
 Lambda = Union[
-    Annotated[float, Field(ge=0, allow_inf_nan=False)],
-    Annotated[list[Annotated[float, Field(gt=0, allow_inf_nan=False)]],
+    Annotated[float, Field(ge=0, le=LAMBDA_MAX, allow_inf_nan=False)],
+    Annotated[list[Annotated[float, Field(ge=LAMBDA_RANGE_MIN, le=LAMBDA_MAX,
+                                          allow_inf_nan=False)]],
               Field(min_length=2, max_length=2)],
 ]
 
@@ -36,12 +39,16 @@ class AperturesParams(SpecModel):
         description="Largest shift searched per spatial axis in µm, instead of maxshift.")
     gridsize: list[PositiveInt] | None = Field(
         None, min_length=1, max_length=3, validate_default=True,
-        description="Apertures per spatial axis, e.g. 8,8 (or aperture_um).")
+        description="Apertures per spatial axis, e.g. 8,8 (or aperture_um); at most the image's "
+                    "size (after the ROI) along that axis.")
     maxshift: list[PositiveInt] | None = Field(
         None, min_length=1, max_length=3, validate_default=True,
-        description="Largest shift searched per spatial axis, pixels (or maxshift_um).")
-    lam: Lambda = Field(alias="lambda", description="Affine-residual penalty: a number >= 0, "
-                        "or [min, max] to choose it automatically in that range (e.g. 1e-6,10).")
+        description="Largest shift searched per spatial axis, pixels (or maxshift_um); less "
+                    "than the image's size along that axis.")
+    lam: Lambda = Field(alias="lambda", description="Affine-residual penalty: a number in "
+                        f"[0, {LAMBDA_MAX:g}], or [min, max] within [{LAMBDA_RANGE_MIN:g}, "
+                        f"{LAMBDA_MAX:g}] spanning at least 16x, to choose it automatically in "
+                        "that range (e.g. 1e-6,10).")
     overlap: NonNegativeInt | list[NonNegativeInt] = Field(
         0, description="Extra pixels on each side of each aperture (a number or one per axis).")
     normalization: Literal["pixels", "intensity"] = Field(

@@ -297,12 +297,31 @@ class PreprocessSNF:
             raise ParameterError(name, f"must be non-negative, got {s.tolist()}")
         return float(s) if s.ndim == 0 else [float(v) for v in s]
 
+    def check_shape(self, shape):
+        """Check the filter widths against a frame of ``shape`` (spatial axes).
+
+        Raises
+        ------
+        ParameterError
+            Field ``sigma_lp`` or ``sigma_hp``: one value per axis is needed, and a finite sigma
+            may be at most the frame's size along its axis (a Gaussian wider than the image is
+            meaningless, and its kernel would cost memory in proportion to sigma).
+        """
+        shape = tuple(int(n) for n in shape)
+        for name in ("sigma_lp", "sigma_hp"):
+            sigmas = per_axis(getattr(self, name), len(shape), name, finite=False)
+            for axis, (sigma, n) in enumerate(zip(sigmas, shape)):
+                if math.isfinite(sigma) and sigma > n:
+                    hint = ("inf (or leaving it out) means no high-pass" if name == "sigma_hp"
+                            else "0 means no low-pass")
+                    raise ParameterError(name, f"{sigma:g} exceeds the image's size {n} along "
+                                               f"axis {axis}; at most {n} ({hint})")
+
     def __call__(self, img):
         """Preprocess one frame (NumPy or CuPy); returns float32, NaN where the input was NaN."""
         xp = array_module(img)
+        self.check_shape(np.shape(img))  # before allocating: a sigma of 1e9 is refused, not tried
         a = xp.asarray(img).astype(np.float32, copy=True)
-        for name in ("sigma_lp", "sigma_hp"):
-            per_axis(getattr(self, name), a.ndim, name, finite=False)  # name it if it does not fit img
         a -= np.float32(self.bias)
         # maximum (not fmax) keeps NaN as NaN: a missing pixel stays missing.
         a = xp.sqrt(xp.maximum(a, np.float32(0)))

@@ -28,16 +28,22 @@ def _json(schema_name: str, description: str) -> dict:
 
 def _errors(*codes: int) -> dict:
     text = {400: "Malformed request", 404: "Unknown job", 409: "Conflict with the job's state",
-            422: "Invalid job spec (one entry per field)"}
+            413: "Request body larger than 1 MiB", 422: "Invalid job spec (one entry per field)"}
     return {str(c): _json("Error", text[c]) for c in codes}
 
 
-def _int_query(name: str, description: str, minimum: int = 0) -> dict:
+def _int_query(name: str, description: str, minimum: int = 0, maximum: int | None = None) -> dict:
+    schema = {"type": "integer", "minimum": minimum}
+    if maximum is not None:
+        schema["maximum"] = maximum
     return {"name": name, "in": "query", "required": False, "description": description,
-            "schema": {"type": "integer", "minimum": minimum}}
+            "schema": schema}
 
 
-JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "integer"}}
+# the views' limits, stated where a client reads them (ids are 32-bit database integers)
+MAX_OFFSET, MAX_JOBS_PAGE, MAX_FRAMES_PAGE, MAX_JOB_ID = 10**12, 500, 5000, 2**31 - 1
+JOB_ID = {"name": "job_id", "in": "path", "required": True,
+          "schema": {"type": "integer", "minimum": 1, "maximum": MAX_JOB_ID}}
 
 
 def build_openapi() -> dict:
@@ -56,17 +62,20 @@ def build_openapi() -> dict:
         "/api/v1/jobs": {
             "post": {
                 "summary": "Submit a job", "operationId": "submitJob",
-                "requestBody": {"required": True, "content": {
+                "requestBody": {"required": True, "description": (
+                    "A job spec: at most 1 MiB of JSON nested at most 32 levels (else 413 or "
+                    "400); input and output paths absolute, inside the server's data roots"),
+                                "content": {
                     # a registration (kind "register", the default) or another kind of job
                     "application/json": {"schema": {"oneOf": [_ref("JobSpec"), _ref("WarpJob"),
                                                            _ref("OptimizeJob")]}}}},
                 "responses": {"201": _json("Created", "Job created; frames will be enqueued"),
-                              **_errors(400, 409, 422)}},
+                              **_errors(400, 409, 413, 422)}},
             "get": {
                 "summary": "List jobs, newest first", "operationId": "listJobs",
                 "parameters": [
-                    _int_query("offset", "Jobs to skip"),
-                    _int_query("limit", "Page size (at most 500)", 1),
+                    _int_query("offset", "Jobs to skip", 0, MAX_OFFSET),
+                    _int_query("limit", "Page size (1 to 500, default 50)", 1, MAX_JOBS_PAGE),
                     {"name": "state", "in": "query", "required": False,
                      "schema": _ref("JobState")}],
                 "responses": {"200": _json("JobList", "A page of jobs"), **_errors(400)}}},
@@ -77,8 +86,8 @@ def build_openapi() -> dict:
         "/api/v1/jobs/{job_id}/frames": {"get": {
             "summary": "Per-frame state, timings and monitored scalars", "operationId": "listFrames",
             "parameters": [
-                JOB_ID, _int_query("offset", "Frames to skip"),
-                _int_query("limit", "Page size (at most 5000)", 1),
+                JOB_ID, _int_query("offset", "Frames to skip", 0, MAX_OFFSET),
+                _int_query("limit", "Page size (1 to 5000, default 100)", 1, MAX_FRAMES_PAGE),
                 {"name": "state", "in": "query", "required": False,
                  "schema": _ref("FrameState")}],
             "responses": {"200": _json("FrameList", "A page of frames in output order"),
