@@ -320,7 +320,9 @@ class PreprocessSNF:
     def __call__(self, img):
         """Preprocess one frame (NumPy or CuPy); returns float32, NaN where the input was NaN."""
         xp = array_module(img)
-        self.check_shape(np.shape(img))  # before allocating: a sigma of 1e9 is refused, not tried
+        # before allocating: a sigma of 1e9 is refused, not tried (the shape attribute: np.shape
+        # of a CuPy array would be a NumPy function on device data)
+        self.check_shape(img.shape if hasattr(img, "shape") else np.shape(img))
         a = xp.asarray(img).astype(np.float32, copy=True)
         a -= np.float32(self.bias)
         # maximum (not fmax) keeps NaN as NaN: a missing pixel stays missing.
