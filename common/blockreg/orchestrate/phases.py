@@ -5,9 +5,10 @@ on an existing two-stage store; its one frame task chooses lambda), is created w
 "optimize"`` (:func:`mark_phase`, inside the submit's transaction), so
 :func:`blockreg.db.ops.finalize_if_complete` leaves it active when its frames are done.  Then:
 
-1. the dispatcher (:func:`advance_phase`, each round) starts the phase: chooses lambda (fixed, or
-   auto-lambda on a few frames), plans the overlapping windows, creates the scratch arrays in the
-   job's store and sends one task per window (``blockreg.solve_series_window``);
+1. the dispatcher (:func:`advance_phase`, each round) starts the phase: with a lambda range, one
+   task (window index -1) runs auto-lambda on a few frames first; then it plans the overlapping
+   windows, creates the scratch arrays in the job's store and sends one task per window
+   (``blockreg.solve_series_window``);
 2. each window task (:func:`run_window`) reads only its window's ``cs``, ``Qs`` and ``mmis`` from
    the store, solves it and writes its result to its own chunk of the scratch array (one writer
    per chunk), then its done-marker; ``job.phase_done`` counts the markers (the progress shown in
@@ -42,6 +43,10 @@ PHASE_STITCHING = "stitching"
 PHASE_DONE = "done"
 #: One int8 per window, set once the window's result is in the scratch array.
 DONE_ARRAY = "series_windows_done"
+#: The "window" index of the task that chooses lambda (auto-lambda runs on a worker, never in
+#: the dispatcher), and the store attribute it writes.
+LAMBDA_TASK = -1
+LAMBDA_ATTR = "series_lambda"
 
 
 def _utcnow():
@@ -100,16 +105,19 @@ def _fail_job(session, job_id: int, message: str) -> None:
     session.commit()
 
 
-def _start(session, job, group) -> list[int]:
-    """Choose lambda, plan the windows, create the scratch arrays; return the window indices."""
-    from ..seriesjob import SERIES_ATTR, WINDOWS_ARRAY, choose_lambda, plan_series_windows, series_attrs
-
-    settings, nodes = _settings_and_nodes(job, group)
-    cs, Qs, mmis = _fits(job, group)
+def _stored_lambda(group) -> float | None:
+    """The lambda a task chose: an optimize job's frame task ("lambda"), or the lambda task."""
     if "lambda" in group and np.isfinite(group["lambda"][0]):
-        lam = float(group["lambda"][0])  # an optimize job's frame task chose it
-    else:
-        lam = choose_lambda(settings, cs, Qs, mmis, nodes)
+        return float(group["lambda"][0])
+    return group.attrs["blockreg"].get(LAMBDA_ATTR)
+
+
+def _start(session, job, group, lam) -> list[int]:
+    """Plan the windows, create the scratch arrays; return the window indices."""
+    from ..seriesjob import SERIES_ATTR, WINDOWS_ARRAY, plan_series_windows, series_attrs
+
+    settings, _ = _settings_and_nodes(job, group)
+    cs = _fits(job, group)[0]
     windows = plan_series_windows(int(cs.shape[0]), settings)
     length = max(len(w) for w in windows)
     shape = (len(windows), length) + tuple(cs.shape[1:])
@@ -184,21 +192,35 @@ def advance_phase(session, celery_app, job_id: int, queue: str, *,
     try:
         group = open_store(job.output_path, "r+")
         if row.phase_total == 0:
-            return _send(celery_app, job_id, queue, _start(session, job, group))
+            lam = _stored_lambda(group)
+            if lam is None:
+                settings, _ = _settings_and_nodes(job, group)
+                if not isinstance(settings.lam, tuple):
+                    lam = float(settings.lam)
+                elif not stale:
+                    return 0  # the lambda task runs
+                else:  # auto-lambda: a task of its own, then the windows
+                    _touch(session, job_id, now)
+                    return _send(celery_app, job_id, queue, [LAMBDA_TASK])
+            return _send(celery_app, job_id, queue, _start(session, job, group, lam))
         done = _done_windows(group)
         _record_progress(session, job_id, int(done.sum()))
         if done.all():
             finish_phase_if_complete(session, job_id)
             return 0
         if stale:  # messages lost or workers gone: the missing windows again
-            session.execute(update(Job).where(Job.id == job_id).values(phase_sent_at=now)
-                            .execution_options(synchronize_session=False))
-            session.commit()
+            _touch(session, job_id, now)
             return _send(celery_app, job_id, queue, np.flatnonzero(~done))
     except Exception as exc:  # noqa: BLE001 - recorded on the job, the dispatcher goes on
         log.exception("job %s: series phase failed", job_id)
         _fail_job(session, job_id, f"series phase: {type(exc).__name__}: {exc}")
     return 0
+
+
+def _touch(session, job_id: int, now) -> None:
+    session.execute(update(Job).where(Job.id == job_id).values(phase_sent_at=now)
+                    .execution_options(synchronize_session=False))
+    session.commit()
 
 
 def _record_progress(session, job_id: int, done: int) -> None:
@@ -224,6 +246,8 @@ def run_window(job_id: int, index: int, *, sessions) -> str:
             return "skipped"
         try:
             group = open_store(job.output_path, "r+")
+            if index == LAMBDA_TASK:
+                return _choose_lambda_task(job, group)
             if group[DONE_ARRAY][index]:
                 return "skipped"
             series = group.attrs["blockreg"][SERIES_ATTR]
@@ -239,6 +263,19 @@ def run_window(job_id: int, index: int, *, sessions) -> str:
             _fail_job(session, job_id, f"series window {index}: {type(exc).__name__}: {exc}")
             return "failed"
         finish_phase_if_complete(session, job_id)
+    return "done"
+
+
+def _choose_lambda_task(job, group) -> str:
+    from ..seriesjob import choose_lambda
+
+    if _stored_lambda(group) is not None:
+        return "skipped"
+    settings, nodes = _settings_and_nodes(job, group)
+    lam = choose_lambda(settings, *_fits(job, group), nodes)
+    meta = dict(group.attrs["blockreg"])
+    meta[LAMBDA_ATTR] = lam
+    group.attrs["blockreg"] = meta  # the dispatcher's next round plans the windows
     return "done"
 
 

@@ -199,3 +199,24 @@ def test_optimize_job_on_an_existing_two_stage_store(app, client, broker, tmp_pa
     assert warp.status_code == 201, warp.json
     run_everything(app, broker)
     assert client.get(f"/api/v1/jobs/{warp.json['id']}").json["state"] == "succeeded"
+
+
+def test_auto_lambda_of_a_two_stage_job_runs_in_a_task(app, client, broker, tmp_path):
+    from blockreg.jobs import plan_job
+    from blockreg.seriesjob import SeriesSettings, choose_lambda
+
+    path = tmp_path / "smooth.npy"
+    _smooth_movie(path, nframes=16)
+    params = {**MISMATCH_PARAMS, "lambda": [1e-3, 1.0], "lambda_frames": [2, 9]}
+    spec = spec_for(path, algorithm="apertures_mismatch", params=params)
+    job_id = client.post("/api/v1/jobs", json=spec).json["id"]
+    run_everything(app, broker)
+    status = client.get(f"/api/v1/jobs/{job_id}").json
+    assert status["state"] == "succeeded", status
+    phase_messages = [m[1][1] for m in broker.sent if m[0] == TASK_SOLVE_WINDOW]
+    assert phase_messages == [-1, 0, 1, 2]  # lambda first (on a worker), then the windows
+    store = open_store(status["output_path"])
+    cs, Qs, mmis = (np.asarray(store[name][...]) for name in ("cs", "Qs", "mmis"))
+    lam = choose_lambda(SeriesSettings((1e-3, 1.0), 0.05, 8, 4, (2, 9)), cs, Qs, mmis,
+                        plan_job(spec).nodes)
+    assert store.attrs["blockreg"]["series"]["lambda"] == lam
