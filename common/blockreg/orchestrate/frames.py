@@ -136,6 +136,7 @@ def run_frames(job_id: int, frames, *, worker: str, sessions, queue: str = "cpu"
     from ..db import ops
     from ..jobs import read_frame
     from .batch import ShardBuffer, claim_batch, release_claimed
+    from .retry import retry_transient
 
     stop_on = dict(stop_on or {})
     stopping = tuple(stop_on)
@@ -147,14 +148,17 @@ def run_frames(job_id: int, frames, *, worker: str, sessions, queue: str = "cpu"
         context_error = None
         frames = [int(i) for i in frames]
         # the whole batch (one shard) is claimed first: the shard is busy until the task ends
-        claimed = claim_batch(session, job_id, frames, worker, task_id)
+        claimed = retry_transient(claim_batch, session, job_id, frames, worker, task_id,
+                                  session=session)
         counts["skipped"] = len(frames) - len(claimed)
         todo = [index for index in frames if index in claimed]
         buffer = ShardBuffer()
 
         def flush():
             try:
-                counts["done"] += buffer.flush(ctx.store, session, job_id, _scalars)
+                # writes are idempotent, and a frame is recorded done once: a retry is safe
+                counts["done"] += retry_transient(buffer.flush, ctx.store, session, job_id,
+                                                  _scalars, session=session, what="writing")
             except Exception as exc:  # noqa: BLE001 - the store refused: those frames failed
                 log.exception("job %s: writing frames to the store failed", job_id)
                 session.rollback()
@@ -171,8 +175,8 @@ def run_frames(job_id: int, frames, *, worker: str, sessions, queue: str = "cpu"
                 if context_error is not None:
                     raise context_error
                 if ctx is None:
-                    ctx = _context(session, job_id)
-                frame = read_frame(ctx.plan, source_t)
+                    ctx = retry_transient(_context, session, job_id, session=session)
+                frame = retry_transient(read_frame, ctx.plan, source_t)
                 values = ctx.algorithm.run_frame(frame, source_t, ctx.wanted)
                 values = {name: to_host(v) for name, v in values.items()}
                 buffer.add(index, values, time.perf_counter() - start)
