@@ -23,6 +23,9 @@ suite=${BLOCKREG_TEST_SUITE:-$(. /etc/os-release && echo "${VERSION_CODENAME:-bo
 port=${BLOCKREG_PORT:-18750}
 frames=${DEMO_FRAMES:-12}
 max_rmse=${MAX_RMSE_PX:-0.5}
+# what the images are built from: a commit (default HEAD, what the recorded result names) or
+# `worktree` (the checkout with its uncommitted changes)
+source=${BLOCKREG_TEST_SOURCE:-HEAD}
 work=$(mktemp -d /tmp/blockreg-deploytest.XXXXXX)
 export BLOCKREG_TEST_DATA=$work/share BLOCKREG_TEST_SUITE=$suite BLOCKREG_PORT=$port
 # the test's own podman settings: no default rlimits (setting them is not permitted in nested
@@ -71,12 +74,17 @@ if [[ ${REBUILD_BASE:-0} == 1 ]] || ! podman image exists "localhost/blockreg-ba
         || fail "base images, see $work/base-images.log"
 fi
 
-step "snapshot of the working tree"
-# the images are built from a copy of the tree as it is now (tracked and untracked, not ignored
-# files), so edits during the run neither change the images nor defeat the layer cache
 mkdir "$work/src"
-git ls-files -z --cached --others --exclude-standard \
-    | tar --null -T - --ignore-failed-read -cf - 2> /dev/null | tar -xf - -C "$work/src"
+if [[ $source == worktree ]]; then
+    step "snapshot of the working tree"
+    # tracked and untracked, not ignored files as they are now, so edits during the run neither
+    # change the images nor defeat the layer cache
+    git ls-files -z --cached --others --exclude-standard \
+        | tar --null -T - --ignore-failed-read -cf - 2> /dev/null | tar -xf - -C "$work/src"
+else
+    step "source: $source = $(git rev-parse --short "$source^{commit}")"
+    git archive "$source" | tar -xf - -C "$work/src"
+fi
 cd "$work/src"
 
 step "build the compose images on localhost/blockreg-base:$suite"
@@ -138,4 +146,14 @@ echo "worker restarted by podman (restart count $restarts -> $((restarts + 1)))"
 wait_healthy worker-cpu 90
 step "demo job on the restarted worker"
 run_demo after-restart
+# podman-compose stops all services at once, so a worker would lose Redis mid-shutdown and then
+# hang until its 5 min grace is over; compose (docker) stops dependents first, as done here. An
+# idle worker must stop within its 10 s soft shutdown; the others are only timed (10 s = killed).
+step "stop: worker-cpu, dispatcher, coordinator (SIGTERM)"
+for service in worker-cpu dispatcher coordinator; do
+    started=$SECONDS
+    compose stop "$service" > /dev/null 2>&1 || fail "stop $service"
+    echo "$service stopped in $((SECONDS - started)) s"
+    [[ $service != worker-cpu ]] || ((SECONDS - started < 30)) || fail "worker took > 30 s to stop"
+done
 step "down -v"
