@@ -3,12 +3,13 @@
 # demo job through the published port, check its result, check that a killed worker is restarted
 # and serves the next job, then take everything down (volumes included). One command, as root:
 #
-#   docker/test/run.sh          # ~5 min with the base images built, ~7 min without
+#   docker/test/run.sh [--install]   # ~4-8 min; --install first installs what is missing
 #
-# Needs podman, podman-compose (PyPI), mmdebstrap, iptables and the package installed on the host
-# (`blockreg demo` runs here); see docs/deployment.md, "Deployment test", for the setup and the
-# last result. Nothing is pulled from a registry: the base images come from Debian packages
-# (docker/build-base-images.sh; REBUILD_BASE=1 rebuilds them).
+# Needs, as root: podman, runc, iptables and mmdebstrap (Debian), podman-compose (PyPI), and the
+# package installed on the host (`blockreg demo` runs here); --install installs the first ones
+# with apt-get and pip. See docs/deployment.md, "Deployment test", for the last result. Nothing is
+# pulled from a registry: the base images come from Debian packages (docker/build-base-images.sh;
+# REBUILD_BASE=1 rebuilds them).
 #
 # Podman 4.3 (Debian 12) has no systemd here to run health checks, and podman-compose then ignores
 # `depends_on` conditions; so the stack comes up in the order the conditions describe, each stage
@@ -18,6 +19,24 @@ set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$repo"
+
+if [[ ${1:-} == --install ]]; then
+    missing=()
+    for tool in podman runc iptables mmdebstrap; do
+        command -v "$tool" > /dev/null || missing+=("$tool")
+    done
+    if ((${#missing[@]})); then
+        apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" \
+            uidmap slirp4netns fuse-overlayfs
+    fi
+    command -v podman-compose > /dev/null || python3 -m pip install -q "podman-compose>=1.6,<2"
+elif [[ -n ${1:-} ]]; then
+    echo "usage: $0 [--install]" >&2; exit 2
+fi
+for tool in podman podman-compose mmdebstrap blockreg; do
+    command -v "$tool" > /dev/null || { echo "$tool is missing (see --install)" >&2; exit 2; }
+done
+
 project=${BLOCKREG_TEST_PROJECT:-blockreg-deploytest}
 suite=${BLOCKREG_TEST_SUITE:-$(. /etc/os-release && echo "${VERSION_CODENAME:-bookworm}")}
 port=${BLOCKREG_PORT:-18750}
