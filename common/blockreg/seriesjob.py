@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = ["SeriesSettings", "series_settings", "check_series", "plan_series_windows",
-           "choose_lambda", "solve_series", "run_two_stage", "write_series_u", "SERIES_ATTR",
+           "choose_lambda", "choose_lambda_t", "choose_weights", "solve_series", "run_two_stage", "write_series_u", "SERIES_ATTR",
            "WINDOWS_ARRAY", "check_optimize", "plan_optimize", "run_optimize", "mismatch_store"]
 
 #: Store attribute (under ``"blockreg"``) with the settings the phase used: lambda, windows.
@@ -31,7 +31,7 @@ class SeriesSettings:
     """What the series solve needs from a spec: weights and windows."""
 
     lam: float | tuple[float, float]  # a fixed weight or an auto-lambda range
-    lam_t: float
+    lam_t: float | tuple[float, float]  # a fixed weight or an auto-lambda_t range
     window: int
     overlap: int | None
     lambda_frames: tuple[int, ...] | None
@@ -47,7 +47,9 @@ def series_settings(spec) -> SeriesSettings | None:
             getattr(spec, "algorithm", None) != "apertures_mismatch" or params.lam is None):
         return None
     lam = tuple(float(v) for v in params.lam) if isinstance(params.lam, list) else float(params.lam)
-    return SeriesSettings(lam=lam, lam_t=float(params.lam_t), window=int(params.window),
+    lam_t = (tuple(float(v) for v in params.lam_t) if isinstance(params.lam_t, list)
+             else float(params.lam_t))
+    return SeriesSettings(lam=lam, lam_t=lam_t, window=int(params.window),
                           overlap=params.window_overlap,
                           lambda_frames=None if params.lambda_frames is None
                           else tuple(params.lambda_frames))
@@ -62,7 +64,8 @@ def check_series(spec, nframes: int, errors: list[dict]) -> None:
     settings = series_settings(spec)
     if settings is None:
         return
-    for name in ("cs", "Qs", "mmis"):
+    needed = ("cs", "Qs", "mmis") + (("Es",) if isinstance(settings.lam_t, tuple) else ())
+    for name in needed:
         if name not in spec.monitor:
             errors.append({"field": "monitor", "problem": f"must include {name!r}: the series "
                                                           "solve (params.lambda) reads it"})
@@ -104,21 +107,52 @@ def choose_lambda(settings: SeriesSettings, cs, Qs, mmis, nodes) -> float:
     return consensus_lambda(cs, Qs, mmis, nodes, settings.lam, usable)[0]
 
 
-def solve_series(cs, Qs, mmis, nodes, settings: SeriesSettings, *, map=map):
-    """In-process solve: lambda, then the windowed solve, stitched.
+def choose_lambda_t(Es, cs, Qs, nodes, lam, lam_t_range) -> float:
+    """The temporal weight chosen by ``auto_lambda_t`` on the whole series' quadratic fits.
+
+    The sigmoid of the data penalty over the ladder of ``lam_t`` values is fitted and the weight
+    picked as ``auto_lambda`` picks lambda (the last one before the penalty rises).  Reads
+    ``Es``, ``cs``, ``Qs`` whole (``T * gridsize`` small numbers, never ``mmis``); frames
+    without fits (failed) are left out.
+    """
+    from .reg.autolambda import auto_lambda_t, fit_sigmoid
+    from .reg.penalty import AffinePenalty
+
+    Es, cs, Qs = (np.asarray(a[...], dtype=np.float64) for a in (Es, cs, Qs))
+    T = cs.shape[0]
+    keep = (np.isfinite(Es.reshape(T, -1)).all(1) & np.isfinite(cs.reshape(T, -1)).all(1)
+            & np.isfinite(Qs.reshape(T, -1)).all(1))
+    lam_ts, penalty = auto_lambda_t(Es[keep], cs[keep], Qs[keep], AffinePenalty(nodes, lam),
+                                    lam_t_range)
+    _, _, center, width, _ = fit_sigmoid(penalty)
+    return float(lam_ts[max(1, round(center - width)) - 1])
+
+
+def choose_weights(settings: SeriesSettings, cs, Qs, mmis, nodes, Es=None) -> tuple[float, float]:
+    """``(lambda, lambda_t)``: fixed ones, or chosen (auto-lambda first, then auto-lambda_t)."""
+    lam = choose_lambda(settings, cs, Qs, mmis, nodes)
+    if not isinstance(settings.lam_t, tuple):
+        return lam, float(settings.lam_t)
+    if Es is None:
+        raise ValueError("Es: auto-lambda_t needs the fits' minima (monitor Es)")
+    return lam, choose_lambda_t(Es, cs, Qs, nodes, lam, settings.lam_t)
+
+
+def solve_series(cs, Qs, mmis, nodes, settings: SeriesSettings, *, Es=None, map=map):
+    """In-process solve: the weights, then the windowed solve, stitched.
 
     Returns
     -------
     us : ndarray ``(T, *gridsize, N)``
-    lam : float
-        The affine weight used.
+    lam, lam_t : float
+        The weights used.
     """
     from .reg.series import optimize_series_windowed
 
-    lam = choose_lambda(settings, cs, Qs, mmis, nodes)
-    us = optimize_series_windowed(cs, Qs, mmis, nodes, lam, settings.lam_t,
+    lam, lam_t = choose_weights(settings, cs, Qs, mmis, nodes, Es)
+    us = optimize_series_windowed(cs, Qs, mmis, nodes, lam, lam_t,
                                   window=settings.window, overlap=settings.overlap_for(), map=map)
-    return us, lam
+    return us, lam, lam_t
 
 
 def run_two_stage(plan, series, *, out=None, workers=1) -> dict:
@@ -133,15 +167,16 @@ def run_two_stage(plan, series, *, out=None, workers=1) -> dict:
     results = register(series, plan.make_algorithm(), monitor=tuple(plan.spec.monitor), out=out,
                        workers=workers, frames=list(plan.frames), attrs=plan.store_attrs())
     settings = series_settings(plan.spec)
-    us, lam = solve_series(results["cs"], results["Qs"], results["mmis"], plan.nodes, settings)
+    us, lam, lam_t = solve_series(results["cs"], results["Qs"], results["mmis"], plan.nodes,
+                                  settings, Es=results.get("Es"))
     results["u"] = us
     if out is not None:
         group = open_store(out, "r+")
-        write_series_u(group, us, lam, settings)
+        write_series_u(group, us, lam, lam_t, plan_series_windows(us.shape[0], settings))
     return results
 
 
-def write_series_u(group, us, lam, settings, windows=None) -> None:
+def write_series_u(group, us, lam, lam_t, windows) -> None:
     """Write the stitched ``u`` (one chunk per frame) and the settings used to a job's store."""
     us = np.asarray(us, dtype=np.float64)
     if "u" not in group:
@@ -149,13 +184,12 @@ def write_series_u(group, us, lam, settings, windows=None) -> None:
                            fill_value=np.nan)
     group["u"][...] = us
     meta = dict(group.attrs["blockreg"])
-    meta[SERIES_ATTR] = series_attrs(lam, settings, windows if windows is not None
-                                     else plan_series_windows(us.shape[0], settings))
+    meta[SERIES_ATTR] = series_attrs(lam, lam_t, windows)
     group.attrs["blockreg"] = meta
 
 
-def series_attrs(lam, settings, windows) -> dict:
-    return {"lambda": float(lam), "lambda_t": settings.lam_t,
+def series_attrs(lam, lam_t, windows) -> dict:
+    return {"lambda": float(lam), "lambda_t": float(lam_t),
             "windows": [[w.start, w.stop] for w in windows]}
 
 
@@ -211,6 +245,9 @@ def check_optimize(spec, errors, *, allowed_roots=None, check_input=True, absolu
         errors.append({"field": exc.field, "problem": exc.problem})
         return
     nframes = int(group["cs"].shape[0])
+    if isinstance(spec.params.lam_t, list) and "Es" not in group:
+        errors.append({"field": "params.lambda_t", "problem": "a range needs the source's Es "
+                                                              "(auto-lambda_t)"})
     inner: list[dict] = []
     check_series(_AsMismatch(spec), nframes, inner)
     errors.extend(inner)
@@ -223,7 +260,8 @@ class _AsMismatch:
     """An optimize spec seen by :func:`check_series` (whose monitor always holds the fits)."""
 
     def __init__(self, spec):
-        self.kind, self.params, self.monitor = "optimize", spec.params, ["cs", "Qs", "mmis"]
+        self.kind, self.params = "optimize", spec.params
+        self.monitor = ["Es", "cs", "Qs", "mmis"]  # the store's fits; Es is checked apart
 
 
 class ChooseLambda:
@@ -235,7 +273,7 @@ class ChooseLambda:
     def declare(self):
         from .algorithms.base import ArrayDecl
 
-        return {"lambda": ArrayDecl((), "float64")}
+        return {"lambda": ArrayDecl((), "float64"), "lambda_t": ArrayDecl((), "float64")}
 
     def prepare(self):
         pass
@@ -245,8 +283,9 @@ class ChooseLambda:
 
     def run_frame(self, frame, t, wanted):
         group = _open_source(self.source)
-        return {"lambda": choose_lambda(self.settings, group["cs"], group["Qs"], group["mmis"],
-                                        self.nodes)}
+        lam, lam_t = choose_weights(self.settings, group["cs"], group["Qs"], group["mmis"],
+                                    self.nodes, group["Es"] if "Es" in group else None)
+        return {"lambda": lam, "lambda_t": lam_t}
 
 
 class _NoFrames:
@@ -315,10 +354,11 @@ def run_optimize(plan: OptimizePlan, out=None) -> dict:
 
     group = plan.source
     settings = series_settings(plan.spec)
-    us, lam = solve_series(group["cs"], group["Qs"], group["mmis"], plan.nodes, settings)
+    us, lam, lam_t = solve_series(group["cs"], group["Qs"], group["mmis"], plan.nodes, settings,
+                                  Es=group["Es"] if "Es" in group else None)
     if out is not None:
         created = create_store(out, 1, plan.declarations(), attrs=plan.store_attrs(),
                                fixed=plan.load_fixed())
-        created["lambda"][0] = lam
-        write_series_u(created, us, lam, settings)
-    return {"u": us, "lambda": np.asarray([lam])}
+        created["lambda"][0], created["lambda_t"][0] = lam, lam_t
+        write_series_u(created, us, lam, lam_t, plan_series_windows(us.shape[0], settings))
+    return {"u": us, "lambda": np.asarray([lam]), "lambda_t": np.asarray([lam_t])}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveInt, field_validator
+from pydantic import Field, NonNegativeInt, PositiveInt, field_validator
 
 from ..errors import ParameterError
 from ..jobspec import SpecModel
@@ -43,8 +43,9 @@ class AperturesMismatchParams(SpecModel):
     lam: Lambda | None = Field(None, alias="lambda", description=(
         "Affine-residual weight of the whole-series solve, or [min, max] to choose it by "
         "auto-lambda on lambda_frames; omitted: store the per-frame fits only (no series solve)."))
-    lam_t: NonNegativeFloat = Field(0.0, alias="lambda_t", allow_inf_nan=False,
-                                    description="Temporal smoothness weight of the series solve.")
+    lam_t: Lambda = Field(0.0, alias="lambda_t", description=(
+        "Temporal smoothness weight of the series solve, or [min, max] to choose it by "
+        "auto-lambda_t on the series' quadratic fits (needs Es monitored)."))
     window: int = Field(128, ge=2, description="Frames per window of the series solve.")
     window_overlap: NonNegativeInt | None = Field(
         None, description="Frames shared by consecutive windows (default max(4, window // 3)).")
@@ -52,7 +53,7 @@ class AperturesMismatchParams(SpecModel):
         None, min_length=1, description="Output positions auto-lambda runs on (default: 5 "
                                         "evenly spaced frames).")
 
-    @field_validator("lam")
+    @field_validator("lam", "lam_t")
     @classmethod
     def _lambda_rule(cls, lam):
         from ..algorithms.apertures import check_lambda

@@ -114,15 +114,15 @@ class SeriesParams(SpecModel):
 
     lam: float | list[float] = Field(alias="lambda", description=(
         "Affine-residual weight, or [min, max] for auto-lambda on lambda_frames."))
-    lam_t: float = Field(0.0, alias="lambda_t", ge=0, allow_inf_nan=False,
-                         description="Temporal smoothness weight.")
+    lam_t: float | list[float] = Field(0.0, alias="lambda_t", description=(
+        "Temporal smoothness weight, or [min, max] for auto-lambda_t (needs the source's Es)."))
     window: int = Field(128, ge=2, description="Frames per window.")
     window_overlap: NonNegativeInt | None = Field(
         None, description="Frames shared by consecutive windows (default max(4, window // 3)).")
     lambda_frames: list[NonNegativeInt] | None = Field(
         None, min_length=1, description="Positions auto-lambda runs on (default: 5 spread).")
 
-    @field_validator("lam")
+    @field_validator("lam", "lam_t")
     @classmethod
     def _lambda_rule(cls, lam):
         from ..algorithms.apertures import check_lambda

@@ -46,7 +46,7 @@ DONE_ARRAY = "series_windows_done"
 #: The "window" index of the task that chooses lambda (auto-lambda runs on a worker, never in
 #: the dispatcher), and the store attribute it writes.
 LAMBDA_TASK = -1
-LAMBDA_ATTR = "series_lambda"
+LAMBDA_ATTR, LAMBDA_T_ATTR = "series_lambda", "series_lambda_t"
 
 
 def _utcnow():
@@ -105,14 +105,24 @@ def _fail_job(session, job_id: int, message: str) -> None:
     session.commit()
 
 
-def _stored_lambda(group) -> float | None:
-    """The lambda a task chose: an optimize job's frame task ("lambda"), or the lambda task."""
-    if "lambda" in group and np.isfinite(group["lambda"][0]):
-        return float(group["lambda"][0])
-    return group.attrs["blockreg"].get(LAMBDA_ATTR)
+def _stored(group, name, attr) -> float | None:
+    """A weight a task chose: an optimize job's frame task (array ``name``), or the lambda task
+    (attribute ``attr``)."""
+    if name in group and np.isfinite(group[name][0]):
+        return float(group[name][0])
+    return group.attrs["blockreg"].get(attr)
 
 
-def _start(session, job, group, lam) -> list[int]:
+def _weights(settings, group) -> tuple[float | None, float | None]:
+    """``(lambda, lambda_t)``: the fixed ones, or those a task chose (None: not yet)."""
+    lam = (_stored(group, "lambda", LAMBDA_ATTR) if isinstance(settings.lam, tuple)
+           else float(settings.lam))
+    lam_t = (_stored(group, "lambda_t", LAMBDA_T_ATTR) if isinstance(settings.lam_t, tuple)
+             else float(settings.lam_t))
+    return lam, lam_t
+
+
+def _start(session, job, group, lam, lam_t) -> list[int]:
     """Plan the windows, create the scratch arrays; return the window indices."""
     from ..seriesjob import SERIES_ATTR, WINDOWS_ARRAY, plan_series_windows, series_attrs
 
@@ -130,7 +140,7 @@ def _start(session, job, group, lam) -> list[int]:
             del group[name]
         group.create_array(name, shape=arr_shape, chunks=chunks, dtype=dtype, fill_value=fill)
     meta = dict(group.attrs["blockreg"])
-    meta[SERIES_ATTR] = series_attrs(lam, settings, windows)
+    meta[SERIES_ATTR] = series_attrs(lam, lam_t, windows)
     group.attrs["blockreg"] = meta
     result = session.execute(
         update(Job).where(Job.id == job.id, Job.phase == PHASE_OPTIMIZE, Job.phase_total == 0,
@@ -192,17 +202,14 @@ def advance_phase(session, celery_app, job_id: int, queue: str, *,
     try:
         group = open_store(job.output_path, "r+")
         if row.phase_total == 0:
-            lam = _stored_lambda(group)
-            if lam is None:
-                settings, _ = _settings_and_nodes(job, group)
-                if not isinstance(settings.lam, tuple):
-                    lam = float(settings.lam)
-                elif not stale:
+            settings, _ = _settings_and_nodes(job, group)
+            lam, lam_t = _weights(settings, group)
+            if lam is None or lam_t is None:  # auto-lambda(_t): a task of its own, then windows
+                if not stale:
                     return 0  # the lambda task runs
-                else:  # auto-lambda: a task of its own, then the windows
-                    _touch(session, job_id, now)
-                    return _send(celery_app, job_id, queue, [LAMBDA_TASK])
-            return _send(celery_app, job_id, queue, _start(session, job, group, lam))
+                _touch(session, job_id, now)
+                return _send(celery_app, job_id, queue, [LAMBDA_TASK])
+            return _send(celery_app, job_id, queue, _start(session, job, group, lam, lam_t))
         done = _done_windows(group)
         _record_progress(session, job_id, int(done.sum()))
         if done.all():
@@ -267,14 +274,17 @@ def run_window(job_id: int, index: int, *, sessions) -> str:
 
 
 def _choose_lambda_task(job, group) -> str:
-    from ..seriesjob import choose_lambda
+    from ..seriesjob import choose_weights, mismatch_store
+    from ..store import open_store
 
-    if _stored_lambda(group) is not None:
-        return "skipped"
     settings, nodes = _settings_and_nodes(job, group)
-    lam = choose_lambda(settings, *_fits(job, group), nodes)
+    if None not in _weights(settings, group):
+        return "skipped"
+    source = open_store(mismatch_store(_spec(job), job.output_path), "r")
+    lam, lam_t = choose_weights(settings, *_fits(job, group), nodes,
+                                _member(source, "Es") if "Es" in source else None)
     meta = dict(group.attrs["blockreg"])
-    meta[LAMBDA_ATTR] = lam
+    meta[LAMBDA_ATTR], meta[LAMBDA_T_ATTR] = lam, lam_t
     group.attrs["blockreg"] = meta  # the dispatcher's next round plans the windows
     return "done"
 
@@ -313,8 +323,7 @@ def finish_phase_if_complete(session, job_id: int) -> str | None:
         results = [np.asarray(scratch[i, :len(w)]) for i, w in enumerate(windows)]
         nframes = windows[-1].stop
         us = stitch_windows(windows, results, nframes)
-        settings, _ = _settings_and_nodes(job, group)
-        write_series_u(group, us, series["lambda"], settings, windows)
+        write_series_u(group, us, series["lambda"], series["lambda_t"], windows)
     except Exception as exc:  # noqa: BLE001
         log.exception("job %s: stitching failed", job_id)
         _fail_job(session, job_id, f"series stitch: {type(exc).__name__}: {exc}")

@@ -220,3 +220,25 @@ def test_auto_lambda_of_a_two_stage_job_runs_in_a_task(app, client, broker, tmp_
     lam = choose_lambda(SeriesSettings((1e-3, 1.0), 0.05, 8, 4, (2, 9)), cs, Qs, mmis,
                         plan_job(spec).nodes)
     assert store.attrs["blockreg"]["series"]["lambda"] == lam
+
+
+def test_auto_lambda_t(app, client, broker, tmp_path):
+    from blockreg.jobs import plan_job, run_inprocess
+    from blockreg.seriesjob import choose_lambda_t
+
+    path = tmp_path / "smooth.npy"
+    _smooth_movie(path, nframes=16)
+    params = {**MISMATCH_PARAMS, "lambda_t": [1e-3, 10.0]}
+    spec = spec_for(path, algorithm="apertures_mismatch", params=params)
+    bad = client.post("/api/v1/jobs", json={**spec, "monitor": ["cs", "Qs", "mmis"]})
+    assert bad.status_code == 422 and bad.json["errors"][0]["field"] == "monitor", bad.json
+    job_id = client.post("/api/v1/jobs", json=spec).json["id"]
+    run_everything(app, broker)
+    status = client.get(f"/api/v1/jobs/{job_id}").json
+    assert status["state"] == "succeeded", status
+    store = open_store(status["output_path"])
+    Es, cs, Qs = (np.asarray(store[name][...]) for name in ("Es", "cs", "Qs"))
+    lam_t = choose_lambda_t(Es, cs, Qs, plan_job(spec).nodes, 0.01, (1e-3, 10.0))
+    assert store.attrs["blockreg"]["series"]["lambda_t"] == lam_t
+    assert 1e-3 <= lam_t < 10.0
+    np.testing.assert_allclose(run_inprocess(spec)["u"], store["u"][...], rtol=0, atol=1e-9)
