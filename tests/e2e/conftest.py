@@ -62,7 +62,7 @@ def stack(tmp_path_factory, browser):  # no browser, no stack to start
     data = home / "data"
     (data / "movies").mkdir(parents=True)
     write_movie(data / "movies" / "short.tif", 40, seed=1)
-    write_movie(data / "movies" / "medium.tif", 240, seed=2)
+    write_movie(data / "movies" / "medium.tif", 120, seed=2)
     write_movie(data / "movies" / "long.tif", 3000, seed=3)
     with EmbeddedStack(home, port=0, workers=2, env=stack_env(data), stop_timeout=20) as stack:
         yield stack
@@ -91,12 +91,18 @@ def page(browser, stack):
 
 @pytest.fixture
 def shoot():
-    """shoot(page, "name"): save a 1280x800 screenshot of the top of the page."""
+    """shoot(page, "name", at=None, full_page=False): save a 1280-wide screenshot of the page's
+    top, of the part starting at the element ``at`` (a CSS selector), or of the whole page (which
+    Chromium draws without the content of embedded frames)."""
 
-    def save(page, name):
+    def save(page, name, at=None, full_page=False):
         path = screenshot_dir() / f"{name}.png"
-        page.evaluate("window.scrollTo(0, 0)")
-        page.screenshot(path=str(path))
+        if at is None:
+            page.evaluate("window.scrollTo(0, 0)")
+        else:
+            page.eval_on_selector(at, "el => window.scrollTo(0, el.getBoundingClientRect().top"
+                                      " + window.scrollY - 8)")
+        page.screenshot(path=str(path), full_page=full_page)
         _SCREENSHOTS.append(path)
         return path
 

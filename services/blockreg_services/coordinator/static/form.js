@@ -66,7 +66,7 @@ function parseValue(kind, text) {
 }
 
 const HINTS = {
-  "number-list": "numbers separated by commas, one per axis",
+  "number-list": "numbers separated by commas",
   "number-or-list": "one number, or one per axis separated by commas",
   "text-list": "names separated by commas",
   json: "JSON",
