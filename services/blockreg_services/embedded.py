@@ -103,7 +103,7 @@ def _die_with_parent() -> None:
     workers running with nobody to stop them.  SIGKILL, not SIGTERM: the parent died abruptly, so
     the private Redis dies with it, and a worker's soft shutdown (SIGTERM is remapped to SIGQUIT
     for workers) would wait forever for a broker that is gone.  Nothing is lost: the database is
-    the truth, and the dispatcher re-queues unfinished frames once their lease expires.
+    the truth, and the next dispatcher's reconciler re-sends unfinished frames within a minute.
     """
     os.setsid()  # own process group, so the final SIGKILL also reaches Celery's pool children
     if sys.platform.startswith("linux"):
