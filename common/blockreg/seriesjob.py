@@ -15,8 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = ["SeriesSettings", "series_settings", "check_series", "plan_series_windows",
-           "choose_lambda", "choose_lambda_t", "choose_weights", "solve_series", "run_two_stage", "write_series_u", "SERIES_ATTR",
-           "WINDOWS_ARRAY", "check_optimize", "plan_optimize", "run_optimize", "mismatch_store"]
+           "choose_lambda", "choose_lambda_t", "choose_weights", "solve_series", "run_two_stage",
+           "write_series_u", "SERIES_ATTR", "WINDOWS_ARRAY", "check_optimize", "plan_optimize",
+           "run_optimize", "mismatch_store"]
 
 #: Store attribute (under ``"blockreg"``) with the settings the phase used: lambda, windows.
 SERIES_ATTR = "series"
@@ -313,7 +314,8 @@ class OptimizePlan:
 
     @property
     def nodes(self):
-        return tuple(np.asarray(n, dtype=np.float64) for n in self.source.attrs["blockreg"]["nodes"])
+        nodes = self.source.attrs["blockreg"]["nodes"]
+        return tuple(np.asarray(n, dtype=np.float64) for n in nodes)
 
     @property
     def image_dtype(self):

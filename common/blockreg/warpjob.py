@@ -130,7 +130,8 @@ def check_warp(spec, errors, *, allowed_roots=None, check_input=True, absolute_p
         return spec
     spec = spec.model_copy(update={"input": type(spec.input).model_validate(movie)})
     if roots is not None and not _inside(Path(movie["path"]).expanduser().resolve(), roots):
-        errors.append({"field": "input.path", "problem": f"{movie['path']} is outside the allowed roots"})
+        errors.append({"field": "input.path",
+                       "problem": f"{movie['path']} is outside the allowed roots"})
         return spec
     try:
         shape = _open_movie(spec).shape

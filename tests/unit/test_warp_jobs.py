@@ -62,10 +62,11 @@ def test_warp_spec_checks_name_the_field(registered, tmp_path):
     folder, _, store = registered
     np.save(folder / "small.npy", np.zeros((17, 16, 16), np.uint16))
     np.save(folder / "short.npy", np.zeros((5, 64, 64), np.uint16))
+    source = {"path": str(store)}
     for spec, field in (({"source": {"job": 3}}, "source.job"),
-                        ({"source": {"path": str(store)}, "input": {"path": str(folder / "small.npy")}},
+                        ({"source": source, "input": {"path": str(folder / "small.npy")}},
                          "input.path"),
-                        ({"source": {"path": str(store)}, "input": {"path": str(folder / "short.npy")}},
+                        ({"source": source, "input": {"path": str(folder / "short.npy")}},
                          "input.path"),
                         ({"source": {"path": str(store)}, "output": {"path": str(store)}},
                          "output.path"),
@@ -85,7 +86,8 @@ def test_subset_workflow_is_within_0p1_px_of_registering_all(registered, tmp_pat
     out = tmp_path / "w.zarr"
     warped = run_inprocess({"kind": "warp", "source": {"path": str(subset)}, "tinterpolate": True},
                            out=out)["registered"]
-    assert warped.shape == (17, 64, 64) and open_store(out).attrs["blockreg"]["frames"] == list(range(17))
+    assert warped.shape == (17, 64, 64)
+    assert open_store(out).attrs["blockreg"]["frames"] == list(range(17))
     us = deformations_for_frames(np.asarray(source["u"][...]), 17, tindex=[0, 4, 8, 12, 16])
     nodes = tuple(np.asarray(n) for n in source.attrs["blockreg"]["nodes"])
     for t in (1, 6, 11):

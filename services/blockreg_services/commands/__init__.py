@@ -1,1 +1,1 @@
-"""Subcommands of ``blockreg`` kept out of cli.py: each module exposes ``add_parsers(subparsers)``."""
+"""Subcommands of ``blockreg`` kept out of cli.py; each module has ``add_parsers(subparsers)``."""

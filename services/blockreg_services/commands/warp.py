@@ -62,8 +62,8 @@ def cmd_warp(args) -> int:
     if not args.wait:
         return EXIT_OK
     status = wait_with_progress(client, job_id)
-    print(f"job {job_id} {status.get('state')}" + (f": {status['error']}" if status.get("error") else ""),
-          file=sys.stderr)
+    error = f": {status['error']}" if status.get("error") else ""
+    print(f"job {job_id} {status.get('state')}{error}", file=sys.stderr)
     return EXIT_OK if status.get("state") == "succeeded" else EXIT_JOB_FAILED
 
 

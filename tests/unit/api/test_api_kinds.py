@@ -123,8 +123,8 @@ def test_warp_job_by_job_id_matches_the_in_process_warp(app, client, broker, tmp
                        ({"source": {"job": job_id}, "input": {"channel": 1}}, "input.channel"),
                        ({"source": {"job": job_id}, "dtype": "int8"}, "dtype")):
         response = client.post("/api/v1/jobs", json={"kind": "warp", **bad})
-        assert response.status_code == 422 and field in [e["field"] for e in response.json["errors"]], \
-            response.json
+        assert response.status_code == 422, response.json
+        assert field in [e["field"] for e in response.json["errors"]], response.json
     assert client.post("/api/v1/jobs", json={"kind": "wrap"}).json["errors"][0]["field"] == "kind"
     warp = client.post("/api/v1/jobs", json={"kind": "warp", "source": {"job": job_id},
                                              "dtype": "input"})
@@ -168,10 +168,11 @@ def test_optimize_job_on_an_existing_two_stage_store(app, client, broker, tmp_pa
                                                               "window_overlap": 5}},
                         "params.window_overlap"),
                        ({"source": {"job": first}, "params": {}}, "params.lambda"),
-                       ({"source": {"path": str(path)}, "params": {"lambda": 0.01}}, "source.path")):
+                       ({"source": {"path": str(path)}, "params": {"lambda": 0.01}},
+                        "source.path")):
         response = client.post("/api/v1/jobs", json={"kind": "optimize", **bad})
-        assert response.status_code == 422 and field in [e["field"] for e in response.json["errors"]], \
-            response.json
+        assert response.status_code == 422, response.json
+        assert field in [e["field"] for e in response.json["errors"]], response.json
     series = {"lambda": [1e-3, 1.0], "lambda_t": 0.05, "window": 8, "window_overlap": 4,
               "lambda_frames": [3, 12]}
     job = client.post("/api/v1/jobs", json={"kind": "optimize", "source": {"job": first},
