@@ -2,9 +2,10 @@
 
 A path is checked once it is *resolved* (every symlink followed, ``..`` removed): it must lie in
 one of the roots, also resolved. The submit stores that resolved path, and whoever opens it later
-(a worker, hours after the submit) first checks that it still resolves to itself inside a root,
-right before opening: a symlink put in its place after the submit, pointing out of the roots, is
-refused instead of followed. A directory input (a Zarr store) is walked for links that leave the
+(a worker, hours after the submit) first checks that it still resolves inside a root, right
+before opening: a symlink put in its place after the submit, pointing out of the roots, is
+refused instead of followed. (What remains is the instant between that check and the open; the
+readers open files by name.) A directory input (a Zarr store) is walked for links that leave the
 roots too.
 
 A refusal says the same thing whether the outside file exists, is missing or is unreadable
@@ -81,7 +82,10 @@ def links_leaving(folder: Path, roots, *, limit: int = 1_000_000) -> bool:
 
 
 def check_still_inside(value, field: str, roots=None) -> None:
-    """Before opening a stored path: it must still resolve to itself, inside the roots.
+    """Right before opening a path: it must still resolve inside the roots.
+
+    The submit stored the resolved path; a link put in its place since then (or in a folder
+    above it) that leads out of the roots is refused here, in the process that opens it.
 
     Parameters
     ----------
@@ -95,12 +99,11 @@ def check_still_inside(value, field: str, roots=None) -> None:
     Raises
     ------
     blockreg.errors.ParameterError
-        The path (or a link inside a folder) now leads elsewhere.
+        The path (or a link inside the folder it names) now leads out of the roots.
     """
     roots = configured_roots() if roots is None else resolve_roots(roots)
     if roots is None:
         return
-    stored = Path(os.fspath(value))
-    now = resolve_inside(stored, roots)
-    if now is None or now != stored or (now.is_dir() and links_leaving(now, roots)):
-        raise ParameterError(field, f"{value}: changed since the submit, or {REFUSED}")
+    now = resolve_inside(value, roots)
+    if now is None or (now.is_dir() and links_leaving(now, roots)):
+        raise ParameterError(field, f"{value}: {REFUSED} (checked again before opening)")

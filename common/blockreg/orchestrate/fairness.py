@@ -2,8 +2,9 @@
 
 The broker's queue is first in, first out: whatever waits in it runs first. So the dispatcher
 keeps few messages waiting (``max_queued_batches`` over all jobs) and hands each free place to the
-user with the fewest messages waiting, then to that user's job with the fewest; a 100-frame job
-submitted while a 100,000-frame one runs gets the next free place instead of waiting behind it.
+user with the fewest frames in flight, then to that user's job with the fewest messages waiting;
+a 100-frame job submitted while a 100,000-frame one runs gets the next free places instead of
+waiting behind it.
 Per-user limits bound what one user holds at once: active jobs (``user_max_jobs``; later jobs
 wait, "waiting: user limit") and frames queued or running (``user_max_frames_in_flight``).
 
@@ -66,8 +67,10 @@ def allocate(jobs, limits: Limits) -> dict[int, int]:
     """How many new messages each job may send this round.
 
     Places in the broker (``max_queued_batches`` minus what waits there) are handed out one at a
-    time: to the user with the fewest messages waiting (ties: fewer frames in flight, then the
-    oldest job), then to that user's job with the fewest waiting (ties: the oldest). A job past
+    time: to the user with the fewest frames in flight, queued or running (ties: fewer messages
+    waiting, then the oldest job), then to that user's job with the fewest messages waiting
+    (ties: the oldest). So a user whose long job holds the workers yields every free place to a
+    colleague with less in flight, until their shares are even. A job past
     its owner's job limit, at ``max_batches_per_job``, or whose next message would take its owner
     past ``user_max_frames_in_flight`` gets none; a user with nothing in flight may always send
     one message, however large.
@@ -103,7 +106,7 @@ def allocate(jobs, limits: Limits) -> dict[int, int]:
         eligible = [job for job in candidates if may_send(job)]
         if not eligible:
             break
-        job = min(eligible, key=lambda j: (waiting[j.owner], in_flight[j.owner],
+        job = min(eligible, key=lambda j: (in_flight[j.owner], waiting[j.owner],
                                            min(k.job_id for k in candidates
                                                if k.owner == j.owner),
                                            j.queued_batches + grant[j.job_id], j.job_id))

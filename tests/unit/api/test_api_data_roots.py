@@ -115,7 +115,7 @@ def test_check_still_inside_refuses_a_swapped_link(root, outside):
     check_still_inside(str(movie), "input.path", roots=[root])  # unchanged: fine
     movie.unlink()
     movie.symlink_to(outside / "secret.npy")
-    with pytest.raises(ParameterError, match="changed since the submit") as info:
+    with pytest.raises(ParameterError, match="checked again before opening") as info:
         check_still_inside(str(movie), "input.path", roots=[root])
     assert info.value.field == "input.path"
     check_still_inside(str(movie), "input.path", roots=None)  # no roots configured: no check
