@@ -255,7 +255,8 @@ def test_create_app_neither_migrates_nor_starts_anything(tmp_path):
     app = create_app({"DATABASE_URL": url, "CELERY": fakes.FakeBroker()})
     assert threading.active_count() == threads
     assert not (tmp_path / "db").exists()  # not even the database's folder
-    assert set(app.blueprints) == {"api"}
+    # views only (the API, the report, data views, tune, the web pages): no background part
+    assert {"api", "browse", "tune", "dashboard"} <= set(app.blueprints)
     app.extensions["blockreg"].engine.dispose()
 
 
