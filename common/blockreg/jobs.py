@@ -49,8 +49,7 @@ def _make_preprocess(spec: JobSpec):
     from .reg.preprocess import PreprocessSNF
 
     # the µm sizes were converted to pixels by units.resolve_units
-    return PreprocessSNF.from_dict(spec.preprocess.model_dump(exclude={"sigma_lp_um",
-                                                                       "sigma_hp_um"}))
+    return PreprocessSNF.from_dict(spec.preprocess.pixel_options())
 
 
 def build_algorithm(spec: JobSpec, fixed, nodes, preprocess):

@@ -126,6 +126,11 @@ class PreprocessSpec(SpecModel):
     sigma_lp_um: Sigma | None = Field(None, description="Lowpass sigma in µm, instead of sigma_lp.")
     sigma_hp_um: Sigma | None = Field(None, description="Highpass sigma in µm, instead of sigma_hp.")
 
+    def pixel_options(self) -> dict:
+        """The options of :class:`blockreg.PreprocessSNF` (``from_dict``): the pixel fields only
+        (:func:`blockreg.units.resolve_units` converts the µm ones first)."""
+        return self.model_dump(exclude={"sigma_lp_um", "sigma_hp_um"})
+
     @field_validator("sigma_lp_um", "sigma_hp_um")
     @classmethod
     def _one_unit(cls, value, info):
