@@ -241,11 +241,13 @@ class JobSpec(SpecModel):
         """The spec as JSON-able data (aliases, Infinity as a string): what the database stores."""
         return json.loads(self.model_dump_json(by_alias=True))
 
-    def frame_indices(self, n_time: int) -> range:
+    def frame_indices(self, n_time: int) -> range | list[int]:
         """Source time indices selected by ``input.frames`` in a series of ``n_time`` frames.
 
         A ``range`` clipped to the series: a spec may ask for ``[0, 2**70]`` before validation
-        has flagged it, and a list of that would exhaust memory (or overflow) first.
+        has flagged it, and a list of that would exhaust memory (or overflow) first.  With
+        ``input.register_every`` (the subset workflow), the list of every k-th of those and the
+        last one (:func:`blockreg.apply.select_frames`).
         """
         if self.input.frames is None:
             selected = range(n_time)
