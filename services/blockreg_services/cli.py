@@ -77,13 +77,14 @@ def _exists_here(path) -> bool:
 
 
 def absolute_paths(data: dict, base: Path) -> dict:
-    """Make ``input.path`` and ``output.path`` absolute against ``base``.
+    """Make ``input.path``, ``output.path`` and ``source.path`` (warp, optimize) absolute
+    against ``base``.
 
     The coordinator runs in another working directory (the embedded stack's home, a container),
     so a path relative to where the user typed the command would mean something else there.
     """
     data = dict(data)
-    for section in ("input", "output"):
+    for section in ("input", "output", "source"):
         part = data.get(section)
         if isinstance(part, dict) and isinstance(part.get("path"), str):
             try:

@@ -125,3 +125,12 @@ def test_the_examples_of_docs_jobspec_are_valid_specs():
             ("optimize", "apertures")} <= kinds
     for spec in specs:
         JobSpec.model_validate(spec)  # the document's shape (no files here)
+
+
+def test_submit_makes_a_warp_specs_source_path_absolute(tmp_path):
+    from blockreg_services.cli import absolute_paths
+
+    spec = absolute_paths({"kind": "warp", "source": {"path": "runs/job-1.zarr"},
+                           "input": {"channel": 1}}, tmp_path)
+    assert spec["source"]["path"] == str(tmp_path / "runs" / "job-1.zarr")
+    assert spec["input"] == {"channel": 1}
