@@ -152,14 +152,16 @@ class Settings:
         "dispatches at once (the latency from submit to the first queued frame)", _float,
         minimum=0.01)
     max_queued_batches: int = _setting(
-        8, "task messages waiting in the broker at once over all jobs, shared round-robin "
-        "between users, then between each user's jobs; about twice the number of workers (more "
-        "makes a short job wait behind a long one's messages)", _int, minimum=1)
-    user_max_jobs: int = _setting(
-        4, "jobs of one user that run at once; more wait (status `waiting: user limit`)", _int,
+        4, "task messages waiting in the broker at once over all jobs; each free place goes to "
+        "the user with the fewest frames in flight, then to their job with the fewest messages "
+        "waiting (more places make a short job wait behind a long one's messages)", _int,
         minimum=1)
+    user_max_jobs: int = _setting(
+        8, "jobs of one user that run at once; more wait (status `waiting_reason`: "
+        "`user limit`)", _int, minimum=1)
     user_max_frames_in_flight: int = _setting(
-        64, "frames of one user queued or running at once", _int, minimum=1)
+        4096, "frames of one user queued or running at once (a user with none may always send "
+        "one message)", _int, minimum=1)
     queued_lease_s: float = _setting(
         3600.0, "a frame queued this long is presumed lost by the broker and sent again", _float,
         minimum=1)

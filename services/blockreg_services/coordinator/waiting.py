@@ -76,4 +76,19 @@ class Waiting:
         if job.state not in ACTIVE_JOB_STATES:
             return {"waiting": False, "waiting_reason": None}
         reason = waiting_reason(job.state, job.queue, self.live_queues(), self.broker_ok())
+        if reason is None:
+            reason = self.user_limit(job)
         return {"waiting": reason is not None, "waiting_reason": reason}
+
+    def user_limit(self, job) -> str | None:
+        """``"user limit"`` for a job past its owner's ``user_max_jobs`` older active jobs (the
+        dispatcher sends it nothing until one ends: blockreg.orchestrate.fairness)."""
+        from sqlalchemy import func, select
+
+        from blockreg.db.models import Job
+
+        owner = (Job.owner_id.is_(None) if job.owner_id is None
+                 else Job.owner_id == job.owner_id)
+        older = self.session.scalar(select(func.count()).select_from(Job).where(
+            owner, Job.state.in_(ACTIVE_JOB_STATES), Job.id < job.id))
+        return "user limit" if older >= _settings.get("user_max_jobs") else None

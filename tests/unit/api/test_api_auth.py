@@ -170,3 +170,25 @@ def test_auth_without_data_roots_is_refused(tmp_path, broker):
     with pytest.raises(ValueError, match="BLOCKREG_AUTH needs at least one data root"):
         create_app({"DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}", "AUTH": True,
                     "DATA_ROOTS": None, "ALLOWED_ROOTS": None, "CELERY": broker})
+
+
+def test_a_job_past_its_owners_job_limit_says_user_limit(auth_app, client, tokens, movie_path,
+                                                        tmp_path, monkeypatch):
+    from blockreg.db import ops
+
+    monkeypatch.setenv("BLOCKREG_USER_MAX_JOBS", "1")
+    with auth_app.extensions["blockreg"].sessions() as session:  # a live worker on the queue
+        ops.record_heartbeat(session, hostname="w@test", pid=1, queues="cpu")
+    alice = bearer(tokens["alice"])
+    ids = []
+    for n in range(2):
+        spec = toy_spec_for(movie_path, output={"path": str(tmp_path / f"a{n}.zarr")})
+        ids.append(client.post("/api/v1/jobs", json=spec, headers=alice).get_json()["id"])
+    first, second = (client.get(f"/api/v1/jobs/{i}", headers=alice).get_json() for i in ids)
+    assert first["waiting_reason"] is None
+    assert second["waiting"] is True and second["waiting_reason"] == "user limit"
+    # bob's first job is not held back by alice's
+    spec = toy_spec_for(movie_path, output={"path": str(tmp_path / "b.zarr")})
+    bob = bearer(tokens["bob"])
+    job = client.post("/api/v1/jobs", json=spec, headers=bob).get_json()["id"]
+    assert client.get(f"/api/v1/jobs/{job}", headers=bob).get_json()["waiting_reason"] is None
