@@ -8,8 +8,11 @@ are returned once, to the caller that made them, and never logged.
 
 Example
 -------
->>> from blockreg.db import make_engine, session_factory
->>> # users.add_user(session, "ada") -> (User, token); users.authenticate(session, token) -> User
+::
+
+    from blockreg import users
+    user, token = users.add_user(session, "ada")      # token shown once, stored hashed
+    assert users.authenticate(session, token) is user
 """
 from __future__ import annotations
 
