@@ -223,7 +223,9 @@ def finalize_if_complete(session: Session, job_id: int) -> str | None:
     result = session.execute(
         update(Job)
         .where(Job.id == job_id, Job.state.in_(ACTIVE_JOB_STATES),
-               Job.frames_done + Job.frames_failed >= Job.frames_total)
+               Job.frames_done + Job.frames_failed >= Job.frames_total,
+               # a phase after the frames (orchestrate.phases) ends before the job does
+               or_(Job.phase.is_(None), Job.phase == "done"))
         .values(state=case((Job.frames_failed > 0, failed), else_=JobState.SUCCEEDED.value),
                 finished_at=utcnow())
         .execution_options(synchronize_session=False)

@@ -96,6 +96,9 @@ def submit_job(session, spec: JobSpec, *, data_dir, queue: str = "cpu",
             staging.rmdir()
         except (OSError, ValueError) as exc:
             raise _unwritable(target, exc) from None
+        from .phases import mark_phase
+
+        mark_phase(session, job_id, spec)  # in this transaction: never finalised before its phase
         return str(target)
 
     try:
