@@ -126,6 +126,21 @@ def test_cancel_a_running_job_from_the_list(page, api, stack):
     assert job["frames_done"] < job["frames_total"]
 
 
+def test_the_form_offers_every_kind_of_job_the_api_accepts(page, api):
+    page.goto("/#/submit")
+    page.locator('[name="input.path"]').wait_for()
+    options = page.locator("#f-algorithm option").evaluate_all("os => os.map(o => o.value)")
+    body = api("get", "openapi.json")["paths"]["/api/v1/jobs"]["post"]["requestBody"]
+    assert len(options) >= len(body["content"]["application/json"]["schema"]["oneOf"])
+    assert "register:apertures" in options
+    for option in options:
+        page.select_option("#f-algorithm", option)
+        assert page.locator("form.spec-form .field input").count() >= 3, option
+    page.select_option("#f-algorithm", "register:apertures")
+    assert page.locator('[name="params.gridsize"]').is_visible()
+    assert page.locator('[name="kind"]').count() == 0  # fixed by the choice, not typed
+
+
 def test_a_bad_value_is_shown_beside_its_field_and_nothing_is_queued(page, api, stack):
     page.goto("/#/submit")
     page.fill('[name="input.path"]', str(stack.data_dir / "movies" / "short.tif"))

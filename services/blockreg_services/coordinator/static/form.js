@@ -91,17 +91,52 @@ function idFor(path) { return "f-" + path.replace(/[^a-zA-Z0-9]+/g, "-"); }
  * options: initial (a spec to fill in), extras ({path: (wrapper, input) => void}), onChange.
  * Returns {spec(), showErrors(errors), clearErrors(), input(path), setValue(path, value)}.
  */
-export function specForm(container, doc, {initial = {}, extras = {}, onChange = () => {}} = {}) {
-  const schemas = doc.components.schemas;
-  const mapping = schemas.JobSpec.discriminator.mapping;
+/**
+ * The kinds of job the API accepts, from the request body of POST /jobs: each registration
+ * algorithm (the JobSpec union, discriminated by "algorithm") and each other kind (warp, ...).
+ * Returns [{key, label, ref}], the registration algorithms first.
+ */
+export function jobVariants(doc) {
+  const body = doc.paths?.["/api/v1/jobs"]?.post?.requestBody?.content?.["application/json"]?.schema
+    || {$ref: "#/components/schemas/JobSpec"};
+  const out = [];
+  for (const option of body.oneOf || [body]) {
+    const schema = resolve(doc, option);
+    if (schema.discriminator) {
+      for (const [name, ref] of Object.entries(schema.discriminator.mapping)) {
+        out.push({key: `register:${name}`, label: `register · ${name}`, ref});
+      }
+    } else {
+      const kind = schema.properties?.kind?.const || schema.title || option.$ref.split("/").pop();
+      out.push({key: kind, label: kind, ref: option.$ref});
+    }
+  }
+  return out;
+}
+
+function variantKey(spec) {
+  const kind = spec.kind || "register";
+  return kind === "register" ? `register:${spec.algorithm || "apertures"}` : kind;
+}
+
+/**
+ * Render the form into `container`.
+ * options: initial (a spec to fill in), extras ({path: (wrapper, input) => void}), onChange,
+ * registerOnly (offer the registration algorithms only, e.g. for tuning).
+ * Returns {spec(), showErrors(errors), clearErrors(), input(path), setValue(path, value)}.
+ */
+export function specForm(container, doc, {initial = {}, extras = {}, onChange = () => {},
+                                          registerOnly = false} = {}) {
+  const variants = jobVariants(doc).filter((v) => !registerOnly || v.key.startsWith("register:"));
   const fields = new Map();  // dotted path -> {input, kind, error}
+  const constants = {};      // fields fixed by the variant (kind, algorithm): sent, not shown
   const general = h("div", {class: "error", role: "alert", id: "form-errors"});
   const body = h("div");
   const algorithm = h("select", {id: "f-algorithm", name: "algorithm",
                                  "aria-describedby": "f-algorithm-help"},
-    Object.keys(mapping).map((name) => h("option", {value: name}, name)));
-  algorithm.value = initial.algorithm && mapping[initial.algorithm] ? initial.algorithm
-    : (Object.keys(mapping).includes("apertures") ? "apertures" : Object.keys(mapping)[0]);
+    variants.map((v) => h("option", {value: v.key}, v.label)));
+  const wanted = variantKey(initial);
+  algorithm.value = variants.some((v) => v.key === wanted) ? wanted : variants[0].key;
   const algorithmHelp = h("p", {class: "help", id: "f-algorithm-help"});
 
   function field(path, schema, required, initialValue) {
@@ -143,9 +178,12 @@ export function specForm(container, doc, {initial = {}, extras = {}, onChange = 
     const required = new Set(schema.required || []);
     const out = [];
     for (const [name, raw] of ordered(schema.properties)) {
-      if (!prefix && name === "algorithm") continue;
       const path = prefix ? `${prefix}.${name}` : name;
       const sub = resolve(doc, raw);
+      if (sub.const !== undefined) {
+        constants[path] = sub.const;
+        continue;
+      }
       const value = initialValue ? initialValue[name] : undefined;
       if (sub.type === "object" && sub.properties) {
         out.push(h("fieldset", {class: "group", dataset: {field: path}},
@@ -166,27 +204,35 @@ export function specForm(container, doc, {initial = {}, extras = {}, onChange = 
 
   function render(initialSpec) {
     fields.clear();
+    for (const key of Object.keys(constants)) delete constants[key];
     body.replaceChildren();
-    const variant = resolve(doc, {$ref: mapping[algorithm.value]});
+    const variant = resolve(doc, {$ref: variants.find((v) => v.key === algorithm.value).ref});
     algorithmHelp.textContent = variant.description || "";
     body.append(...group("", variant, initialSpec));
   }
 
   algorithm.addEventListener("change", () => {
     const keep = spec();
-    delete keep.params;
-    keep.algorithm = algorithm.value;
+    delete keep.params;  // another algorithm's parameters
     render(keep);
     onChange("algorithm");
   });
   container.append(
-    h("div", {class: "field"}, h("label", {for: "f-algorithm"}, "Algorithm"),
+    h("div", {class: "field"}, h("label", {for: "f-algorithm"}, "Job"),
       h("div", {class: "control"}, algorithm), algorithmHelp),
     body, general);
   render(initial);
 
+  function put(out, path, value) {
+    const parts = path.split(".");
+    let node = out;
+    for (const part of parts.slice(0, -1)) node = node[part] ??= {};
+    node[parts.at(-1)] = value;
+  }
+
   function spec() {
-    const out = {algorithm: algorithm.value};
+    const out = {};
+    for (const [path, value] of Object.entries(constants)) put(out, path, value);
     for (const [path, f] of fields) {
       if (f.group) continue;
       let value;
@@ -195,11 +241,7 @@ export function specForm(container, doc, {initial = {}, extras = {}, onChange = 
         value = f.input.value === "" ? undefined : f.input.value;
         if (value !== undefined && typeof f.enumValues[0] === "number") value = Number(value);
       } else value = parseValue(f.kind, f.input.value);
-      if (value === undefined) continue;
-      const parts = path.split(".");
-      let node = out;
-      for (const part of parts.slice(0, -1)) node = node[part] ??= {};
-      node[parts.at(-1)] = value;
+      if (value !== undefined) put(out, path, value);
     }
     return out;
   }
@@ -220,7 +262,7 @@ export function specForm(container, doc, {initial = {}, extras = {}, onChange = 
       const parts = String(name).split(".");
       let target = null;
       for (let n = parts.length; n > 0 && !target; n--) target = fields.get(parts.slice(0, n).join("."));
-      if (name === "algorithm") target = {error: algorithmHelp, input: algorithm};
+      if (name === "algorithm" || name === "kind") target = {error: algorithmHelp, input: algorithm};
       if (!target) {
         general.append(h("p", {}, `${name}: ${problem}`));
         continue;
@@ -243,6 +285,6 @@ export function specForm(container, doc, {initial = {}, extras = {}, onChange = 
       else f.input.value = formatValue(f.kind, value);
       onChange(path);
     },
-    get algorithm() { return algorithm.value; },
+    get variant() { return algorithm.value; },
   };
 }

@@ -54,7 +54,7 @@ function mountNew(main) {
                    "grid.maxshift": maxshift, "grid.sigma_hp": sigma, grid: lam};
 
   api.openapiDocument().then((doc) => {
-    const base = specForm(baseBox, doc, {
+    const base = specForm(baseBox, doc, {registerOnly: true,
       extras: {"input.path": (wrapper, input) => attachPicker(wrapper, input)}});
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
