@@ -47,6 +47,7 @@ def test_login_then_a_user_sees_only_their_jobs_and_can_log_out(browser, auth_st
     token.press("Enter")
     page.locator("table.jobs td.name", has_text="alice's job").wait_for()
     assert page.locator("table.jobs tbody tr").count() == 1
+    assert page.locator("table.jobs tbody tr td").nth(3).inner_text() == "alice"  # the owner
     assert page.locator("text=bob's job").count() == 0
     page.get_by_role("button", name="Log out").click()
     page.get_by_label("API token").wait_for()

@@ -5,10 +5,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from ..states import ACTIVE_JOB_STATES
-from .models import Frame, Job, WorkerHeartbeat
+from .models import Frame, Job, User, WorkerHeartbeat
 
 __all__ = ["get_job", "count_frames", "list_jobs", "list_frames", "live_workers", "open_frames",
-           "task_workers"]
+           "task_workers", "owner_names"]
 
 
 def get_job(session: Session, job_id: int) -> Job | None:
@@ -33,6 +33,14 @@ def list_jobs(session: Session, *, offset: int = 0, limit: int = 50, state: str 
         count = count.where(Job.state == state)
     jobs = list(session.scalars(query.order_by(Job.id.desc()).offset(offset).limit(limit)))
     return jobs, session.scalar(count)
+
+
+def owner_names(session: Session, jobs) -> dict[int, str]:
+    """``{owner_id: user name}`` of the owners of ``jobs`` (one query; jobs without one left out)."""
+    ids = {job.owner_id for job in jobs if job.owner_id is not None}
+    if not ids:
+        return {}
+    return dict(session.execute(select(User.id, User.name).where(User.id.in_(ids))).all())
 
 
 def list_frames(session: Session, job_id: int, *, state: str | None = None, offset: int = 0,

@@ -171,15 +171,17 @@ def list_jobs():
                                     owner_id=auth.owner_filter())
     body = schemas.body(schemas.JobList, jobs=jobs, total=total, offset=offset, limit=limit)
     waiting = Waiting(services(), db())
+    owners = queries.owner_names(db(), jobs)
     for item, job in zip(body["jobs"], jobs):
-        item.update(waiting.fields(job))
+        item.update(waiting.fields(job), owner=owners.get(job.owner_id))
     return jsonify(body)
 
 
 @bp.get("/jobs/<int:job_id>")
 def get_job(job_id: int):
     job = _get_job(job_id)
-    return jsonify(dict(schemas.body(schemas.Job, job), **Waiting(services(), db()).fields(job)))
+    return jsonify(dict(schemas.body(schemas.Job, job), **Waiting(services(), db()).fields(job),
+                        owner=queries.owner_names(db(), [job]).get(job.owner_id)))
 
 
 @bp.get("/jobs/<int:job_id>/frames")

@@ -63,6 +63,8 @@ class JobSummary(_FromRow):
                           "waits for something (see waiting_reason); recomputed on every read")
     waiting_reason: str | None = Field(None, description="What an active job waits for, e.g. "
                                        "'no live worker on queue cpu' or 'broker unreachable'")
+    owner: str | None = Field(None, description="Name of the user who submitted it (null in "
+                              "single-user mode or once that user is removed)")
 
 
 class Job(JobSummary):
