@@ -4,7 +4,7 @@
 import * as api from "./api.js";
 import {cancelJob, retryJob} from "./jobs.js";
 import {deformationGrid, imageFigure, linePlot} from "./plot.js";
-import {ACTIVE_STATES, clear, fmtDuration, fmtNumber, fmtTime, h, jobRate, progressBar,
+import {ACTIVE_STATES, clear, fmtDuration, fmtNumber, fmtTime, h, jobRate, phaseNote, progressBar,
         stateBadge} from "./util.js";
 
 function section(id, title, ...children) {
@@ -26,7 +26,7 @@ function summary(job, status) {
       h("dt", {}, "State"), h("dd", {}, stateBadge(job),
         job.waiting_reason ? h("span", {class: "muted"}, ` ${job.waiting_reason}`) : null),
       job.owner ? [h("dt", {}, "Owner"), h("dd", {}, job.owner)] : null,
-      h("dt", {}, "Progress"), h("dd", {}, progressBar(job)),
+      h("dt", {}, "Progress"), h("dd", {}, progressBar(job), phaseNote(job)),
       h("dt", {}, "Frames/s"), h("dd", {}, rate ? fmtNumber(rate) : "—"),
       h("dt", {}, "ETA"), h("dd", {}, eta === null ? "—" : fmtDuration(eta)),
       h("dt", {}, "Created"), h("dd", {}, fmtTime(job.created_at)),

@@ -1,7 +1,7 @@
 // The job list: state, owner, progress, frames/s, ETA, times; cancel and retry. Polls while
 // anything runs (1 s), backing off to 10 s while nothing changes.
 import * as api from "./api.js";
-import {ACTIVE_STATES, clear, fmtDuration, fmtNumber, fmtTime, h, jobRate, progressBar,
+import {ACTIVE_STATES, clear, fmtDuration, fmtNumber, fmtTime, h, jobRate, phaseNote, progressBar,
         stateBadge} from "./util.js";
 
 export async function cancelJob(id, status) {
@@ -57,7 +57,7 @@ function row(job, status) {
     h("td", {}, stateBadge(job), job.waiting_reason
       ? h("div", {class: "muted small"}, job.waiting_reason) : null),
     h("td", {}, job.owner || "—"),
-    h("td", {}, progressBar(job)),
+    h("td", {}, progressBar(job), phaseNote(job)),
     h("td", {class: "num"}, rate ? fmtNumber(rate, 3) : "—"),
     h("td", {class: "num"}, eta === null ? "—" : fmtDuration(eta)),
     h("td", {}, fmtTime(job.started_at || job.created_at)),

@@ -91,3 +91,10 @@ export function stateBadge(job) {
   return h("span", {class: `state state-${job.state}`, title: job.waiting_reason || job.error || ""},
            job.state);
 }
+
+/** A line about a phase after the frames (a two-stage job's series solve), or null. */
+export function phaseNote(job) {
+  if (!job.phase || job.phase === "done") return null;
+  const windows = job.phase_total ? ` ${job.phase_done}/${job.phase_total} windows` : "";
+  return h("div", {class: "muted small"}, `${job.phase}${windows}`);
+}
