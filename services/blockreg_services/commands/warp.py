@@ -81,6 +81,8 @@ def _odd(text: str) -> int:
 
 def add_parsers(subparsers) -> None:
     """Add ``blockreg warp``."""
+    from ..cli import server_options
+
     p = subparsers.add_parser("warp", help="apply a finished job's deformations to a movie")
     p.add_argument("--job", type=int, help="id of the finished job whose u to apply (server)")
     p.add_argument("--source", metavar="STORE", help="results store holding u (instead of --job)")
@@ -96,6 +98,5 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--local", action="store_true", help="warp in this process, not on a server")
     p.add_argument("--no-wait", dest="wait", action="store_false",
                    help="print the job id and return without waiting")
-    p.add_argument("--server", metavar="URL", default=None,
-                   help="coordinator URL (default: $BLOCKREG_SERVER, else the running stack)")
+    server_options(p)  # --server, --home (and --token where the server has users)
     p.set_defaults(func=cmd_warp)
