@@ -13,16 +13,16 @@ import time
 
 import numpy as np
 
-SHAPE, NFRAMES = (64, 64), 400
+SHAPE, NFRAMES = (64, 64), 240
 RECOVERY_S = 120.0
 
 # short leases: a lost message or a dead worker is noticed within seconds, not a minute
 FAST_RECOVERY_ENV = {
-    "BLOCKREG_QUEUED_GRACE_S": "2",
-    "BLOCKREG_WORKER_LOST_S": "3",
-    "BLOCKREG_HEARTBEAT_INTERVAL_S": "0.5",
-    "BLOCKREG_RECONCILE_INTERVAL_S": "1",
-    "BLOCKREG_DISPATCH_INTERVAL_S": "0.5",
+    "BLOCKREG_QUEUED_GRACE_S": "1",
+    "BLOCKREG_WORKER_LOST_S": "2",
+    "BLOCKREG_HEARTBEAT_INTERVAL_S": "0.25",
+    "BLOCKREG_RECONCILE_INTERVAL_S": "0.5",
+    "BLOCKREG_DISPATCH_INTERVAL_S": "0.25",
     "BLOCKREG_WORKER_SOFT_SHUTDOWN_S": "1",
     "BLOCKREG_FFT_WORKERS": "1",
 }
