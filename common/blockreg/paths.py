@@ -41,6 +41,13 @@ def configured_roots() -> list[Path] | None:
     return resolve_roots(settings.load().data_roots)
 
 
+def results_folder() -> Path:
+    """Where jobs without ``output.path`` write (``$BLOCKREG_DATA_DIR/results``), resolved."""
+    from . import settings
+
+    return Path(os.path.realpath(Path(settings.load().data_dir).expanduser() / "results"))
+
+
 def inside(path: Path, roots) -> bool:
     """``path`` (already resolved) is one of ``roots`` or below one."""
     return any(path == root or root in path.parents for root in roots)
@@ -104,6 +111,8 @@ def check_still_inside(value, field: str, roots=None) -> None:
     roots = configured_roots() if roots is None else resolve_roots(roots)
     if roots is None:
         return
+    if field == "output.path":  # the server's own results folder holds the default outputs
+        roots = roots + [results_folder()]
     now = resolve_inside(value, roots)
     if now is None or (now.is_dir() and links_leaving(now, roots)):
         raise ParameterError(field, f"{value}: {REFUSED} (checked again before opening)")

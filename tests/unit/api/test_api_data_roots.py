@@ -119,3 +119,17 @@ def test_check_still_inside_refuses_a_swapped_link(root, outside):
         check_still_inside(str(movie), "input.path", roots=[root])
     assert info.value.field == "input.path"
     check_still_inside(str(movie), "input.path", roots=None)  # no roots configured: no check
+
+
+def test_default_outputs_in_the_results_folder_pass_the_workers_check(tmp_path, monkeypatch):
+    data = tmp_path / "home" / "data"
+    store = data / "results" / "job-1.zarr"
+    store.mkdir(parents=True)
+    monkeypatch.setenv("BLOCKREG_DATA_DIR", str(data))
+    root = tmp_path / "root"
+    root.mkdir()
+    check_still_inside(str(store), "output.path", roots=[root])  # the server's own results
+    with pytest.raises(ParameterError):  # ... but not an input there, nor another folder
+        check_still_inside(str(store), "input.path", roots=[root])
+    with pytest.raises(ParameterError):
+        check_still_inside(str(tmp_path / "elsewhere.zarr"), "output.path", roots=[root])
