@@ -94,7 +94,6 @@ def test_submit_through_the_form_watch_progress_and_see_the_results(page, api, s
     row = page.locator(f"#job-{job_id}")
     assert row.locator(".state").inner_text() == "succeeded"
     assert row.get_by_role("progressbar").get_attribute("aria-valuenow") == "100"
-    shoot(page, "jobs")
 
 
 def test_the_keyboard_reaches_the_navigation_and_a_job(page, api, stack):
@@ -197,6 +196,10 @@ def test_tune_a_grid_and_promote_a_setting_to_a_full_job(page, api, stack, shoot
     assert full["spec"]["params"] == chosen["spec"]["params"]
     assert full["spec"]["input"].get("frames") is None  # the whole movie, not the tuned frames
     assert full["frames_total"] == 40
+
+    page.goto("/#/jobs")  # by now: finished, cancelled and tune jobs, and this one
+    page.locator(f"#job-{full['id']}").wait_for()
+    shoot(page, "jobs")
 
 
 def test_the_login_form_appears_when_the_api_answers_401(page):
