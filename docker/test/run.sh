@@ -70,8 +70,17 @@ finish() {
         done
         echo "logs of the containers: $work/logs" >&2
     fi
-    compose down -v > "$work/down.log" 2>&1 || echo "compose down failed: $work/down.log" >&2
+    if ! compose down -v > "$work/down.log" 2>&1; then
+        echo "compose down failed: $work/down.log" >&2
+        rc=1
+    fi
+    if ((rc == 0)); then
+        cd / && rm -rf "$work"
+    else
+        echo "sources, build and demo logs: $work" >&2
+    fi
     printf '\n%s after %d s\n' "$( ((rc == 0)) && echo PASSED || echo FAILED)" $((SECONDS - t0))
+    exit "$rc"
 }
 trap finish EXIT
 
