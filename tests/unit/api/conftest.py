@@ -49,3 +49,20 @@ def app(tmp_path, broker, toy_algorithm):
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+
+@pytest.fixture(autouse=True)
+def _no_job_reports(request, monkeypatch):
+    """The worker that finishes a job draws its quality report (seconds of matplotlib): only the
+    tests that ask for ``job_reports`` pay for it."""
+    if "job_reports" in request.fixturenames:
+        return
+    from blockreg.orchestrate import dispatch, finish
+
+    monkeypatch.setattr(finish, "after_finish", lambda *args: False)
+    monkeypatch.setattr(dispatch, "after_finish", lambda *args: False)
+
+
+@pytest.fixture
+def job_reports():
+    """Finished jobs get their quality report, as in production."""

@@ -6,7 +6,8 @@ import pytest
 from helpers.api_app import run_all, spec_for, toy_spec_for
 
 
-def test_finished_job_serves_its_report_as_json_and_html(app, client, broker, movie_path):
+def test_finished_job_serves_its_report_as_json_and_html(app, client, broker, movie_path,
+                                                        job_reports):
     pytest.importorskip("matplotlib")
     job_id = client.post("/api/v1/jobs", json=spec_for(movie_path, fixed_index=3)).json["id"]
     running = client.get(f"/api/v1/jobs/{job_id}/report")
@@ -50,7 +51,7 @@ def test_cancelled_and_unknown_jobs_have_no_report(app, client, broker, movie_pa
 
 
 def test_a_report_that_failed_is_a_404_with_the_reason(app, client, broker, movie_path,
-                                                       monkeypatch):
+                                                       monkeypatch, job_reports):
     from blockreg import qc
 
     def broken(path, **kwargs):

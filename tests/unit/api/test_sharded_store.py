@@ -13,13 +13,9 @@ def _chunk_files(array_folder):
     return [p for p in (array_folder / "c").rglob("*") if p.is_file()]
 
 
-def test_one_message_and_one_file_per_shard(app, client, broker, tmp_path,
-                                                         monkeypatch):
-    from blockreg.orchestrate import finish
+def test_one_message_and_one_file_per_shard(app, client, broker, tmp_path):
     from blockreg.store import member, open_store
 
-    # the quality report is not what this test is about (tests/unit/qc test it)
-    monkeypatch.setattr(finish, "after_finish", lambda *args: False)
     n = 160  # shards of min(64, ceil(160 / 16)) = 10 frames
     movie = fakes.make_movie(tmp_path / "long.npy", shape=(n, 16, 16), seed=5)
     spec = toy_spec_for(tmp_path / "long.npy", fixed_index=0, params={"gridsize": [2, 2]},
