@@ -102,6 +102,7 @@ def shoot():
         else:
             page.eval_on_selector(at, "el => window.scrollTo(0, el.getBoundingClientRect().top"
                                       " + window.scrollY - 8)")
+        page.wait_for_timeout(500)  # an embedded frame (the report) is painted a moment later
         page.screenshot(path=str(path), full_page=full_page)
         _SCREENSHOTS.append(path)
         return path
