@@ -161,6 +161,8 @@ class ProgressBar:
                 + f"  {status.get('state', '?')}")
         if status.get("phase") in ("optimize", "stitching"):  # a two-stage job's series solve
             line += f"  series {status.get('phase_done', 0)}/{status.get('phase_total', 0)} windows"
+        if status.get("waiting_reason"):  # e.g. no live worker on its queue, broker down
+            line += f"  waiting: {status['waiting_reason']}"
         if line == self._last:
             return
         self._last = line
