@@ -49,7 +49,9 @@ def data_roots() -> list[Path]:
 
 
 def _inside_roots(path: Path, roots: list[Path]) -> bool:
-    return any(path == root or root in path.parents for root in roots)
+    from blockreg.paths import inside
+
+    return inside(path, roots)
 
 
 def _resolve(raw: str, field: str = "path") -> Path:
@@ -99,7 +101,9 @@ def list_files():
     if not path.is_dir():
         raise ApiError(404, f"{raw} is not a folder", [{"field": "path", "problem": "not a folder"}])
     children = sorted(path.iterdir(), key=lambda p: (not p.is_dir(), p.name.lower()))
-    children = [c for c in children if not c.name.startswith(".")][:MAX_ENTRIES]
+    # hidden entries are left out, and so are links leading out of the roots (never opened)
+    children = [c for c in children if not c.name.startswith(".")
+                and _inside_roots(c.resolve(), roots)][:MAX_ENTRIES]
     parent = path.parent if path not in roots and _inside_roots(path.parent, roots) else None
     return jsonify(schemas.body(schemas.FileListing, path=str(path),
                                 parent=None if parent is None else str(parent),
@@ -121,9 +125,9 @@ def _int_list(name: str, default=None) -> list[int] | None:
 def preview():
     """The fixed frame of a would-be job with its aperture grid and maxshift (JSON + PNG data URL).
 
-    Query: ``path`` (required), ``dataset``, ``channel``, ``fixed_index``, ``roi`` is not offered:
-    the preview shows the whole frame; ``gridsize`` and ``maxshift`` as comma-separated integers,
-    ``overlap`` one integer.
+    Query: ``path`` (required), ``dataset``, ``channel``, ``fixed_index``; ``gridsize`` and
+    ``maxshift`` as comma-separated integers, ``overlap`` one integer. The whole frame is shown
+    (no ROI): the grid is laid over the full image.
     """
     from blockreg.io import open_series
     from blockreg.reg.apertures import default_aperture_width

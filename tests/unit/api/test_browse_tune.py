@@ -28,6 +28,7 @@ def roots_app(app, tmp_path, movie_path):
     app.config.update(DATA_ROOTS=[str(tmp_path)], ALLOWED_ROOTS=[str(tmp_path)])
     (tmp_path / "sub").mkdir()
     (tmp_path / "notes.txt").write_text("not a series")
+    (tmp_path / "escape").symlink_to("/")
     return app
 
 
@@ -42,6 +43,7 @@ def test_files_lists_folders_then_series_with_their_geometry(roots_app, tmp_path
     assert kinds["movie.npy"]["axes"] == "tyx" and kinds["movie.npy"]["dtype"] == "uint16"
     assert kinds["notes.txt"]["kind"] == "file"
     assert listing["parent"] is None  # a root has no parent to go to
+    assert "escape" not in kinds  # a link leading out of the roots is not shown
     assert client.get(f"/api/v1/files?path={tmp_path / 'sub'}").json["parent"] == str(tmp_path)
 
 
