@@ -73,6 +73,24 @@ def inverse_at_lags(spec, mats, naxes, dtype):
     return xp.matmul(real, mats[-1])
 
 
+def running_sum(x, axis):
+    """``cumsum(x, axis, dtype=float64)``, on the host as one vectorised add per slice.
+
+    The same sequential sum for every element as NumPy's cumsum (so the same bits), but NumPy
+    accumulates element by element, while adding whole slices runs at memory speed: measured
+    10 -> 1 ms along the first axis and 10 -> 4.5 ms along the last of a 30x276x276 volume.
+    On a device, the array module's cumsum (one kernel).
+    """
+    xp = array_module(x)
+    if xp is not np:
+        return xp.cumsum(x, axis=axis, dtype=np.float64)
+    out = np.array(x, dtype=np.float64)
+    moved = np.moveaxis(out, axis, 0)             # a view: the adds write into ``out``
+    for i in range(1, moved.shape[0]):
+        np.add(moved[i - 1], moved[i], out=moved[i])
+    return out
+
+
 def box_sums(x, first, last, maxshift, gridsize):
     """Sums of ``x`` over every aperture's range shifted by every ``s`` with ``|s_a| <= m_a``.
 
@@ -101,7 +119,7 @@ def box_sums(x, first, last, maxshift, gridsize):
         shifts = np.arange(2 * maxshift[a] + 1)
         begin = (first[a][:, None] + shifts).ravel()
         end = (last[a][:, None] + shifts).ravel()
-        running = xp.cumsum(x, axis=a, dtype=np.float64)
+        running = running_sum(x, a)
         # sum over [begin, end) = running[end - 1] - running[begin - 1] (0 for begin = 0)
         upper = xp.take(running, device_constant(end - 1, xp), axis=a)
         lower = xp.take(running, device_constant(np.maximum(begin - 1, 0), xp), axis=a)
