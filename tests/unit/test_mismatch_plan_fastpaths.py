@@ -49,3 +49,17 @@ def test_fixed_spectra_are_computed_lazily_with_unchanged_results(normalization,
     np.testing.assert_allclose(plan.compute(holey), fresh(holey), rtol=1e-12, atol=1e-9)
     assert set(plan._fixed_spectra[0]) == {"f", "theta", "f2"} - (set() if fixed_has_nan else {"theta"})
     np.testing.assert_allclose(plan.compute(clean), fresh(clean), rtol=1e-12, atol=1e-9)
+
+
+@pytest.mark.parametrize("shape", [(6, 9, 11), (40, 33), (1, 5), (7,)])
+def test_running_sum_is_numpys_cumsum_bit_for_bit(shape):
+    from blockreg.reg._lags import running_sum
+
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal(shape) ** 2 * 1e4).astype(np.float32)
+    for axis in range(len(shape)):
+        for data in (x, x.astype(np.float64), np.moveaxis(x, 0, -1)):
+            got = running_sum(data, axis)
+            assert got.dtype == np.float64
+            np.testing.assert_array_equal(got, np.cumsum(data, axis=axis, dtype=np.float64))
+    assert running_sum(x, 0) is not x

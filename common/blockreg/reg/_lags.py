@@ -87,7 +87,8 @@ def running_sum(x, axis):
     out = np.array(x, dtype=np.float64)
     moved = np.moveaxis(out, axis, 0)             # a view: the adds write into ``out``
     for i in range(1, moved.shape[0]):
-        np.add(moved[i - 1], moved[i], out=moved[i])
+        # slices, not items: a 1-D array's item is a scalar copy, not a view to write into
+        np.add(moved[i - 1:i], moved[i:i + 1], out=moved[i:i + 1])
     return out
 
 
