@@ -142,6 +142,17 @@ health=$(python3 -c "import urllib.request; print(urllib.request.urlopen(
     || fail "no health through the published port $port"
 echo "published port $port: $health"
 
+step "API token (BLOCKREG_AUTH is on in compose)"
+code=$(python3 -c "import urllib.request, urllib.error
+try: print(urllib.request.urlopen('http://127.0.0.1:$port/api/v1/jobs', timeout=5).status)
+except urllib.error.HTTPError as e: print(e.code)")
+[[ $code == 401 ]] || fail "GET /api/v1/jobs without a token: HTTP $code, not 401"
+echo "no token: HTTP 401"
+token=$(podman exec "$(container coordinator)" blockreg user add deploytest 2> /dev/null | tail -n 1)
+[[ -n $token ]] || fail "blockreg user add in the coordinator container printed no token"
+export BLOCKREG_TOKEN=$token
+echo "user deploytest added in the coordinator container"
+
 # run_demo LABEL: the demo job through the published port; checks state and displacement error
 run_demo() {
     local log=$work/demo-$1.log rmse motion
