@@ -30,7 +30,8 @@ def test_a_dead_child_is_restarted_with_growing_backoff(tmp_path, monkeypatch):
             delays.append(time.monotonic() - died)
             assert stack.child("worker-1").pid != dead.pid
             assert stack.child("worker-1").poll() is None
-        assert 0.2 <= delays[0] < 0.35 and 0.4 <= delays[1] < 0.6  # 0.2 s, then 0.4 s
+        # 0.2 s, then 0.4 s (upper bounds loose: a loaded machine polls late)
+        assert 0.2 <= delays[0] < 2.0 and 0.4 <= delays[1] < 2.2
         assert stack.child("coordinator") is other and other.poll() is None
         log = (stack.log_dir / "supervisor.log").read_text()
         assert log.count("worker-1 exited with code -9") == 2
