@@ -43,19 +43,29 @@ def pytest_terminal_summary(terminalreporter):
 
 
 @pytest.fixture(scope="session")
-def browser():
-    sync_api = pytest.importorskip("playwright.sync_api", reason="needs the 'playwright' package")
+def chromium():
+    """Skip unless Playwright's package and the system Chromium are both there."""
+    pytest.importorskip("playwright.sync_api", reason="needs the 'playwright' package")
     if not os.access(CHROMIUM, os.X_OK):
         pytest.skip(f"needs Chromium at {CHROMIUM} (apt-get install chromium)")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
+    return CHROMIUM
+
+
+@pytest.fixture(scope="module")
+def browser(chromium):
+    """Chromium for one test module. Not for the session: Playwright's sync API runs an event
+    loop while it is open, and other modules' browser tests start their own."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS,
                                              headless=True)
         yield browser
         browser.close()
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory, browser):  # no browser, no stack to start
+def stack(tmp_path_factory, chromium):  # no browser, no stack to start
     from blockreg_services.embedded import EmbeddedStack
 
     home = tmp_path_factory.mktemp("dashboard")
