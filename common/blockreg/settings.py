@@ -152,10 +152,10 @@ class Settings:
         "dispatches at once (the latency from submit to the first queued frame)", _float,
         minimum=0.01)
     max_queued_batches: int = _setting(
-        4, "task messages waiting in the broker at once over all jobs; each free place goes to "
-        "the user with the fewest frames in flight, then to their job with the fewest messages "
-        "waiting (more places make a short job wait behind a long one's messages)", _int,
-        minimum=1)
+        4, "task messages waiting in each broker queue at once over all jobs; each free place "
+        "goes to the user with the fewest frames in flight, then to their job with the fewest "
+        "messages waiting (more places make a short job wait behind a long one's messages)",
+        _int, minimum=1)
     user_max_jobs: int = _setting(
         8, "jobs of one user that run at once; more wait (status `waiting_reason`: "
         "`user limit`)", _int, minimum=1)

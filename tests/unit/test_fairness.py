@@ -45,3 +45,28 @@ def test_a_user_with_nothing_in_flight_may_send_one_large_batch():
 def test_jobs_without_pending_frames_or_owner():
     jobs = [load(1, None, pending=False), load(2, None)]
     assert allocate(jobs, Limits(max_queued_batches=2)) == {1: 0, 2: 2}
+
+
+def test_each_queue_shares_its_own_places(tmp_path):
+    """A gpu job whose messages nobody consumes does not hold back the cpu jobs (fair_caps)."""
+    from blockreg.db import make_engine, ops, session_factory
+    from blockreg.db.migrate import migrate
+    from blockreg.orchestrate.shares import fair_caps
+    from blockreg.orchestrate.shards import enqueue_shards
+
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    migrate(url)
+    engine = make_engine(url)
+    sessions = session_factory(engine)
+    try:
+        with sessions() as s:
+            gpu = ops.create_job(s, spec={}, frames=range(64), output_path="/g", queue="gpu")
+            cpu = ops.create_job(s, spec={}, frames=range(64), output_path="/c", queue="cpu")
+            assert len(enqueue_shards(s, gpu, 4)) == 4  # the gpu queue's places are all taken
+            caps = fair_caps(s, [gpu, cpu], Limits(max_queued_batches=4))
+        assert caps == {gpu: 4, cpu: 4}
+        with sessions() as s:  # the gpu job gets no more, the cpu job its 4 places
+            assert enqueue_shards(s, gpu, caps[gpu]) == []
+            assert len(enqueue_shards(s, cpu, caps[cpu])) == 4
+    finally:
+        engine.dispose()

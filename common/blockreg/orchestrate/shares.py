@@ -1,8 +1,9 @@
 """The dispatcher's fair shares: what :func:`.fairness.allocate` needs, read from the database.
 
 One query per round over the active jobs' frames in flight (queued or running) and one over their
-owners and sizes; the answer is, per job, the cap on its messages waiting in the broker that
-:func:`.shards.enqueue_shards` takes.
+owners, sizes and queues; the answer is, per job, the cap on its messages waiting in the broker
+that :func:`.shards.enqueue_shards` takes. Each broker queue (``cpu``, ``gpu``) shares its own
+``max_queued_batches`` places.
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ def fair_caps(session, job_ids, limits: Limits) -> dict[int, int]:
     job_ids = list(job_ids)
     if not job_ids:
         return {}
-    rows = session.execute(select(Job.id, Job.owner_id, Job.frames_total)
+    rows = session.execute(select(Job.id, Job.owner_id, Job.frames_total, Job.queue)
                            .where(Job.id.in_(job_ids))).all()
     flight = session.execute(select(Frame.job_id, Frame.index, Frame.state).where(
         Frame.job_id.in_(job_ids),
@@ -42,14 +43,21 @@ def fair_caps(session, job_ids, limits: Limits) -> dict[int, int]:
         Job.id.in_(job_ids),
         exists().where(Frame.job_id == Job.id, Frame.state == FrameState.PENDING.value))))
     session.rollback()
-    shard = {job_id: shard_frames(max(1, total)) for job_id, _, total in rows}
+    shard = {job_id: shard_frames(max(1, total)) for job_id, _, total, _ in rows}
     in_flight = defaultdict(int)
     queued_shards = defaultdict(set)
     for job_id, index, state in flight:
         in_flight[job_id] += 1
         if state == FrameState.QUEUED.value:
             queued_shards[job_id].add(index // shard[job_id])
-    loads = [JobLoad(job_id, owner, len(queued_shards[job_id]), in_flight[job_id],
-                     shard[job_id], job_id in pending) for job_id, owner, _ in rows]
-    grant = allocate(loads, limits)
-    return {load.job_id: load.queued_batches + grant[load.job_id] for load in loads}
+    # one broker queue is one line: a queue nobody consumes (no GPU worker yet) must not take
+    # the places of another, so each queue shares its own places
+    by_queue = defaultdict(list)
+    for job_id, owner, _, queue in rows:
+        by_queue[queue].append(JobLoad(job_id, owner, len(queued_shards[job_id]),
+                                       in_flight[job_id], shard[job_id], job_id in pending))
+    caps = {}
+    for loads in by_queue.values():
+        grant = allocate(loads, limits)
+        caps.update({load.job_id: load.queued_batches + grant[load.job_id] for load in loads})
+    return caps
