@@ -119,9 +119,9 @@ class PreprocessSpec(SpecModel):
     bias: float = Field(0.0, allow_inf_nan=False,
                         description="Camera bias subtracted before the sqrt transform.")
     sigma_lp: Sigma = Field(0.0, description="Lowpass sigma in pixels (number or per axis; 0 = "
-                            "none); at most the image's size (after the ROI) along each axis.")
+                            "none); at most 10 times the image's size (after the ROI) along each axis.")
     sigma_hp: Sigma = Field(math.inf, description="Highpass sigma in pixels (number or per axis; "
-                            "leave it out for none); at most the image's size along each axis.")
+                            "leave it out for none); at most 10 times the image's size along each axis.")
     clamp: bool = Field(False, description="Clamp negative values after preprocessing.")
     sigma_lp_um: Sigma | None = Field(None, description="Lowpass sigma in µm, instead of sigma_lp.")
     sigma_hp_um: Sigma | None = Field(None, description="Highpass sigma in µm, instead of sigma_hp.")

@@ -24,6 +24,10 @@ from ._common import fft_kwargs, per_axis, working_dtype
 # filtered values agree with it and the truncated tail (mass 6e-5) is below what matters here.
 _TRUNCATE = 4.0
 
+# A finite filter width may be at most this many times the image's size along its axis
+# (PreprocessSNF.check_shape): wider, the Gaussian is flat across the image.
+MAX_SIGMA_PER_SIZE = 10
+
 # Axes up to this length are filtered by a dense matrix product instead of an FFT. A matrix product
 # costs n multiply-adds per sample but needs no zero padding (which an FFT over the other axes pays
 # for as well); measured with 1 thread, sigma 25: a 24x256x256 volume 16 ms by matrices vs 99 ms by
@@ -304,18 +308,21 @@ class PreprocessSNF:
         ------
         ParameterError
             Field ``sigma_lp`` or ``sigma_hp``: one value per axis is needed, and a finite sigma
-            may be at most the frame's size along its axis (a Gaussian wider than the image is
-            meaningless, and its kernel would cost memory in proportion to sigma).
+            may be at most ``MAX_SIGMA_PER_SIZE`` times the frame's size along its axis.  Wider,
+            the Gaussian is flat across the image (within 0.5 %), and its kernel, sampled out to
+            4 sigma, would only cost memory in proportion to sigma (1e9 asked for 60 GiB).
         """
         shape = tuple(int(n) for n in shape)
         for name in ("sigma_lp", "sigma_hp"):
             sigmas = per_axis(getattr(self, name), len(shape), name, finite=False)
             for axis, (sigma, n) in enumerate(zip(sigmas, shape)):
-                if math.isfinite(sigma) and sigma > n:
+                limit = MAX_SIGMA_PER_SIZE * n
+                if math.isfinite(sigma) and sigma > limit:
                     hint = ("inf (or leaving it out) means no high-pass" if name == "sigma_hp"
                             else "0 means no low-pass")
-                    raise ParameterError(name, f"{sigma:g} exceeds the image's size {n} along "
-                                               f"axis {axis}; at most {n} ({hint})")
+                    raise ParameterError(name, f"{sigma:g} is more than {MAX_SIGMA_PER_SIZE} "
+                                               f"times the image's size {n} along axis {axis}; "
+                                               f"at most {limit} ({hint})")
 
     def __call__(self, img):
         """Preprocess one frame (NumPy or CuPy); returns float32, NaN where the input was NaN."""

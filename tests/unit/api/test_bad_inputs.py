@@ -28,17 +28,17 @@ def submit(client, spec):
 
 
 @pytest.mark.parametrize("field, value", [("sigma_lp", 1e7), ("sigma_lp", 1e9),
-                                          ("sigma_hp", 1e9), ("sigma_lp", [2.0, 65.0])])
+                                          ("sigma_hp", 1e9), ("sigma_lp", [2.0, 641.0])])
 def test_filter_wider_than_the_frame_is_a_422(client, frames64, field, value):
     response = submit(client, spec_for(frames64, preprocess={"bias": 100, field: value}))
     assert response.status_code == 422, response.json
     error = response.json["errors"][0]
     assert error["field"] == f"preprocess.{field}"
-    assert "exceeds the image's size 64" in error["problem"]
+    assert "times the image's size 64" in error["problem"] and "at most 640" in error["problem"]
 
 
-def test_filter_as_wide_as_the_frame_is_accepted(client, frames64):
-    spec = spec_for(frames64, preprocess={"bias": 100, "sigma_lp": 1.0, "sigma_hp": 64.0})
+def test_filter_ten_times_the_frame_is_accepted(client, frames64):
+    spec = spec_for(frames64, preprocess={"bias": 100, "sigma_lp": 1.0, "sigma_hp": 640.0})
     assert submit(client, spec).status_code == 201
 
 
@@ -65,7 +65,7 @@ def test_truncated_tiff_is_a_422(client, tmp_path):
 def test_the_openapi_document_states_the_limits(client):
     schemas = client.get("/api/v1/openapi.json").json["components"]["schemas"]
     text = str(schemas)
-    assert "at most the image's size" in text
+    assert "at most the image's size" in text and "at most 10 times the image's size" in text
     assert "1e+06" in text
     listing = client.get("/api/v1/openapi.json").json["paths"]["/api/v1/jobs"]["get"]
     limit = next(p for p in listing["parameters"] if p["name"] == "limit")
