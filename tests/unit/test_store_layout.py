@@ -101,6 +101,16 @@ def test_registered_store_opens_with_an_ome_zarr_reader(tmp_path):
     assert meta["spacing"] == [2.0, 0.5, 0.25] and meta["time_step_s"] == 0.1
     assert meta["units"]["spacing"] == "micrometer"
 
+    # validated against the NGFF 0.5 models when ome-zarr-models is installed
+    try:
+        import zarr
+        from ome_zarr_models.v05.image import Image
+    except ImportError:
+        pass
+    else:
+        for name in ("warped", "fixed"):
+            Image.from_zarr(zarr.open_group(str(out / name), mode="r"))
+
     ome_zarr = pytest.importorskip("ome_zarr.reader")
     from ome_zarr.io import parse_url
 
