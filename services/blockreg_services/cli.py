@@ -110,15 +110,22 @@ def default_server(home=None) -> str:
 
 def _client(args):
     from blockreg import Client
+    from blockreg.client import read_token_file
 
-    return Client(args.server or default_server(getattr(args, "home", None)))
+    home = getattr(args, "home", None)
+    token = getattr(args, "token", None)
+    if token is None and home:  # the token file of that home, as `blockreg user add --home` wrote
+        token = read_token_file(Path(home).expanduser())
+    return Client(args.server or default_server(home), token=token)
 
 
 def server_options(p) -> None:
-    """``--server`` and ``--home`` (where ``blockreg up --home`` wrote its URL)."""
+    """``--server``, ``--token`` and ``--home`` (where ``blockreg up --home`` wrote its URL)."""
     p.add_argument("--server", metavar="URL",
                    help="coordinator URL (default: $BLOCKREG_SERVER, else the `blockreg up` "
                         "running in --home, else %s)" % settings.load().server_url)
+    p.add_argument("--token", help="API token of a server with --auth (default: "
+                                   "$BLOCKREG_TOKEN, else the token file in the home)")
     p.add_argument("--home", help="the home of the `blockreg up` to talk to (default: "
                                   "$BLOCKREG_HOME or ~/.blockreg)")
 
