@@ -2,9 +2,9 @@
 
 One Zarr v3 group per job.  Every monitored variable is an array with time on axis 0, stored in
 shards of ``shard_frames`` frames (one file per shard; inside an image's shard one chunk per
-frame, so a viewer reads one frame without the rest).  The shard is the unit of concurrent writing: no two processes
-ever write the same shard at once (the dispatcher sends one task per shard; the in-process runner
-writes from its main process), so no update is lost.  Floating-point arrays are filled with NaN, so
+frame, so a viewer reads one frame without the rest).  The shard is the unit of concurrent
+writing: no two processes ever write the same shard at once (the dispatcher sends one task per
+shard; the in-process runner writes from its main process), so no update is lost.  Floating-point arrays are filled with NaN, so
 a frame that was never written reads as missing.
 
 Images (the preprocessed ``fixed`` image, ``warped``, ``warped0``, any image-shaped variable) are
@@ -150,9 +150,11 @@ def create_store(path, nframes, decls, *, attrs=None, fixed=None, overwrite=Fals
         raise ParameterError("shard", f"must be at least 1, got {shard}")
     if path.exists():
         if not overwrite:
-            raise ParameterError("out", f"{path} already exists (pass overwrite=True to replace it)")
+            raise ParameterError("out", f"{path} already exists (pass overwrite=True to replace "
+                                        "it)")
         if not _is_zarr_group(path):
-            raise ParameterError("out", f"{path} exists and is not a Zarr group; refusing to replace it")
+            raise ParameterError("out", f"{path} exists and is not a Zarr group; refusing to "
+                                        "replace it")
     meta = {"version": __version__, "store_format": STORE_FORMAT_VERSION, "shard_frames": shard}
     meta.update(jsonable(dict(attrs or {})))
 

@@ -15,7 +15,8 @@ from blockreg.store_ngff import image_attributes, shard_frames, to_output_dtype
 
 
 class Difference(Algorithm):
-    """A cheap algorithm: the frame minus the fixed image as ``warped``, its mean as ``mismatch``."""
+    """A cheap algorithm: the frame minus the fixed image as ``warped``, its mean as
+    ``mismatch``, ``t`` as ``u``."""
 
     def __init__(self, fixed):
         self.fixed = np.asarray(fixed, dtype=np.float32)
