@@ -170,10 +170,15 @@ export function mount(main, [idText]) {
     return true;
   }
 
+  let ticks = 0;
   async function tick() {
     job = await api.json(`jobs/${id}`);
-    const list = await api.json(`jobs/${id}/frames?limit=5000`);
-    frames = list.frames;
+    // the frames' page (at most the first 5000) is the heavy read: for a long job, every 5th tick
+    if (!frames.length || job.frames_total <= 2000 || ticks % 5 === 0 ||
+        !ACTIVE_STATES.has(job.state)) {
+      frames = (await api.json(`jobs/${id}/frames?limit=5000`)).frames;
+    }
+    ticks += 1;
     title.textContent = `Job #${id}${job.name ? ` — ${job.name}` : ""}`;
     clear(summaryBox).append(summary(job, status));
     if (!paramsShown) {
