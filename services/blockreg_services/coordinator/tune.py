@@ -118,6 +118,10 @@ def start_tune():
         raise ApiError(422, "invalid tune request", [
             {"field": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]}
             for e in exc.errors()]) from None
+    for part in ("input", "params", "preprocess"):  # the grid's values are set inside these
+        if not isinstance(req.spec.get(part, {}), dict):
+            raise ApiError(422, "invalid tune request", [{"field": f"spec.{part}",
+                                                           "problem": "must be an object"}])
     if not 1 <= _frame_count(req.frames) <= MAX_FRAMES:
         raise ApiError(422, "too many frames", [{"field": "frames", "problem":
                        f"must select 1 to {MAX_FRAMES} frames"}])

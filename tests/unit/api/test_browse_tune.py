@@ -118,7 +118,8 @@ def test_a_tune_batch_with_one_bad_value_queues_nothing(client, movie_path):
 
 @pytest.mark.parametrize("change, field", [
     ({"frames": [0, 40]}, "frames"), ({"grid": {"lambda": [0.1] * 5, "maxshift": [[1, 1]] * 5}}, "grid"),
-    ({"grid": {"speed": [1]}}, "grid.speed"), ({"frames": [0]}, "frames")])
+    ({"grid": {"speed": [1]}}, "grid.speed"), ({"frames": [0]}, "frames"),
+    ({"spec": {"input": "movie.npy"}}, "spec.input"), ({"spec": {"params": [1]}}, "spec.params")])
 def test_tune_requests_out_of_bounds_are_refused(client, movie_path, change, field):
     response = client.post("/api/v1/tune", json={**tune_request(movie_path), **change})
     assert response.status_code == 422
