@@ -55,10 +55,14 @@ def _inside_roots(path: Path, roots: list[Path]) -> bool:
 
 
 def _resolve(raw: str, field: str = "path") -> Path:
-    path = Path(raw).expanduser()
-    if not path.is_absolute():
+    try:
+        path = Path(raw).expanduser()
+        absolute = path.is_absolute()
+        path = path.resolve()
+    except (ValueError, OSError, RuntimeError) as exc:  # a NUL byte, a link loop, ...
+        raise ApiError(400, "invalid path", [{"field": field, "problem": str(exc)}]) from None
+    if not absolute:
         raise ApiError(400, "path must be absolute", [{"field": field, "problem": "must be absolute"}])
-    path = path.resolve()
     if not _inside_roots(path, data_roots()):
         raise ApiError(403, "path outside the data roots",
                        [{"field": field, "problem": f"{raw} is outside the server's data roots"}])
@@ -100,7 +104,11 @@ def list_files():
     path = _resolve(raw)
     if not path.is_dir():
         raise ApiError(404, f"{raw} is not a folder", [{"field": "path", "problem": "not a folder"}])
-    children = sorted(path.iterdir(), key=lambda p: (not p.is_dir(), p.name.lower()))
+    try:
+        children = sorted(path.iterdir(), key=lambda p: (not p.is_dir(), p.name.lower()))
+    except OSError as exc:
+        raise ApiError(403, f"{raw} cannot be read", [{"field": "path",
+                                                       "problem": exc.strerror or str(exc)}]) from None
     # hidden entries are left out, and so are links leading out of the roots (never opened)
     children = [c for c in children if not c.name.startswith(".")
                 and _inside_roots(c.resolve(), roots)][:MAX_ENTRIES]
@@ -149,7 +157,11 @@ def preview():
         if not 0 <= fixed_index < n_time:
             raise ApiError(422, "fixed_index out of range", [{"field": "fixed_index", "problem":
                            f"must be in 0..{n_time - 1}"}])
-        frame = np.asarray(series.frame(fixed_index), dtype=np.float32)
+        try:
+            frame = np.asarray(series.frame(fixed_index), dtype=np.float32)
+        except (OSError, ValueError) as exc:  # a damaged or truncated file
+            raise ApiError(422, "cannot read the input", [{"field": "input.path", "problem":
+                           getattr(exc, "problem", str(exc))}]) from None
         axes = series.axes
     gridsize = _int_list("gridsize")
     maxshift = _int_list("maxshift")

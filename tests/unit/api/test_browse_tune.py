@@ -49,7 +49,7 @@ def test_files_lists_folders_then_series_with_their_geometry(roots_app, tmp_path
 
 @pytest.mark.parametrize("path, status, field", [
     ("/", 403, "path"), ("relative/folder", 400, "path"), ("{root}/../..", 403, "path"),
-    ("{root}/movie.npy", 404, "path")])
+    ("{root}/movie.npy", 404, "path"), ("/tmp/\x00", 400, "path")])
 def test_files_refuses_paths_outside_the_roots_and_non_folders(roots_app, tmp_path, path, status,
                                                                field):
     response = roots_app.test_client().get("/api/v1/files", query_string={
