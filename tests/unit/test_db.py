@@ -256,6 +256,18 @@ def test_heartbeat_upsert(sessions):
     assert len(rows) == 1 and rows[0].device == "cuda:0" and rows[0].last_seen >= first
 
 
+def test_forget_heartbeat_of_a_process_and_of_a_node(sessions):
+    from blockreg.db import WorkerHeartbeat
+
+    with sessions() as s:
+        for name, pid in (("gpu-1@h:10", 10), ("gpu-1@h:11", 11), ("cpu-1@h:12", 12)):
+            ops.record_heartbeat(s, hostname=name, pid=pid)
+        assert ops.forget_heartbeat(s, "gpu-1@h:10") == 1
+        assert ops.forget_heartbeat(s, "gpu-1@h:%", like=True) == 1
+        left = [row.hostname for row in s.scalars(select(WorkerHeartbeat))]
+    assert left == ["cpu-1@h:12"]
+
+
 def test_concurrent_completions_finalize_once_threads(sessions):
     n = 40
     job_id = new_job(sessions, n=n)

@@ -22,7 +22,7 @@ __all__ = [
     "utcnow", "create_job", "claim_frame", "complete_frame", "fail_frame", "finalize_if_complete",
     "cancel_job", "requeue_stale", "enqueue_pending", "release_frames", "record_heartbeat",
     "return_lost_frames", "prune_heartbeats",
-    "migrate", "alembic_config",
+    "migrate", "alembic_config", "forget_heartbeat",
 ]
 
 _MAX_ERROR_CHARS = 4000
@@ -375,6 +375,19 @@ def record_heartbeat(session: Session, *, hostname: str, pid: int, queues: str =
         session.add(WorkerHeartbeat(hostname=hostname, pid=pid, queues=queues, device=device,
                                     last_seen=now))
     session.commit()
+
+
+def forget_heartbeat(session: Session, hostname: str, *, like: bool = False) -> int:
+    """Delete the heartbeat rows of a worker process that stopped cleanly; return how many.
+
+    ``like`` matches ``hostname`` as a SQL LIKE pattern (``node:%`` = every process of a node).
+    """
+    column = WorkerHeartbeat.hostname
+    result = session.execute(delete(WorkerHeartbeat)
+                             .where(column.like(hostname) if like else column == hostname)
+                             .execution_options(synchronize_session=False))
+    session.commit()
+    return result.rowcount
 
 
 def return_lost_frames(session: Session, *, queued=(), running=(), queued_before: datetime,

@@ -10,7 +10,12 @@ import os
 import socket
 
 from celery.exceptions import SoftTimeLimitExceeded
-from celery.signals import celeryd_after_setup, worker_process_init
+from celery.signals import (
+    celeryd_after_setup,
+    worker_process_init,
+    worker_process_shutdown,
+    worker_shutdown,
+)
 
 from blockreg import settings
 from blockreg.celery_app import TASK_REGISTER_FRAMES, TASK_SOLVE_WINDOW
@@ -25,6 +30,7 @@ __all__ = ["register_frames", "run_frames"]
 log = logging.getLogger(__name__)
 
 _sessions = None
+_heartbeat: Heartbeat | None = None
 # the node name and queues of this worker, set in the main process before the pool forks
 _node = {"name": None, "queues": None}
 # the soft time limit ends the batch: the frame being run fails, the rest go back at once
@@ -39,7 +45,7 @@ def _remember_node(sender, instance, **_):
 
 @worker_process_init.connect
 def _init_process(**_):
-    global _sessions
+    global _sessions, _heartbeat
     _sessions = None
     forget_contexts()
     s = settings.load()
@@ -51,9 +57,38 @@ def _init_process(**_):
         log.exception("worker process has no database")
     else:
         # beats while this process registers frames: the dispatcher tells it from a dead one
-        Heartbeat(sessions, process_name(_node["name"] or socket.gethostname()),
-                  _node["queues"] or s.queue, s.heartbeat_interval_s, device=described).start()
+        _heartbeat = Heartbeat(sessions, process_name(_node["name"] or socket.gethostname()),
+                               _node["queues"] or s.queue, s.heartbeat_interval_s,
+                               device=described).start()
     _warm_imports()
+
+
+@worker_process_shutdown.connect
+def _stop_process(**_):
+    # A process that stops cleanly says so at once: otherwise its fresh heartbeat keeps counting
+    # it alive for worker_lost_s, and `resources.device: auto` would route new jobs to a queue
+    # nobody consumes any more.
+    if _heartbeat is not None:
+        _heartbeat.stop()
+        _forget(_heartbeat.name)
+
+
+@worker_shutdown.connect
+def _stop_node(**_):
+    # the main process outlives its pool: it removes every row of its node (a pool process killed
+    # during the shutdown never ran its own handler)
+    if _node["name"]:
+        _forget(f"{_node['name']}:%", like=True)
+
+
+def _forget(name: str, *, like: bool = False) -> None:
+    from blockreg.db import ops
+
+    try:
+        with _session_factory()() as session:
+            ops.forget_heartbeat(session, name, like=like)
+    except Exception as exc:  # noqa: BLE001 - best effort: the reconciler's timeout still applies
+        log.warning("heartbeat of %s not removed: %s", name, exc)
 
 
 def _warm_imports():
