@@ -11,7 +11,7 @@
 #      CUDA and suite2p for the peer column (benchmarks/peers_env.sh, ../shared/reference/peers.md);
 #      from .whl/ when it exists, else from PyPI; blockreg itself runs from the checkout
 #      (PYTHONPATH), so the machine's numpy/scipy are used as they are;
-#   2. the CuPy parity tests (tests/unit/test_gpu_parity.py);
+#   2. the CuPy parity tests (tests/unit/reg/test_gpu_parity.py);
 #   3. the GPU benchmark (benchmarks/bench_gpu.py): 2-D 512x512 grid 8x8 maxshift 15, then the
 #      60x1080x1120 volume, grid (13,24,24), maxshift (3,30,30), with suite2p on CUDA;
 #   4. the CPU figure of the volume (one volume, its own time limit).
@@ -94,7 +94,7 @@ print("device", cupy.cuda.runtime.getDeviceProperties(0)["name"])
 PY
 
 step "CuPy parity tests"
-timeout 150 "$PY" -m pytest -q -p no:cacheprovider -o addopts="" tests/unit/test_gpu_parity.py \
+timeout 150 "$PY" -m pytest -q -p no:cacheprovider -o addopts="" tests/unit/reg/test_gpu_parity.py \
     2>&1 | tee "$OUT_DIR/parity.txt"
 echo "parity exit status ${PIPESTATUS[0]}"
 

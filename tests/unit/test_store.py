@@ -7,7 +7,7 @@ import pytest
 
 from blockreg.algorithms.base import ArrayDecl
 from blockreg.store import (create_store, member, open_results, open_store, read_results,
-                            write_frame, write_frame_set, write_frames)
+                            write_frame)
 
 DECLS = {
     "u": ArrayDecl((3, 4, 2), "float64"),

@@ -32,7 +32,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .._backend import array_module, device_constant, to_device
+from .._backend import array_module, device_constant
 from ..errors import ParameterError
 
 BOUNDARY_CONDITIONS = ("flat", "quadratic")

@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from .._backend import array_module, device_constant, fft_module, to_device
+from .._backend import array_module, device_constant, fft_module
 from ..errors import ParameterError
 from ._common import fft_kwargs, per_axis, working_dtype
 

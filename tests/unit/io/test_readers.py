@@ -1,7 +1,6 @@
 """Series readers: shapes/axes per format, one-frame reads, pickling by path, error messages."""
 import importlib.util
 import pickle
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,10 +8,9 @@ import tifffile
 import zarr
 
 from blockreg.io import open_series
+from helpers.paths import SHARED_DATA
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
-if not DATA.exists():
-    DATA = Path("/work/shared/data")
+DATA = SHARED_DATA
 
 
 @pytest.fixture

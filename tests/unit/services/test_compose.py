@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 BLOCKREG_SERVICES = ("migrate", "dispatcher", "coordinator", "worker-cpu", "worker-gpu")
 LONG_RUNNING = ("dispatcher", "coordinator", "worker-cpu", "worker-gpu")

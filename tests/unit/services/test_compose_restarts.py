@@ -2,12 +2,12 @@
 a crash (OOM kill, host reboot) and has a health check; the one-shot migration does not restart."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 import yaml
+from helpers.paths import ROOT as REPO_ROOT
 
-COMPOSE = Path(__file__).resolve().parents[2] / "docker-compose.yml"
+COMPOSE = REPO_ROOT / "docker-compose.yml"
 
 
 @pytest.fixture(scope="module")

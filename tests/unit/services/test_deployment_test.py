@@ -7,11 +7,10 @@ in milliseconds, the drift that would only show there.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import yaml
+from helpers.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def load(path: str) -> dict:

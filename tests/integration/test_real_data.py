@@ -4,7 +4,6 @@ The true motion of real data is unknown, so these check what a user checks: the 
 agree better with the reference than the raw ones (normalised cross-correlation, NCC, over the
 inner region), and the recovered displacements are of the size the data's README reports.
 """
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,8 +11,9 @@ from scipy import ndimage as ndi
 
 import blockreg as br
 from blockreg.reg.deformation import nodes_for_shape
+from helpers.paths import SHARED_DATA
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+DATA = SHARED_DATA
 tifffile = pytest.importorskip("tifffile")
 
 

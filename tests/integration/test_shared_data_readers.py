@@ -1,16 +1,14 @@
 """The real recordings of ../shared/data (skipped when absent): every file opens with the axes its
 name gives, and frames equal tifffile's full read."""
-from pathlib import Path
 
 import numpy as np
 import pytest
 import tifffile
 
 from blockreg.io import open_series
+from helpers.paths import SHARED_DATA
 
-DATA = Path(__file__).resolve().parents[4] / "shared" / "data"
-if not DATA.exists():
-    DATA = Path("/work/shared/data")
+DATA = SHARED_DATA
 
 # file -> (channel, axes read, how the full array maps to the reader's frames)
 CASES = {
