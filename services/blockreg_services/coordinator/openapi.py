@@ -114,13 +114,31 @@ def build_openapi() -> dict:
                                           "text/html": {"schema": {"type": "string"}}}},
                       "404": _json("Error", "Unknown job, or no report was computed for it"),
                       "409": _json("Error", "The job has not finished")}}}
+    _declare_authentication(paths)
     return {
         "openapi": "3.1.0",
         "info": {"title": "blockreg coordinator", "version": __version__,
                  "description": "Submit and follow deformable-registration jobs."},
         "paths": paths,
-        "components": {"schemas": _finite(schemas)},
+        "components": {"schemas": _finite(schemas), "securitySchemes": {"bearer": {
+            "type": "http", "scheme": "bearer",
+            "description": "An API token from `blockreg user add`. Required on every route "
+                           "but health when the server runs with authentication (`blockreg up "
+                           "--auth`, BLOCKREG_AUTH); a single-user server ignores it."}}},
+        "security": [{"bearer": []}],
     }
+
+
+def _declare_authentication(paths: dict) -> None:
+    # Every operation but health answers 401 without a valid token when authentication is on;
+    # health stays open so load balancers and `blockreg up` can probe it.
+    unauthorized = _json("Error", "Missing or invalid token (servers with authentication)")
+    for path, operations in paths.items():
+        for operation in operations.values():
+            if path == "/api/v1/health":
+                operation["security"] = []
+            else:
+                operation["responses"].setdefault("401", unauthorized)
 
 
 def _finite(value):

@@ -192,3 +192,18 @@ def test_a_job_past_its_owners_job_limit_says_user_limit(auth_app, client, token
     bob = bearer(tokens["bob"])
     job = client.post("/api/v1/jobs", json=spec, headers=bob).get_json()["id"]
     assert client.get(f"/api/v1/jobs/{job}", headers=bob).get_json()["waiting_reason"] is None
+
+
+def test_the_openapi_document_declares_the_bearer_token():
+    from blockreg_services.coordinator.openapi import build_openapi
+
+    doc = build_openapi()
+    assert doc["components"]["securitySchemes"]["bearer"] == {
+        **doc["components"]["securitySchemes"]["bearer"], "type": "http", "scheme": "bearer"}
+    assert doc["security"] == [{"bearer": []}]
+    for path, operations in doc["paths"].items():
+        for method, operation in operations.items():
+            if path == "/api/v1/health":  # open to probes
+                assert operation["security"] == [] and "401" not in operation["responses"]
+            else:
+                assert "401" in operation["responses"], (method, path)
