@@ -15,7 +15,8 @@ from __future__ import annotations
 import importlib
 
 _MODULES = {
-    "preprocess": ("PreprocessSNF", "highpass", "lowpass", "clip_bright", "temporal_median"),
+    "preprocess": ("PreprocessSNF", "clip_bright", "temporal_median"),
+    "filters": ("highpass", "lowpass"),
     "mismatch": ("mismatch_apertures", "MismatchPlan", "mismatch_zeroshift", "register_translate",
                  "ratio", "argmin_mismatch", "correct_bias", "truncate_noise", "nanpad"),
     "apertures": ("aperture_grid", "default_aperture_width", "aperture_range", "aperture_content"),

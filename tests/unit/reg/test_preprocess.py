@@ -182,9 +182,9 @@ def test_wide_gaussian_on_short_axis_matches_spatial_filter():
 def test_matrix_and_fft_paths_agree_with_spatial_filter(monkeypatch, direct_max):
     # direct_max picks which axes are filtered by matrix products (none, the short one, all);
     # every split must give the spatial filter's result, with and without NaN.
-    from blockreg.reg import preprocess as pre
+    from blockreg.reg import filters
 
-    monkeypatch.setattr(pre, "_DIRECT_MAX", direct_max)
+    monkeypatch.setattr(filters, "_DIRECT_MAX", direct_max)
     rng = np.random.default_rng(7)
     a = rng.random((6, 30, 20))
     np.testing.assert_allclose(highpass(a, (25, 4, 0)),
@@ -198,10 +198,10 @@ def test_matrix_and_fft_paths_agree_with_spatial_filter(monkeypatch, direct_max)
 def test_cached_denominator_is_reused_and_read_only():
     # NaN-free frames of one shape share the blurred all-ones image; it must equal the blur of
     # ones computed afresh, and nobody may write into the shared copy.
-    from blockreg.reg import preprocess as pre
+    from blockreg.reg import filters
 
-    first = pre._separable_ones((9, 13), (3.0, 25.0), np.float64, np)
-    again = pre._separable_ones((9, 13), (3.0, 25.0), np.float64, np)
+    first = filters._separable_ones((9, 13), (3.0, 25.0), np.float64, np)
+    again = filters._separable_ones((9, 13), (3.0, 25.0), np.float64, np)
     assert again is first
     assert not first.flags.writeable
     np.testing.assert_allclose(first, ndi.gaussian_filter(np.ones((9, 13)), (3, 25), mode="constant"),
