@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 
 from blockreg import settings
 
@@ -37,7 +38,15 @@ def main(argv=None) -> None:
         logging.getLogger("blockreg").warning(
             "single-user mode: no authentication (BLOCKREG_AUTH unset); anyone who reaches "
             "%s:%s can submit, read and cancel every job", args.host, args.port)
+    # As a container's PID 1 the process has no default SIGTERM action: `docker stop` would wait
+    # its whole grace period and then kill it. Stop at once instead (requests are short, and a
+    # submit is one transaction: an interrupted one leaves nothing behind).
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     waitress.serve(app, host=args.host, port=args.port, threads=args.threads, ident="blockreg")
+
+
+def _exit_on_signal(signum, _frame):
+    raise SystemExit(128 + signum)
 
 
 if __name__ == "__main__":
