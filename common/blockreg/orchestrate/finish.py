@@ -26,10 +26,16 @@ def after_finish(job_id: int, output_path: str, state) -> bool:
     """
     if str(state) == JobState.CANCELLED.value:
         return False
+    from ..qc import NoReport
+
     try:
         from ..qc import write_report
 
         write_report(output_path)
+    except NoReport as exc:  # nothing to judge (no u, or no frame registered): say so, no trace
+        log.info("job %s: no quality report: %s", job_id, exc)
+        _record_failure(output_path, str(exc).removeprefix("store_path: "))
+        return False
     except Exception as exc:  # noqa: BLE001 - the report never fails the job
         log.exception("job %s: the quality report could not be computed", job_id)
         _record_failure(output_path, f"{type(exc).__name__}: {exc}")

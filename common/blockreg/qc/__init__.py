@@ -14,10 +14,10 @@ explained in docs/report.md.
 """
 from __future__ import annotations
 
-from .report import DEFAULT_MAX_FRAMES, Analysis, analyse, compute_report, write_report
+from .report import DEFAULT_MAX_FRAMES, Analysis, NoReport, analyse, compute_report, write_report
 from .storage import load_report, load_report_html, save_report
 
-__all__ = ["Analysis", "analyse", "compute_report", "write_report", "save_report", "load_report",
+__all__ = ["Analysis", "NoReport", "analyse", "compute_report", "write_report", "save_report", "load_report",
            "load_report_html", "render_html", "make_figures", "DEFAULT_MAX_FRAMES"]
 
 

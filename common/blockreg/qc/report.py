@@ -30,11 +30,27 @@ from .collect import (SampledImages, displacement_metrics, image_metrics, sample
                       squeeze_to)
 from .storage import plain_json, save_report, store_member
 
-__all__ = ["Analysis", "analyse", "compute_report", "write_report", "REPORT_VERSION",
+__all__ = ["Analysis", "NoReport", "analyse", "compute_report", "write_report", "REPORT_VERSION",
            "DEFAULT_MAX_FRAMES"]
 
 REPORT_VERSION = 1
 DEFAULT_MAX_FRAMES = 100
+
+
+class NoReport(ValueError):
+    """The store has nothing a quality report could judge (no ``u``, or no frame registered).
+
+    Not a failure of the report: a two-stage job before its series phase, a mismatch-only store
+    or a job whose every frame failed simply has no deformation to judge.
+    """
+
+
+def _any_registered(u_arr, chunk_frames: int = 256) -> bool:
+    # stops at the first chunk holding a finite displacement: normally the very first one
+    for start in range(0, int(u_arr.shape[0]), chunk_frames):
+        if np.isfinite(np.asarray(u_arr[start:start + chunk_frames])).any():
+            return True
+    return False
 
 
 @dataclass
@@ -136,7 +152,9 @@ def analyse(store_path, *, max_frames: int = DEFAULT_MAX_FRAMES, top_k: int = 5,
     attrs = dict(group.attrs["blockreg"])
     u_arr = store_member(group, "u")
     if u_arr is None:
-        raise ValueError(f"store_path: {store_path} has no 'u' array (monitor 'u' to get a report)")
+        raise NoReport(f"store_path: {store_path} has no 'u' array (monitor 'u' to get a report)")
+    if not _any_registered(u_arr):
+        raise NoReport(f"store_path: no frame of {store_path} was registered (every u is NaN)")
     nodes = tuple(np.asarray(n, dtype=np.float64) for n in attrs["nodes"])
     N = len(nodes)
     T = int(u_arr.shape[0])

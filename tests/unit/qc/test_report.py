@@ -10,7 +10,7 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 
-from blockreg.qc import compute_report, load_report, load_report_html, save_report
+from blockreg.qc import NoReport, compute_report, load_report, load_report_html, save_report
 
 FRAMES = 4  # conftest.FRAMES: the shared job's frames
 
@@ -220,8 +220,21 @@ def test_a_store_without_u_is_refused_by_name(tmp_path):
 
     create_store(tmp_path / "m.zarr", 2, {"mismatch": ArrayDecl((), "float64")},
                  attrs={"nodes": [[0.0, 31.0], [0.0, 31.0]]})
-    with pytest.raises(ValueError, match="'u'"):
+    with pytest.raises(NoReport, match="'u'"):
         compute_report(tmp_path / "m.zarr")
+
+
+def test_a_store_whose_every_frame_failed_has_no_report_and_says_why(tmp_path):
+    from blockreg.orchestrate.finish import REPORT_ERROR_ATTR, after_finish
+    from blockreg.store import open_store
+
+    path = _store(tmp_path / "failed.zarr", np.full((4, 3, 3, 2), np.nan))
+    with pytest.raises(NoReport, match="no frame"):
+        compute_report(path)
+    # job finalisation: no report, no exception, the reason left where the API finds it
+    assert after_finish(7, str(path), "failed") is False
+    assert "no frame" in open_store(str(path), "r").attrs[REPORT_ERROR_ATTR]
+    assert load_report(path) is None
 
 
 def test_the_qc_package_stays_off_the_server_stack_and_draws_lazily():
