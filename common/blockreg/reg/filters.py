@@ -1,8 +1,9 @@
 """NaN-aware Gaussian filters: high-pass and low-pass by normalized convolution.
 
 The Gaussian is the sampled, truncated (4 sigma), unit-sum kernel of ``scipy.ndimage``, applied with
-zero borders: by dense matrix products along short axes and by one zero-padded FFT along the others,
-so its cost does not grow with sigma. Missing (NaN) pixels are handled by normalized convolution [1]_.
+zero borders: by dense matrix products along short axes and by one zero-padded FFT along the
+others, so its cost does not grow with sigma. Missing (NaN) pixels are handled by normalized
+convolution [1]_.
 
 References
 ----------
