@@ -103,7 +103,7 @@ def test_frame_that_keeps_killing_workers_fails(sessions):
 
     from sqlalchemy import update
 
-    from blockreg.db import Frame, ops, queries
+    from blockreg.db import Frame, ops, queries, workers
 
     with sessions() as s:
         job_id = ops.create_job(s, spec={}, frames=[7], output_path="/data/killer")
@@ -112,7 +112,7 @@ def test_frame_that_keeps_killing_workers_fails(sessions):
             s.execute(update(Frame).where(Frame.job_id == job_id)
                       .values(started_at=ops.utcnow() - timedelta(hours=1)))
             s.commit()
-            ops.requeue_stale(s, queued_lease_s=60, running_lease_s=60)
+            workers.requeue_stale(s, queued_lease_s=60, running_lease_s=60)
         assert queries.count_frames(s, job_id, "failed") == 1
         assert ops.finalize_if_complete(s, job_id) == "failed"
 

@@ -4,11 +4,12 @@ Every transition is a single conditional ``UPDATE`` (or a few statements in one 
 ``WHERE`` clause states the precondition, and the row count says whether it happened.  That makes
 them safe under concurrency (several Celery workers, the coordinator's dispatcher, a user's cancel)
 and repeatable (a redelivered task completes a frame a second time without counting it twice).
-Each function commits the session it is given.
+Each function commits the session it is given.  Worker heartbeats and the return of frames whose
+worker or message was lost are in :mod:`blockreg.db.workers`.
 """
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 from sqlalchemy import and_, case, delete, insert, or_, select, update
 from sqlalchemy.orm import Session
@@ -16,13 +17,11 @@ from sqlalchemy.orm import Session
 from .. import settings
 from ..states import ACTIVE_JOB_STATES, OPEN_FRAME_STATES, FrameState, JobState
 from .migrate import alembic_config, migrate
-from .models import Frame, FrameScalar, Job, WorkerHeartbeat
+from .models import Frame, FrameScalar, Job
 
 __all__ = [
     "utcnow", "create_job", "claim_frame", "complete_frame", "fail_frame", "finalize_if_complete",
-    "cancel_job", "requeue_stale", "enqueue_pending", "release_frames", "record_heartbeat",
-    "return_lost_frames", "prune_heartbeats",
-    "migrate", "alembic_config", "forget_heartbeat",
+    "cancel_job", "enqueue_pending", "mark_queued", "release_frames", "migrate", "alembic_config",
 ]
 
 _MAX_ERROR_CHARS = 4000
@@ -282,11 +281,20 @@ def enqueue_pending(session: Session, job_id: int, limit: int) -> list[int]:
     if not candidates:
         session.rollback()
         return []
+    return sorted(mark_queued(session, job_id, candidates))
+
+
+def mark_queued(session: Session, job_id: int, indices) -> set[int]:
+    """Move the frames ``indices`` that are still pending to ``queued``, mark a queued job running,
+    commit, and return the indices this call moved.
+
+    RETURNING says which frames this call moved, so two dispatchers never send the same frame (and
+    a frame moved meanwhile by a worker's claim is left out).
+    """
     now = utcnow()
-    # RETURNING gives the frames this call moved, so two dispatchers never send the same frame
-    indices = sorted(session.scalars(
+    moved = set(session.scalars(
         update(Frame)
-        .where(Frame.job_id == job_id, Frame.index.in_(candidates),
+        .where(Frame.job_id == job_id, Frame.index.in_(list(indices)),
                Frame.state == FrameState.PENDING.value)
         .values(state=FrameState.QUEUED.value, enqueued_at=now)
         .returning(Frame.index)
@@ -298,7 +306,7 @@ def enqueue_pending(session: Session, job_id: int, limit: int) -> list[int]:
         .execution_options(synchronize_session=False)
     )
     session.commit()
-    return indices
+    return moved
 
 
 def release_frames(session: Session, job_id: int, indices) -> int:
@@ -310,131 +318,5 @@ def release_frames(session: Session, job_id: int, indices) -> int:
         .values(state=FrameState.PENDING.value, enqueued_at=None)
         .execution_options(synchronize_session=False)
     )
-    session.commit()
-    return result.rowcount
-
-
-def requeue_stale(session: Session, *, queued_lease_s: float, running_lease_s: float,
-                  max_attempts: int = MAX_ATTEMPTS) -> int:
-    """Return frames of active jobs whose message or worker was lost to ``pending``.
-
-    A frame queued longer than ``queued_lease_s`` (message lost) or running longer than
-    ``running_lease_s`` (worker died; must exceed the task time limit) is re-enqueued by the next
-    dispatch.  A running frame that has already been claimed ``max_attempts`` times fails
-    instead ("worker lost N times"): a frame that kills its worker (out of memory, a crash, the
-    hard time limit) would otherwise be sent again forever and its job never end.  Returns the
-    number of frames moved or failed.
-    """
-    if max_attempts < 1:
-        raise ValueError(f"max_attempts: must be at least 1, got {max_attempts}")
-    now = utcnow()
-    job_active = select(Job.id).where(Job.id == Frame.job_id,
-                                      Job.state.in_(ACTIVE_JOB_STATES)).exists()
-    moved = 0
-    running_expired = and_(Frame.state == FrameState.RUNNING.value,
-                           Frame.started_at < now - timedelta(seconds=running_lease_s), job_active)
-    exhausted = session.execute(select(Frame.job_id, Frame.index, Frame.attempts)
-                                .where(running_expired, Frame.attempts >= max_attempts)).all()
-    for job_id, index, attempts in exhausted:
-        result = session.execute(
-            update(Frame)
-            .where(Frame.job_id == job_id, Frame.index == index,
-                   Frame.state == FrameState.RUNNING.value)
-            .values(state=FrameState.FAILED.value, finished_at=now,
-                    error=f"worker lost {attempts} times while running this frame")
-            .execution_options(synchronize_session=False))
-        if result.rowcount == 1:
-            session.execute(update(Job).where(Job.id == job_id)
-                            .values(frames_failed=Job.frames_failed + 1)
-                            .execution_options(synchronize_session=False))
-            moved += 1
-    for state, column, lease in ((FrameState.QUEUED.value, Frame.enqueued_at, queued_lease_s),
-                                 (FrameState.RUNNING.value, Frame.started_at, running_lease_s)):
-        result = session.execute(
-            update(Frame)
-            .where(Frame.state == state, column < now - timedelta(seconds=lease), job_active)
-            .values(state=FrameState.PENDING.value)
-            .execution_options(synchronize_session=False)
-        )
-        moved += result.rowcount
-    session.commit()
-    return moved
-
-
-def record_heartbeat(session: Session, *, hostname: str, pid: int, queues: str = "cpu",
-                     device: str = "cpu") -> None:
-    """Upsert the heartbeat row of one worker process."""
-    now = utcnow()
-    result = session.execute(
-        update(WorkerHeartbeat)
-        .where(WorkerHeartbeat.hostname == hostname, WorkerHeartbeat.pid == pid)
-        .values(queues=queues, device=device, last_seen=now)
-        .execution_options(synchronize_session=False)
-    )
-    if result.rowcount == 0:
-        session.add(WorkerHeartbeat(hostname=hostname, pid=pid, queues=queues, device=device,
-                                    last_seen=now))
-    session.commit()
-
-
-def forget_heartbeat(session: Session, hostname: str, *, like: bool = False) -> int:
-    """Delete the heartbeat rows of a worker process that stopped cleanly; return how many.
-
-    ``like`` matches ``hostname`` as a SQL LIKE pattern (``node:%`` = every process of a node).
-    """
-    column = WorkerHeartbeat.hostname
-    result = session.execute(delete(WorkerHeartbeat)
-                             .where(column.like(hostname) if like else column == hostname)
-                             .execution_options(synchronize_session=False))
-    session.commit()
-    return result.rowcount
-
-
-def return_lost_frames(session: Session, *, queued=(), running=(), queued_before: datetime,
-                       running_before: datetime, max_attempts: int = MAX_ATTEMPTS) -> int:
-    """Give frames that are not really queued or running back to ``pending`` (the reconciler's
-    verdict), or fail a running one already claimed ``max_attempts`` times.
-
-    Each frame moves only if it is still as the verdict saw it: ``queued`` frames ``(job_id,
-    index)`` still queued since before ``queued_before`` (a frame sent again since is left
-    alone), ``running`` frames ``(job_id, index, worker)`` still running under that worker since
-    before ``running_before`` (a frame claimed again since is left alone).  Returns the number of
-    frames moved or failed.
-    """
-    if max_attempts < 1:
-        raise ValueError(f"max_attempts: must be at least 1, got {max_attempts}")
-    now = utcnow()
-    moved = 0
-    for job_id, index in queued:
-        moved += session.execute(
-            update(Frame)
-            .where(Frame.job_id == job_id, Frame.index == index,
-                   Frame.state == FrameState.QUEUED.value, Frame.enqueued_at < queued_before)
-            .values(state=FrameState.PENDING.value, enqueued_at=None)
-            .execution_options(synchronize_session=False)).rowcount
-    for job_id, index, worker in running:
-        still = and_(Frame.job_id == job_id, Frame.index == index, Frame.worker == worker,
-                     Frame.state == FrameState.RUNNING.value, Frame.started_at < running_before)
-        failed = session.execute(
-            update(Frame).where(still, Frame.attempts >= max_attempts)
-            .values(state=FrameState.FAILED.value, finished_at=now,
-                    error=f"worker lost {max_attempts} times while running this frame")
-            .execution_options(synchronize_session=False)).rowcount
-        if failed:
-            session.execute(update(Job).where(Job.id == job_id)
-                            .values(frames_failed=Job.frames_failed + 1)
-                            .execution_options(synchronize_session=False))
-            moved += 1
-            continue
-        moved += session.execute(
-            update(Frame).where(still).values(state=FrameState.PENDING.value)
-            .execution_options(synchronize_session=False)).rowcount
-    session.commit()
-    return moved
-
-
-def prune_heartbeats(session: Session, before: datetime) -> int:
-    """Delete heartbeat rows last seen before ``before`` (processes long gone)."""
-    result = session.execute(delete(WorkerHeartbeat).where(WorkerHeartbeat.last_seen < before))
     session.commit()
     return result.rowcount

@@ -16,7 +16,7 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from ..celery_app import TASK_REGISTER_FRAMES
-from ..db import ops, queries
+from ..db import ops, queries, workers
 from ..db.models import Job
 from ..settings import load as load_settings
 from .phases import advance_phase
@@ -73,7 +73,7 @@ def dispatch_once(session, celery_app, *, batch_frames: int | None = None,
     max_batches : int, optional
         Batches of one job allowed in the broker (queued, not yet started) at once.
     queued_lease_s, running_lease_s, max_attempts : optional
-        See :func:`blockreg.db.ops.requeue_stale`.
+        See :func:`blockreg.db.workers.requeue_stale`.
 
     Every option left out comes from :mod:`blockreg.settings` (``batch_frames``,
     ``max_batches_per_job``, ``queued_lease_s``, the derived ``running_lease_s``,
@@ -91,7 +91,7 @@ def dispatch_once(session, celery_app, *, batch_frames: int | None = None,
         raise ValueError(f"batch_frames: must be at least 1, got {batch_frames}")
     if max_batches < 1:
         raise ValueError(f"max_batches: must be at least 1, got {max_batches}")
-    moved = ops.requeue_stale(
+    moved = workers.requeue_stale(
         session,
         queued_lease_s=s.queued_lease_s if queued_lease_s is None else queued_lease_s,
         running_lease_s=s.running_lease_s if running_lease_s is None else running_lease_s,

@@ -133,7 +133,7 @@ def run_frames(job_id: int, frames, *, worker: str, sessions, queue: str = "cpu"
         ``{"done": n, "failed": n, "skipped": n}``.
     """
     from .._backend import to_host
-    from ..db import ops
+    from ..db import ops, workers
     from ..jobs import read_frame
     from .batch import ShardBuffer, claim_batch, release_claimed
     from .retry import retry_transient
@@ -142,7 +142,7 @@ def run_frames(job_id: int, frames, *, worker: str, sessions, queue: str = "cpu"
     stopping = tuple(stop_on)
     counts = {"done": 0, "failed": 0, "skipped": 0}
     with sessions() as session:
-        ops.record_heartbeat(session, hostname=worker, pid=os.getpid(), queues=queue,
+        workers.record_heartbeat(session, hostname=worker, pid=os.getpid(), queues=queue,
                              device=device.describe())
         ctx = None
         context_error = None

@@ -49,10 +49,10 @@ class Heartbeat:
 
     def beat(self) -> None:
         """Write the row once."""
-        from ..db import ops
+        from ..db import workers
 
         with self.sessions() as session:
-            ops.record_heartbeat(session, hostname=self.name, pid=os.getpid(), queues=self.queues,
+            workers.record_heartbeat(session, hostname=self.name, pid=os.getpid(), queues=self.queues,
                                  device=self.device)
 
     def start(self) -> "Heartbeat":

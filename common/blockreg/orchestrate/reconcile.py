@@ -164,7 +164,7 @@ class Reconciler:
 
     def run(self, session) -> int:
         """One pass: return the number of frames given back to pending (or failed)."""
-        from ..db import ops, queries
+        from ..db import ops, queries, workers
         from ..db.models import Job
         from ..states import ACTIVE_JOB_STATES
         from sqlalchemy import select
@@ -192,7 +192,7 @@ class Reconciler:
         confirmed, self._suspects = suspects & self._suspects, suspects
         if not confirmed:
             return 0
-        moved = ops.return_lost_frames(
+        moved = workers.return_lost_frames(
             session, queued=[f for kind, f in confirmed if kind == "queued"],
             running=[f for kind, f in confirmed if kind == "running"],
             queued_before=queued_before, running_before=running_before,
@@ -206,6 +206,6 @@ class Reconciler:
 
     def prune(self, session, older_than_s: float = 86400.0) -> int:
         """Forget heartbeats of processes silent for ``older_than_s`` (a day by default)."""
-        from ..db import ops
+        from ..db import ops, workers
 
-        return ops.prune_heartbeats(session, ops.utcnow() - timedelta(seconds=older_than_s))
+        return workers.prune_heartbeats(session, ops.utcnow() - timedelta(seconds=older_than_s))

@@ -14,11 +14,11 @@ so the dispatcher needs no store access to know it; the store records the same v
 """
 from __future__ import annotations
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from ..db.models import Frame, Job
-from ..db.ops import utcnow
-from ..states import ACTIVE_JOB_STATES, FrameState, JobState
+from ..db.ops import mark_queued
+from ..states import ACTIVE_JOB_STATES, FrameState
 from ..store_ngff import shard_frames
 
 __all__ = ["shard_batches", "enqueue_shards"]
@@ -94,19 +94,5 @@ def enqueue_shards(session, job_id: int, max_batches: int) -> list[list[int]]:
     if not wanted:
         session.rollback()
         return []
-    now = utcnow()
-    # RETURNING: two dispatchers never send the same frame (only the one active holds the lock,
-    # but a frame moved meanwhile by a worker's claim is left out here as well)
-    moved = set(session.scalars(
-        update(Frame)
-        .where(Frame.job_id == job_id, Frame.index.in_(wanted),
-               Frame.state == FrameState.PENDING.value)
-        .values(state=FrameState.QUEUED.value, enqueued_at=now)
-        .returning(Frame.index)
-        .execution_options(synchronize_session=False)))
-    session.execute(
-        update(Job).where(Job.id == job_id, Job.state == JobState.QUEUED.value)
-        .values(state=JobState.RUNNING.value, started_at=now)
-        .execution_options(synchronize_session=False))
-    session.commit()
+    moved = mark_queued(session, job_id, wanted)
     return [kept for kept in ([i for i in batch if i in moved] for batch in batches) if kept]

@@ -82,11 +82,11 @@ def _stop_node(**_):
 
 
 def _forget(name: str, *, like: bool = False) -> None:
-    from blockreg.db import ops
+    from blockreg.db import workers
 
     try:
         with _session_factory()() as session:
-            ops.forget_heartbeat(session, name, like=like)
+            workers.forget_heartbeat(session, name, like=like)
     except Exception as exc:  # noqa: BLE001 - best effort: the reconciler's timeout still applies
         log.warning("heartbeat of %s not removed: %s", name, exc)
 

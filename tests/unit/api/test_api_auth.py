@@ -174,11 +174,11 @@ def test_auth_without_data_roots_is_refused(tmp_path, broker):
 
 def test_a_job_past_its_owners_job_limit_says_user_limit(auth_app, client, tokens, movie_path,
                                                         tmp_path, monkeypatch):
-    from blockreg.db import ops
+    from blockreg.db import workers
 
     monkeypatch.setenv("BLOCKREG_USER_MAX_JOBS", "1")
     with auth_app.extensions["blockreg"].sessions() as session:  # a live worker on the queue
-        ops.record_heartbeat(session, hostname="w@test", pid=1, queues="cpu")
+        workers.record_heartbeat(session, hostname="w@test", pid=1, queues="cpu")
     alice = bearer(tokens["alice"])
     ids = []
     for n in range(2):

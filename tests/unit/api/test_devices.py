@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from blockreg.db import ops
+from blockreg.db import workers
 from helpers.api_app import spec_for
 
 
@@ -18,7 +18,7 @@ def _submit(client, movie_path, device=None):
 
 def _beat(app, name, queues, device):
     with app.extensions["blockreg"].sessions() as session:
-        ops.record_heartbeat(session, hostname=name, pid=7, queues=queues, device=device)
+        workers.record_heartbeat(session, hostname=name, pid=7, queues=queues, device=device)
 
 
 @pytest.fixture

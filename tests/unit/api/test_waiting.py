@@ -1,7 +1,7 @@
 """A job's status says what it waits for (no live worker on its queue, broker unreachable)."""
 from __future__ import annotations
 
-from blockreg.db import ops
+from blockreg.db import workers
 from blockreg_services.coordinator.waiting import waiting_reason
 from helpers.api_app import spec_for
 
@@ -23,7 +23,7 @@ def test_a_job_without_worker_says_so_and_stops_saying_so_once_one_beats(client,
     assert client.get("/api/v1/jobs").json["jobs"][0]["waiting_reason"] == \
         "no live worker on queue cpu"
     with services.sessions() as session:
-        ops.record_heartbeat(session, hostname="w@h:1", pid=1, queues="cpu")
+        workers.record_heartbeat(session, hostname="w@h:1", pid=1, queues="cpu")
     body = client.get(f"/api/v1/jobs/{job_id}").json
     assert (body["waiting"], body["waiting_reason"]) == (False, None)
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import inspect, select, update
 
-from blockreg.db import Base, Frame, FrameScalar, Job, make_engine, ops, queries, session_factory
+from blockreg.db import Base, Frame, FrameScalar, Job, make_engine, ops, queries, session_factory, workers
 from helpers.finalize_race import race_to_finalize
 
 
@@ -141,13 +141,13 @@ def test_enqueue_and_requeue_stale(sessions):
         assert ops.enqueue_pending(s, job_id, 4) == [0, 1, 2, 3]
         assert ops.enqueue_pending(s, job_id, 4) == [4, 5]
         assert ops.claim_frame(s, job_id, 0, "w") == 100
-        assert ops.requeue_stale(s, queued_lease_s=60, running_lease_s=60) == 0
+        assert workers.requeue_stale(s, queued_lease_s=60, running_lease_s=60) == 0
         # age the running frame and one queued frame past their leases
         old = ops.utcnow() - timedelta(hours=1)
         s.execute(update(Frame).where(Frame.job_id == job_id, Frame.index.in_([0, 1]))
                   .values(started_at=old, enqueued_at=old))
         s.commit()
-        assert ops.requeue_stale(s, queued_lease_s=60, running_lease_s=60) == 2
+        assert workers.requeue_stale(s, queued_lease_s=60, running_lease_s=60) == 2
         assert ops.enqueue_pending(s, job_id, 10) == [0, 1]
         assert ops.release_frames(s, job_id, [0, 1]) == 2
         assert queries.count_frames(s, job_id, "pending") == 2
@@ -182,12 +182,12 @@ def test_frame_that_keeps_killing_workers_fails(sessions):
         assert ops.claim_frame(s, job_id, 1, "w") == 101 and ops.complete_frame(s, job_id, 1)
         for attempt in range(1, ops.MAX_ATTEMPTS):
             claim_and_lose(s, 0, f"T{attempt}")
-            assert ops.requeue_stale(s, queued_lease_s=60, running_lease_s=60) == 1
+            assert workers.requeue_stale(s, queued_lease_s=60, running_lease_s=60) == 1
             assert queries.count_frames(s, job_id, "pending") == 1  # re-queued while attempts remain
         claim_and_lose(s, 0, "T-last")
         # the same message redelivered after its last allowed attempt does not run it again
         assert ops.claim_frame(s, job_id, 0, "w", task_id="T-last") is None
-        assert ops.requeue_stale(s, queued_lease_s=60, running_lease_s=60) == 1
+        assert workers.requeue_stale(s, queued_lease_s=60, running_lease_s=60) == 1
         frame = s.get(Frame, (job_id, 0), populate_existing=True)
         assert frame.state == "failed"
         assert frame.error == f"worker lost {ops.MAX_ATTEMPTS} times while running this frame"
@@ -202,10 +202,10 @@ def test_max_attempts_is_a_setting(sessions):
         assert ops.claim_frame(s, job_id, 0, "w") == 100
         s.execute(update(Frame).values(started_at=ops.utcnow() - timedelta(hours=1)))
         s.commit()
-        assert ops.requeue_stale(s, queued_lease_s=60, running_lease_s=60, max_attempts=1) == 1
+        assert workers.requeue_stale(s, queued_lease_s=60, running_lease_s=60, max_attempts=1) == 1
         assert queries.count_frames(s, job_id, "failed") == 1
         with pytest.raises(ValueError, match="max_attempts"):
-            ops.requeue_stale(s, queued_lease_s=60, running_lease_s=60, max_attempts=0)
+            workers.requeue_stale(s, queued_lease_s=60, running_lease_s=60, max_attempts=0)
 
 
 def test_timestamps_read_back_as_aware_utc(sessions):
@@ -249,9 +249,9 @@ def test_heartbeat_upsert(sessions):
     from blockreg.db import WorkerHeartbeat
 
     with sessions() as s:
-        ops.record_heartbeat(s, hostname="h", pid=1)
+        workers.record_heartbeat(s, hostname="h", pid=1)
         first = s.get(WorkerHeartbeat, ("h", 1)).last_seen
-        ops.record_heartbeat(s, hostname="h", pid=1, device="cuda:0")
+        workers.record_heartbeat(s, hostname="h", pid=1, device="cuda:0")
         rows = s.scalars(select(WorkerHeartbeat)).all()
     assert len(rows) == 1 and rows[0].device == "cuda:0" and rows[0].last_seen >= first
 
@@ -261,9 +261,9 @@ def test_forget_heartbeat_of_a_process_and_of_a_node(sessions):
 
     with sessions() as s:
         for name, pid in (("gpu-1@h:10", 10), ("gpu-1@h:11", 11), ("cpu-1@h:12", 12)):
-            ops.record_heartbeat(s, hostname=name, pid=pid)
-        assert ops.forget_heartbeat(s, "gpu-1@h:10") == 1
-        assert ops.forget_heartbeat(s, "gpu-1@h:%", like=True) == 1
+            workers.record_heartbeat(s, hostname=name, pid=pid)
+        assert workers.forget_heartbeat(s, "gpu-1@h:10") == 1
+        assert workers.forget_heartbeat(s, "gpu-1@h:%", like=True) == 1
         left = [row.hostname for row in s.scalars(select(WorkerHeartbeat))]
     assert left == ["cpu-1@h:12"]
 

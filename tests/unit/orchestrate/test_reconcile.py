@@ -11,7 +11,7 @@ from sqlalchemy import update
 
 from blockreg import settings
 from blockreg.celery_app import TASK_REGISTER_FRAMES
-from blockreg.db import Frame, make_engine, ops, queries, session_factory
+from blockreg.db import Frame, WorkerHeartbeat, make_engine, ops, queries, session_factory, workers
 from blockreg.orchestrate import reconcile
 from blockreg.orchestrate.reconcile import BrokerMessage, Reconciler, lost_queued, lost_running
 
@@ -82,16 +82,16 @@ def test_reconciler_returns_forgotten_and_orphaned_frames_after_two_passes(sessi
     with sessions() as session:
         job_id = ops.create_job(session, spec={}, frames=range(6), output_path="/tmp/x")
         assert ops.enqueue_pending(session, job_id, 6) == list(range(6))
-        ops.record_heartbeat(session, hostname="live:1", pid=1)
-        ops.record_heartbeat(session, hostname="dead:2", pid=2)
+        workers.record_heartbeat(session, hostname="live:1", pid=1)
+        workers.record_heartbeat(session, hostname="dead:2", pid=2)
         assert ops.claim_frame(session, job_id, 0, "live:1", task_id="m0") is not None
         assert ops.claim_frame(session, job_id, 1, "dead:2", task_id="m1") is not None
     age(sessions, job_id, 10)
     with sessions() as session:  # the dead worker went silent; the live one beats
-        session.execute(update(ops.WorkerHeartbeat).where(ops.WorkerHeartbeat.pid == 2)
+        session.execute(update(WorkerHeartbeat).where(WorkerHeartbeat.pid == 2)
                         .values(last_seen=ops.utcnow() - timedelta(seconds=10)))
         session.commit()
-        ops.record_heartbeat(session, hostname="live:1", pid=1)
+        workers.record_heartbeat(session, hostname="live:1", pid=1)
     # frames 2, 3 travel in a waiting message; 4, 5 were forgotten by the broker
     broker.messages = [BrokerMessage("m2", job_id, (2, 3))]
     rec = Reconciler(object(), s)
@@ -130,7 +130,7 @@ def test_a_frame_claimed_again_between_the_passes_is_left_alone(sessions, monkey
     rec = Reconciler(object(), s)
     with sessions() as session:
         rec.run(session)
-        ops.record_heartbeat(session, hostname="w:1", pid=1)
+        workers.record_heartbeat(session, hostname="w:1", pid=1)
         assert ops.claim_frame(session, job_id, 0, "w:1") is not None
         assert rec.run(session) == 0
         assert queries.list_frames(session, job_id)[0][0].state == "running"
