@@ -12,7 +12,12 @@ the dispatcher's reconciler re-sends, within a minute, the frames whose messages
 
 :meth:`EmbeddedStack.supervise` (what ``blockreg up`` runs until Ctrl-C) restarts a child that
 died (a worker killed for memory, Redis, the coordinator, the dispatcher) with backoff and logs it
-in ``logs/supervisor.log`` and on stderr; the rest keep running.
+in ``logs/supervisor.log`` and on stderr; the rest keep running (:mod:`.supervisor` does that).
+
+Access: by default the stack is single-user, without authentication, and ``blockreg up`` refuses a
+non-loopback ``--host``; ``blockreg up --auth --data-root DIR`` turns authentication on (tokens
+required, files confined to the data roots) for a shared server. The stack itself only passes
+those settings (``BLOCKREG_AUTH``, ``BLOCKREG_DATA_ROOTS``) to its children through ``env``.
 
 Example
 -------
@@ -22,10 +27,8 @@ Example
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -37,17 +40,12 @@ import requests
 
 from blockreg import settings
 
+from .supervisor import Supervisor
+
 __all__ = ["EmbeddedStack", "find_redis_server", "default_home", "running_stack"]
 
 # Linux refuses unix socket paths longer than sun_path (108 bytes including the NUL).
 _MAX_SOCKET_PATH = 100
-
-log = logging.getLogger("blockreg.embedded")
-
-# restart backoff of a child that died: 0.5 s, 1 s, 2 s ... at most 30 s; a child that ran for a
-# minute starts again from the shortest delay
-RESTART_DELAY_S = (0.5, 30.0)
-STABLE_AFTER_S = 60.0
 
 
 def default_home() -> Path:
@@ -96,23 +94,6 @@ def _free_port(host: str) -> int:
         return s.getsockname()[1]
 
 
-def _die_with_parent() -> None:
-    """Runs in the child before exec: ask the kernel to SIGKILL it when the parent dies.
-
-    Without this a ``kill -9`` of ``blockreg up`` would leave Redis, the coordinator and the
-    workers running with nobody to stop them.  SIGKILL, not SIGTERM: the parent died abruptly, so
-    the private Redis dies with it, and a worker's soft shutdown (SIGTERM is remapped to SIGQUIT
-    for workers) would wait forever for a broker that is gone.  Nothing is lost: the database is
-    the truth, and the next dispatcher's reconciler re-sends unfinished frames within a minute.
-    """
-    os.setsid()  # own process group, so the final SIGKILL also reaches Celery's pool children
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        PR_SET_PDEATHSIG = 1
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
 class EmbeddedStack:
     """Private Redis + SQLite + dispatcher + coordinator + N Celery workers, as child processes.
 
@@ -126,14 +107,16 @@ class EmbeddedStack:
         Number of Celery worker processes, each with concurrency 1 (default: the ``workers``
         setting).
     host : str, optional
-        Interface the coordinator binds to (default: the ``host`` setting). The embedded stack
-        has no authentication, so keep the loopback default unless the network is trusted.
+        Interface the coordinator binds to (default: the ``host`` setting). Without
+        authentication (``BLOCKREG_AUTH`` false in ``env``, the single-user default) keep it on
+        loopback, as ``blockreg up`` insists; serve a network only with ``--auth``.
     database_url : str, optional
         Use this database instead of the SQLite file in ``home`` (e.g. a lab PostgreSQL).
     broker_url : str, optional
         Use this Redis instead of starting a private one.
     env : dict, optional
-        Extra environment variables for the children (e.g. ``BLOCKREG_ALLOWED_ROOTS``).
+        Extra environment variables for the children (e.g. ``BLOCKREG_AUTH``,
+        ``BLOCKREG_DATA_ROOTS``).
     startup_timeout : float
         Seconds to wait for Redis and for the coordinator's health check.
     stop_timeout : float
@@ -173,11 +156,7 @@ class EmbeddedStack:
         self.stop_timeout = stop_timeout
         self.url: str | None = None
         self.redis_socket: Path | None = None
-        self._children: list[tuple[str, subprocess.Popen]] = []
-        self._commands: dict[str, tuple[list[str], dict | None]] = {}  # to restart a child
-        self._started: dict[str, float] = {}
-        self._restarts: dict[str, int] = {}
-        self._restart_at: dict[str, float] = {}
+        self.supervisor = Supervisor(self.log_dir, cwd=self.home, environment=self.environment)
         self._socket_dir: str | None = None
 
     # -- paths and environment -------------------------------------------------------------
@@ -251,14 +230,15 @@ class EmbeddedStack:
             self._start_redis()
         self._migrate()
 
-        self._spawn("dispatcher", [sys.executable, "-m", "blockreg_services.dispatcher"])
+        spawn = self.supervisor.spawn
+        spawn("dispatcher", [sys.executable, "-m", "blockreg_services.dispatcher"])
         port = self.port or _free_port(self.host)
-        self._spawn("coordinator", [
+        spawn("coordinator", [
             sys.executable, "-m", "blockreg_services.coordinator",
             "--host", self.host, "--port", str(port),
         ])
         for i in range(self.workers):
-            self._spawn(f"worker-{i + 1}", [
+            spawn(f"worker-{i + 1}", [
                 sys.executable, "-m", "celery", "-A", "blockreg_services.worker", "worker",
                 "--queues", self.queue, "--concurrency", "1", "--pool", "prefork",
                 "--loglevel", self.log_level, "--hostname", f"embedded-{i + 1}@%h",
@@ -277,14 +257,19 @@ class EmbeddedStack:
             raise RuntimeError(f"the database migration failed: {exc}") from exc
 
     def _start_redis(self) -> None:
-        self.redis_socket = self._redis_socket()
-        if self.redis_socket.exists():  # left over from a killed run; redis refuses to bind otherwise
-            self.redis_socket.unlink()
-        self._spawn("redis", [
-            find_redis_server(), "--port", "0", "--unixsocket", str(self.redis_socket),
+        self.redis_socket = sock = self._redis_socket()
+
+        def remove_stale_socket():
+            # left over from a killed run or a dead Redis: redis refuses to bind otherwise; the
+            # restarted Redis is empty (the reconciler re-sends what it held)
+            if sock.exists():
+                sock.unlink()
+
+        self.supervisor.spawn("redis", [
+            find_redis_server(), "--port", "0", "--unixsocket", str(sock),
             "--unixsocketperm", "700", "--save", "", "--appendonly", "no",
             "--maxmemory-policy", "noeviction", "--dir", str(self.home),
-        ])
+        ], prepare=remove_stale_socket)
         self._wait_for_redis()
         self.broker_url = f"redis+socket://{self.redis_socket}"
 
@@ -296,25 +281,8 @@ class EmbeddedStack:
         if self.url is not None and self.server_file.exists():
             self.server_file.unlink()
         # workers first so their last DB writes go through while the DB and broker are still up
-        for stage in (("worker",), ("dispatcher", "coordinator"), ("redis",)):
-            group = [proc for name, proc in self._children if name.startswith(stage)]
-            for proc in group:
-                if proc.poll() is None:
-                    proc.send_signal(signal.SIGTERM)
-            deadline = time.monotonic() + self.stop_timeout
-            for proc in group:
-                try:
-                    proc.wait(max(0.0, deadline - time.monotonic()))
-                except subprocess.TimeoutExpired:
-                    pass
-                # the process group also holds Celery's pool children
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
-                proc.wait()
-        self._children.clear()
-        self._restart_at.clear()
+        self.supervisor.stop([("worker",), ("dispatcher", "coordinator"), ("redis",)],
+                             timeout=self.stop_timeout)
         if self._socket_dir is not None:
             shutil.rmtree(self._socket_dir, ignore_errors=True)
             self._socket_dir = None
@@ -327,92 +295,22 @@ class EmbeddedStack:
             time.sleep(poll_s)
 
     def restart_dead(self) -> list[str]:
-        """One supervision step: schedule a restart of each child that died, and restart the
-        ones whose backoff has passed; return the names restarted now.
-
-        A dead worker's process group is killed first (an orphaned pool process must not go on
-        writing the frame the reconciler hands to someone else); a dead Redis restarts on the same
-        socket, empty (the reconciler re-sends what it held).
-        """
-        now = time.monotonic()
-        restarted = []
-        for position, (name, proc) in enumerate(list(self._children)):
-            if proc.poll() is None:
-                continue
-            if name not in self._restart_at:
-                ran = now - self._started.get(name, now)
-                count = 0 if ran >= STABLE_AFTER_S else self._restarts.get(name, 0)
-                delay = min(RESTART_DELAY_S[1], RESTART_DELAY_S[0] * 2 ** count)
-                self._restarts[name] = count + 1
-                self._restart_at[name] = now + delay
-                self._event(f"{name} exited with code {proc.returncode} after {ran:.0f} s "
-                            f"({self._last_log_line(name)}); restarting in {delay:g} s")
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
-            if now < self._restart_at[name]:
-                continue
-            del self._restart_at[name]
-            if name == "redis" and self.redis_socket is not None and self.redis_socket.exists():
-                self.redis_socket.unlink()
-            argv, env = self._commands[name]
-            self._children[position] = (name, self._popen(name, argv, env))
-            self._event(f"{name} restarted (pid {self._children[position][1].pid}, "
-                        f"restart {self._restarts[name]})")
-            restarted.append(name)
-        return restarted
-
-    def _event(self, message: str) -> None:
-        log.warning(message)
-        line = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}"
-        print(f"blockreg up: {message}", file=sys.stderr, flush=True)
-        try:
-            with open(self.log_dir / "supervisor.log", "a") as f:
-                f.write(line + "\n")
-        except OSError:
-            pass
+        """One supervision step (:meth:`.Supervisor.restart_dead`): restart the children that
+        died once their backoff has passed; return the names restarted now."""
+        return self.supervisor.restart_dead()
 
     def child(self, name: str) -> subprocess.Popen | None:
         """The running process of child ``name`` (``redis``, ``dispatcher``, ``coordinator``,
         ``worker-1`` ...)."""
-        return next((proc for n, proc in self._children if n == name), None)
+        return self.supervisor.child(name)
 
     def alive(self) -> bool:
         """True while every child is still running."""
-        return bool(self._children) and all(p.poll() is None for _, p in self._children)
+        return self.supervisor.alive()
 
-    def dead_children(self) -> list[str]:
-        """Children that exited, with their exit code and last log line, for error messages."""
-        return [f"{name} (exit code {proc.returncode}: {self._last_log_line(name)})"
-                for name, proc in self._children if proc.poll() is not None]
-
-    def _last_log_line(self, name: str) -> str:
-        try:
-            lines = (self.log_dir / f"{name}.log").read_text(errors="replace").splitlines()
-        except OSError:
-            return "no log"
-        return next((line.strip() for line in reversed(lines) if line.strip()), "empty log")
-
-    # -- helpers -----------------------------------------------------------------------------
-    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
-        self._commands[name] = (argv, env)
-        self._children.append((name, self._popen(name, argv, env)))
-
-    def _popen(self, name: str, argv: list[str], env: dict[str, str] | None) -> subprocess.Popen:
-        logfile = open(self.log_dir / f"{name}.log", "ab")
-        try:
-            proc = subprocess.Popen(
-                argv, env=env or self.environment(), cwd=self.home, stdin=subprocess.DEVNULL,
-                stdout=logfile, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
-            )
-        finally:
-            logfile.close()  # the child holds its own descriptor
-        self._started[name] = time.monotonic()
-        return proc
-
+    # -- start-up checks -----------------------------------------------------------------------
     def _check_children(self, waiting_for: str) -> None:
-        dead = self.dead_children()
+        dead = self.supervisor.dead_children()
         if dead:
             raise RuntimeError(
                 f"{', '.join(dead)} exited while waiting for {waiting_for}; "

@@ -43,7 +43,7 @@ def test_stack_serves_and_advertises_its_url(stack):
 
 
 def test_stack_migrates_first_then_runs_one_dispatcher_process(stack):
-    children = [name for name, _ in stack._children]
+    children = [name for name, _ in stack.supervisor.children]
     assert children[:3] == ["redis", "dispatcher", "coordinator"]
     assert "dispatcher active" in (stack.log_dir / "dispatcher.log").read_text()
     assert "alembic" not in (stack.log_dir / "coordinator.log").read_text().lower()

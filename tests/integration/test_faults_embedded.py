@@ -66,7 +66,7 @@ def test_sigkill_of_one_child_is_restarted_and_the_job_finishes(supervised, job,
     fault = time.monotonic()
     faults.wait_for(lambda: supervised.child(victim).pid != dead.pid, 30,
                     what=f"{victim} to be restarted")
-    assert all(proc.poll() is None for name, proc in supervised._children if name != victim)
+    assert all(proc.poll() is None for name, proc in supervised.supervisor.children if name != victim)
     faults.check_finished_once_and_identical(supervised.url, job_id, expected,
                                              supervised.database_url, fault)
     log = (supervised.log_dir / "supervisor.log").read_text()

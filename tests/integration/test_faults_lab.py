@@ -134,7 +134,7 @@ def test_sigkill_of_every_process_and_a_restart(tmp_path, job):
             try:
                 job_id = submit(stack.url, spec)
                 faults.wait_until_partly_done(stack.url, job_id)
-                for _, proc in stack._children:
+                for _, proc in stack.supervisor.children:
                     faults.kill_everything(proc.pid)
                 redis_server.kill()
             finally:

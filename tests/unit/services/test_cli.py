@@ -331,7 +331,7 @@ def test_stack_that_fails_to_start_leaves_no_process_behind(tmp_path):
 def test_embedded_workers_get_the_soft_shutdown_on_sigterm(tmp_path, monkeypatch):
     # the stack stops workers with SIGTERM: mapped to SIGQUIT, Celery's soft shutdown runs
     from blockreg.celery_app import make_celery
-    from blockreg_services import embedded
+    from blockreg_services import embedded, supervisor
 
     spawned = {}
 
@@ -339,11 +339,11 @@ def test_embedded_workers_get_the_soft_shutdown_on_sigterm(tmp_path, monkeypatch
         def __init__(self, argv, env=None, **kwargs):
             spawned[argv[2] if argv[1] == "-m" else argv[0]] = env
 
-    monkeypatch.setattr(embedded.subprocess, "Popen", Recorder)
+    monkeypatch.setattr(supervisor.subprocess, "Popen", Recorder)
     stack = embedded.EmbeddedStack(tmp_path, port=0, workers=1, broker_url="redis://localhost:1/0")
     stack.log_dir.mkdir()
-    stack._spawn("worker-1", ["python", "-m", "celery"], env=stack.worker_environment())
-    stack._spawn("coordinator", ["python", "-m", "blockreg_services.coordinator"])
+    stack.supervisor.spawn("worker-1", ["python", "-m", "celery"], env=stack.worker_environment())
+    stack.supervisor.spawn("coordinator", ["python", "-m", "blockreg_services.coordinator"])
     assert spawned["celery"]["REMAP_SIGTERM"] == "SIGQUIT"
     # the coordinator is no Celery worker: its environment is left as it was
     assert spawned["blockreg_services.coordinator"].get("REMAP_SIGTERM") == os.environ.get("REMAP_SIGTERM")

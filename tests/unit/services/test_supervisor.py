@@ -1,4 +1,4 @@
-"""EmbeddedStack's supervision: a dead child is restarted after a backoff that doubles while it
+"""EmbeddedStack's supervision (blockreg_services.supervisor): a dead child is restarted after a backoff that doubles while it
 keeps dying, logged, and the other children are left alone (real processes: `sleep`)."""
 from __future__ import annotations
 
@@ -6,17 +6,17 @@ import signal
 import sys
 import time
 
-from blockreg_services import embedded
+from blockreg_services import supervisor
 from blockreg_services.embedded import EmbeddedStack
 
 
 def test_a_dead_child_is_restarted_with_growing_backoff(tmp_path, monkeypatch):
-    monkeypatch.setattr(embedded, "RESTART_DELAY_S", (0.2, 30.0))
+    monkeypatch.setattr(supervisor, "RESTART_DELAY_S", (0.2, 30.0))
     stack = EmbeddedStack(tmp_path, port=0, workers=1)
     stack.log_dir.mkdir(parents=True)
     sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
-    stack._spawn("worker-1", sleeper)
-    stack._spawn("coordinator", sleeper)
+    stack.supervisor.spawn("worker-1", sleeper)
+    stack.supervisor.spawn("coordinator", sleeper)
     other = stack.child("coordinator")
     try:
         delays = []
@@ -38,4 +38,4 @@ def test_a_dead_child_is_restarted_with_growing_backoff(tmp_path, monkeypatch):
         assert "worker-1 restarted" in log and "coordinator" not in log
     finally:
         stack.stop()
-    assert not stack._children
+    assert not stack.supervisor.children
