@@ -8,66 +8,17 @@ nothing carries over from one frame to the next.
 """
 from __future__ import annotations
 
-import math
-import numbers
-
 import numpy as np
 
 from .._backend import array_module, to_host
 from ..errors import ParameterError
 from ..reg._common import check_maxshift, check_normalization, lambda_count, per_axis
 from .base import Algorithm, ArrayDecl
+# check_lambda and its bounds were defined here first; they stay importable from this module
+from .checks import (LAMBDA_MAX, LAMBDA_RANGE_MIN, aperture_thresh, check_fixed, check_lambda,
+                     check_nodes, check_preprocess)
 
 __all__ = ["Apertures", "check_lambda", "LAMBDA_MAX", "LAMBDA_RANGE_MIN"]
-
-# The range of lambda: beyond 1e6 the penalty leaves nothing but the affine part, and a sweep
-# from 1e-9 to 1e6 already takes 50 steps of 2x (each a full optimisation of every frame).
-LAMBDA_MAX = 1e6
-LAMBDA_RANGE_MIN = 1e-9
-
-
-def check_lambda(lam):
-    """Validate an affine-penalty weight (the ``lam`` argument of :class:`Apertures`).
-
-    The one owner of the rule: the job spec and ``blockreg register --lambda`` report what this
-    raises.
-
-    Returns
-    -------
-    (float or None, (float, float) or None)
-        ``(lam, None)`` for a fixed lambda, ``(None, (min, max))`` for an auto-lambda range.
-
-    Raises
-    ------
-    ParameterError
-        Field ``lam``: not a number in ``[0, LAMBDA_MAX]``, nor a ``(min, max)`` pair with
-        ``LAMBDA_RANGE_MIN <= min < max <= LAMBDA_MAX`` spanning at least 4 steps of the ladder
-        ``min * 2**k``.
-    """
-    if isinstance(lam, numbers.Real) and not isinstance(lam, bool):
-        lam = float(lam)
-        if not (math.isfinite(lam) and lam >= 0):
-            raise ParameterError("lam", f"must be a finite number >= 0 or a (min, max) pair, got {lam}")
-        if lam > LAMBDA_MAX:
-            raise ParameterError("lam", f"must be at most {LAMBDA_MAX:g}, got {lam:g}")
-        return lam, None
-    try:
-        lo, hi = (float(v) for v in lam)
-    except (TypeError, ValueError):
-        raise ParameterError("lam", f"must be a number or a (min, max) pair, got {lam!r}") from None
-    if lo < 0 or hi < 0:
-        raise ParameterError("lam", f"lambda must not be negative, got {(lo, hi)}")
-    if not (0 < lo < hi < math.inf):
-        raise ParameterError("lam", f"auto-lambda range needs 0 < min < max < inf, got {(lo, hi)}")
-    if lo < LAMBDA_RANGE_MIN or hi > LAMBDA_MAX:
-        raise ParameterError("lam", f"auto-lambda range must lie within [{LAMBDA_RANGE_MIN:g}, "
-                                    f"{LAMBDA_MAX:g}], got ({lo:g}, {hi:g})")
-    if lambda_count(lo, hi) < 4:
-        raise ParameterError(
-            "lam", f"the range {(lo, hi)} gives fewer than 4 lambdas (min * 2**k); widen it to at "
-                   "least 16x")
-    return None, (lo, hi)
-
 
 def _axis_field(name, value, axis):
     """``name.axis`` where the caller gave one value per axis, else ``name``."""
@@ -158,28 +109,16 @@ class Apertures(Algorithm):
     def __init__(self, fixed, nodes, maxshift, lam, preprocess=None, *, overlap=0,
                  normalization="pixels", thresh_fac=None, thresh=None, correct_bias=False, passes=2,
                  refine_maxshift=2):
-        xp = array_module(fixed)
-        fixed = xp.asarray(fixed)
-        if fixed.ndim < 1:
-            raise ParameterError("fixed", "must be an image, got a scalar")
-        if fixed.dtype.kind not in "fiu":
-            raise ParameterError("fixed", f"must be a real-valued image, got dtype {fixed.dtype}")
-        if fixed.dtype.kind != "f":
-            fixed = fixed.astype(np.float32)
-        if not bool(xp.isfinite(fixed).any()):
-            raise ParameterError("fixed", "the image has no finite pixels")
+        fixed = check_fixed(fixed)
         self.fixed = fixed
         ndim = fixed.ndim
-        self.nodes = self._check_nodes(nodes, fixed.shape)
+        self.nodes = check_nodes(nodes, fixed.shape)
         self.gridsize = tuple(len(n) for n in self.nodes)
         # at least 1: the quadratic fit needs the neighbours of zero shift
         self.maxshift = per_axis(maxshift, ndim, "maxshift", integer=True, positive=True)
         check_maxshift(self.maxshift, fixed.shape)
         self.lam, self.lam_range = check_lambda(lam)
-        if preprocess is not None and not callable(preprocess):
-            raise ParameterError("preprocess",
-                                 f"must be callable or None, got {type(preprocess).__name__}")
-        self.preprocess = preprocess
+        self.preprocess = check_preprocess(preprocess)
         from ..reg.apertures import default_aperture_width
 
         self.overlap = per_axis(overlap, ndim, "overlap")
@@ -191,22 +130,8 @@ class Apertures(Algorithm):
                                      f"makes apertures {width:g} px wide along axis {a}, wider "
                                      f"than the image ({n})")
         self.normalization = check_normalization(normalization)
-        self.thresh_fac = 0.5**ndim if thresh_fac is None else float(thresh_fac)
-        if not (math.isfinite(self.thresh_fac) and self.thresh_fac >= 0):
-            raise ParameterError("thresh_fac", f"must be finite and >= 0, got {thresh_fac}")
-        if thresh is None:
-            from ..reg.apertures import aperture_content
-
-            content = aperture_content(fixed, self.gridsize, self.overlap, normalization)
-            thresh = self.thresh_fac * np.asarray(to_host(content))
-        thresh = np.broadcast_to(np.asarray(thresh, dtype=np.float64), self.gridsize) \
-            if np.ndim(thresh) == 0 else np.asarray(thresh, dtype=np.float64)
-        if thresh.shape != self.gridsize:
-            raise ParameterError("thresh", f"must be a number or an array of shape {self.gridsize}, "
-                                           f"got shape {thresh.shape}")
-        if not (np.isfinite(thresh).all() and (thresh >= 0).all()):
-            raise ParameterError("thresh", "must be finite and >= 0")
-        self.thresh = thresh
+        self.thresh_fac, self.thresh = aperture_thresh(fixed, self.gridsize, self.overlap,
+                                                       self.normalization, thresh_fac, thresh)
         self.correct_bias = bool(correct_bias)
         if passes not in (1, 2):
             raise ParameterError("passes", f"must be 1 or 2, got {passes!r}")
@@ -219,31 +144,6 @@ class Apertures(Algorithm):
         self._context = None
 
     # --- parameters ---------------------------------------------------------------------------
-
-    @staticmethod
-    def _check_nodes(nodes, shape):
-        from ..reg.deformation import nodes_for_shape
-
-        try:
-            nodes = tuple(np.asarray(to_host(n), dtype=np.float64) for n in nodes)
-        except (TypeError, ValueError):
-            raise ParameterError("nodes", "must be a tuple of 1-D arrays, one per image axis") from None
-        if len(nodes) != len(shape) or any(n.ndim != 1 or n.size < 1 for n in nodes):
-            raise ParameterError("nodes", f"must be {len(shape)} non-empty 1-D arrays (one per "
-                                          "image axis)")
-        gridsize = tuple(n.size for n in nodes)
-        for a, (g, n) in enumerate(zip(gridsize, shape)):
-            if g > n:  # an aperture narrower than a pixel
-                raise ParameterError(f"gridsize.{a}",
-                                     f"{g} apertures exceed the image size {n} along axis {a}")
-        expected = nodes_for_shape(shape, gridsize)
-        for a, (got, want) in enumerate(zip(nodes, expected)):
-            if not np.allclose(got, want, rtol=0, atol=1e-6 * max(shape[a], 1)):
-                raise ParameterError(
-                    "nodes", f"axis {a} must be the corner-spanning grid linspace(0, "
-                             f"{shape[a] - 1}, {gridsize[a]}) (apertures are centred on the nodes), "
-                             f"got {got.tolist()}")
-        return tuple(want for want in expected)
 
     @staticmethod
     def default_thresh(fixed, gridsize, normalization="pixels", thresh_fac=None):
@@ -289,13 +189,6 @@ class Apertures(Algorithm):
         return decls
 
     def describe(self):
-        pp = self.preprocess
-        if pp is None:
-            pp_desc = None
-        elif hasattr(pp, "to_dict"):
-            pp_desc = pp.to_dict()
-        else:
-            pp_desc = {"callable": repr(pp)}
         return {
             "algorithm": "Apertures",
             "shape": list(self.fixed.shape),
@@ -303,7 +196,7 @@ class Apertures(Algorithm):
             "nodes": [n.tolist() for n in self.nodes],
             "maxshift": list(self.maxshift),
             "lam": self.lam if self.lam_range is None else list(self.lam_range),
-            "preprocess": pp_desc,
+            "preprocess": self.describe_preprocess(),
             "overlap": list(self.overlap),
             "normalization": self.normalization,
             "thresh_fac": self.thresh_fac,
@@ -338,44 +231,23 @@ class Apertures(Algorithm):
                                     normalization=self.normalization, overlap=self.overlap)
             self._context["refine_plan"] = plan
 
-    def close(self):
-        self._context = None
-
     # --- one frame ----------------------------------------------------------------------------
 
-    def _check_frame(self, frame, what="frame"):
-        if frame.ndim != self.fixed.ndim:
-            raise ValueError(
-                f"{what}: has {frame.ndim} dimensions, the fixed image has {self.fixed.ndim}"
-            )
-        if tuple(frame.shape) != tuple(self.fixed.shape):
-            raise ValueError(f"{what}: shape {tuple(frame.shape)} differs from the fixed image's "
-                             f"{tuple(self.fixed.shape)}")
-
     def run_frame(self, frame, t, wanted):
-        wanted = self.check_wanted(wanted)
-        self.prepare()
-        xp = array_module(self.fixed)
-        raw = xp.asarray(frame)
-        self._check_frame(raw)
-        if raw.dtype.kind == "f" and not bool(xp.isfinite(raw).any()):
-            raise ValueError(f"frame: frame {t} has no finite pixels (all NaN)")
         from ..reg.optimize import single_threaded_blas
 
+        wanted, raw = self.start_frame(frame, t, wanted)
         # The per-node solves and L-BFGS use tiny matrices: BLAS threads only add contention
         # (measured 20x slower with default threading on a loaded machine).  One limit for the
-        # whole frame; the solves' own limits inside it cost nothing.
+        # whole frame, preprocessing included; the solves' own limits inside it cost nothing.
         with single_threaded_blas():
-            return self._run(raw, t, wanted)
+            return self._run(raw, self.preprocessed(raw), wanted)
 
-    def _run(self, raw, t, wanted):
+    def _run(self, raw, moving, wanted):
         from ..reg.deformation import compose
         from ..reg.warp import warp, working_dtype
 
-        moving = self.preprocess(raw) if self.preprocess is not None else raw
         xp = array_module(self.fixed)
-        moving = xp.asarray(moving)
-        self._check_frame(moving, "preprocess")
         phi, penalty, extra = self._register_once(moving, self.lam_range)
         if self.passes == 2:
             # register what is left after the first estimate, at the lambda the first pass used

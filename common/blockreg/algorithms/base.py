@@ -77,7 +77,9 @@ class Algorithm(ABC):
         """
 
     def close(self) -> None:
-        """Drop the cached context (default: nothing to drop)."""
+        """Drop the cached context (default: set each of :meth:`_context_attributes` to None)."""
+        for key in self._context_attributes():
+            setattr(self, key, None)
 
     @abstractmethod
     def describe(self) -> dict:
@@ -100,6 +102,55 @@ class Algorithm(ABC):
             raise ParameterError("monitor", f"unknown variable(s) {unknown} for "
                                             f"{type(self).__name__}; valid names are {sorted(valid)}")
         return wanted
+
+    # -- for algorithms that register each frame to ``self.fixed`` after ``self.preprocess`` ----
+
+    def describe_preprocess(self) -> dict | None:
+        """``self.preprocess`` as JSON: its ``to_dict()``, else its repr, None when unset."""
+        pp = self.preprocess
+        if pp is None:
+            return None
+        return pp.to_dict() if hasattr(pp, "to_dict") else {"callable": repr(pp)}
+
+    def start_frame(self, frame, t: int, wanted):
+        """Begin :meth:`run_frame`: check ``wanted``, prepare, and load the raw frame ``t`` on the
+        fixed image's array module; returns ``(wanted, raw)``.
+
+        Raises
+        ------
+        ValueError
+            Naming ``frame`` for a frame of another shape than the fixed image or without a
+            finite pixel.
+        """
+        from .._backend import array_module
+
+        wanted = self.check_wanted(wanted)
+        self.prepare()
+        xp = array_module(self.fixed)
+        raw = xp.asarray(frame)
+        self._check_frame(raw, "frame")
+        if raw.dtype.kind == "f" and not bool(xp.isfinite(raw).any()):
+            raise ValueError(f"frame: frame {t} has no finite pixels (all NaN)")
+        return wanted, raw
+
+    def preprocessed(self, raw):
+        """``raw`` after ``self.preprocess``; a ValueError naming ``preprocess`` if it changed
+        the shape."""
+        from .._backend import array_module
+
+        moving = array_module(self.fixed).asarray(
+            self.preprocess(raw) if self.preprocess is not None else raw)
+        self._check_frame(moving, "preprocess")
+        return moving
+
+    def _check_frame(self, frame, what):
+        if frame.ndim != self.fixed.ndim:
+            raise ValueError(
+                f"{what}: has {frame.ndim} dimensions, the fixed image has {self.fixed.ndim}"
+            )
+        if tuple(frame.shape) != tuple(self.fixed.shape):
+            raise ValueError(f"{what}: shape {tuple(frame.shape)} differs from the fixed image's "
+                             f"{tuple(self.fixed.shape)}")
 
     def __getstate__(self):
         # The prepared context (FFT buffers, plans) is process-local and often large: never pickle

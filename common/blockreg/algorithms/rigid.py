@@ -19,6 +19,7 @@ import numpy as np
 from .._backend import array_module, to_host
 from ..errors import ParameterError
 from .base import Algorithm, ArrayDecl
+from .checks import check_fixed, check_preprocess
 
 __all__ = ["Rigid", "affine_field", "downsample2"]
 
@@ -121,21 +122,12 @@ class Rigid(Algorithm):
         from ..reg._common import per_axis
         from ..reg.deformation import nodes_for_shape
 
-        xp = array_module(fixed)
-        fixed = xp.asarray(fixed)
-        if fixed.ndim not in (2, 3) or fixed.dtype.kind not in "fiu":
-            raise ParameterError("fixed", f"must be a real 2-D or 3-D image, got {fixed.ndim}-D {fixed.dtype}")
-        if fixed.dtype.kind != "f":
-            fixed = fixed.astype(np.float32)
-        if not bool(xp.isfinite(fixed).any()):
-            raise ParameterError("fixed", "the image has no finite pixels")
+        fixed = check_fixed(fixed, ndims=(2, 3))
         self.fixed = fixed
         shape, N = tuple(fixed.shape), fixed.ndim
         self.maxshift = per_axis(maxshift, N, "maxshift")
         self.maxrot = per_axis(maxrot, 1 if N == 2 else 3, "maxrot")
-        if preprocess is not None and not callable(preprocess):
-            raise ParameterError("preprocess", f"must be callable or None, got {type(preprocess).__name__}")
-        self.preprocess = preprocess
+        self.preprocess = check_preprocess(preprocess)
         if nodes is None:
             gridsize = tuple(min(DEFAULT_NODES_PER_AXIS, n) for n in shape)
         else:
@@ -179,14 +171,12 @@ class Rigid(Algorithm):
         }
 
     def describe(self):
-        pp = self.preprocess
-        pp_desc = None if pp is None else (pp.to_dict() if hasattr(pp, "to_dict") else {"callable": repr(pp)})
         return {
             "algorithm": "Rigid",
             "shape": list(self.fixed.shape),
             "maxshift": list(self.maxshift),
             "maxrot": list(self.maxrot),
-            "preprocess": pp_desc,
+            "preprocess": self.describe_preprocess(),
             "gridsize": list(self.gridsize),
             "nodes": [n.tolist() for n in self.nodes],
             "levels": self.levels,
@@ -201,9 +191,6 @@ class Rigid(Algorithm):
         for _ in range(self.levels - 1):
             pyramid.append(downsample2(pyramid[-1]))
         self._context = {"fixed_pyramid": pyramid}
-
-    def close(self):
-        self._context = None
 
     def register(self, moving):
         """``(A, b, mismatch)`` of one preprocessed frame, coarse to fine."""
@@ -233,14 +220,9 @@ class Rigid(Algorithm):
         from ..reg.optimize import single_threaded_blas
         from ..reg.warp import warp, working_dtype
 
-        wanted = self.check_wanted(wanted)
-        self.prepare()
         xp = array_module(self.fixed)
-        raw = xp.asarray(frame)
-        if tuple(raw.shape) != tuple(self.fixed.shape):
-            raise ValueError(f"frame: shape {tuple(raw.shape)} differs from the fixed image's "
-                             f"{tuple(self.fixed.shape)}")
-        moving = xp.asarray(self.preprocess(raw) if self.preprocess is not None else raw)
+        wanted, raw = self.start_frame(frame, t, wanted)
+        moving = self.preprocessed(raw)
         with single_threaded_blas():
             A, b, mismatch = self.register(moving)
         N = self.fixed.ndim

@@ -11,7 +11,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, field_validator
 
-from ..algorithms.apertures import LAMBDA_MAX, LAMBDA_RANGE_MIN
+from ..algorithms.checks import LAMBDA_MAX, LAMBDA_RANGE_MIN
 from ..errors import ParameterError
 from ..jobspec import SpecModel
 from ..registry import AlgorithmEntry, register_algorithm
@@ -75,7 +75,7 @@ class AperturesParams(SpecModel):
     def _lambda_rule(cls, lam):
         # the algorithm's rule (e.g. an auto-lambda range spans at least 4 steps of 2x), reported
         # at validation so that a bad value is a 422 even before the input is opened
-        from ..algorithms.apertures import check_lambda
+        from ..algorithms.checks import check_lambda
 
         try:
             check_lambda(lam)

@@ -56,7 +56,7 @@ class AperturesMismatchParams(SpecModel):
     @field_validator("lam", "lam_t")
     @classmethod
     def _lambda_rule(cls, lam):
-        from ..algorithms.apertures import check_lambda
+        from ..algorithms.checks import check_lambda
 
         if lam is not None:
             try:

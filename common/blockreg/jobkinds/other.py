@@ -125,7 +125,7 @@ class SeriesParams(SpecModel):
     @field_validator("lam", "lam_t")
     @classmethod
     def _lambda_rule(cls, lam):
-        from ..algorithms.apertures import check_lambda
+        from ..algorithms.checks import check_lambda
         from ..errors import ParameterError
 
         try:
