@@ -26,6 +26,32 @@ Lambda = Union[
               Field(min_length=2, max_length=2)],
 ]
 
+# what each monitorable variable of this kind holds (the registry's `variables`)
+VARIABLES = {
+    "u": "node displacements, (*gridsize, N) pixels in axis order",
+    "mismatch": "total penalty at the optimum",
+    "lambda": "the affine-penalty weight used",
+    "warped": "preprocessed frame warped by u (float32)",
+    "warped0": "raw frame warped by u (float32)",
+    "lambdas": "auto-lambda only: the lambdas swept",
+    "datapenalty": "auto-lambda only: data penalty per swept lambda",
+    "sigmoid_quality": "auto-lambda only: quality of the sigmoid fit",
+}
+
+
+def lambda_rule(lam):
+    """A pydantic validator of a lambda field stating the algorithm's rule
+    (:func:`~blockreg.algorithms.checks.check_lambda`; e.g. an auto-lambda range spans at least 4
+    steps of 2x), so that a bad value is a 422 even before the input is opened; None passes."""
+    from ..algorithms.checks import check_lambda
+
+    if lam is not None:
+        try:
+            check_lambda(lam)
+        except ParameterError as exc:
+            raise ValueError(exc.problem) from None
+    return lam
+
 
 class AperturesParams(SpecModel):
     """Parameters of aperture-based deformable registration (:class:`blockreg.Apertures`)."""
@@ -70,18 +96,7 @@ class AperturesParams(SpecModel):
                              "(µm)")
         return value
 
-    @field_validator("lam")
-    @classmethod
-    def _lambda_rule(cls, lam):
-        # the algorithm's rule (e.g. an auto-lambda range spans at least 4 steps of 2x), reported
-        # at validation so that a bad value is a 422 even before the input is opened
-        from ..algorithms.checks import check_lambda
-
-        try:
-            check_lambda(lam)
-        except ParameterError as exc:
-            raise ValueError(exc.problem) from None
-        return lam
+    _lambda_rule = field_validator("lam")(lambda_rule)
 
 
 def grid(params: AperturesParams, image_shape) -> tuple:
@@ -110,19 +125,6 @@ def build(params: AperturesParams, fixed, nodes, preprocess):
 
 
 APERTURES = register_algorithm(AlgorithmEntry(
-    name="apertures",
-    params=AperturesParams,
-    build=build,
-    nodes=grid,
-    variables={
-        "u": "node displacements, (*gridsize, N) pixels in axis order",
-        "mismatch": "total penalty at the optimum",
-        "lambda": "the affine-penalty weight used",
-        "warped": "preprocessed frame warped by u (float32)",
-        "warped0": "raw frame warped by u (float32)",
-        "lambdas": "auto-lambda only: the lambdas swept",
-        "datapenalty": "auto-lambda only: data penalty per swept lambda",
-        "sigmoid_quality": "auto-lambda only: quality of the sigmoid fit",
-    },
+    "apertures", AperturesParams, build, grid, variables=VARIABLES,
     summary="per-frame deformable registration by aperture mismatch (fixed or automatic lambda)",
 ))

@@ -15,7 +15,7 @@ from pydantic import Field, NonNegativeInt, PositiveInt, field_validator
 from ..errors import ParameterError
 from ..jobspec import SpecModel
 from ..registry import AlgorithmEntry, register_algorithm
-from .apertures import grid
+from .apertures import grid, lambda_rule
 
 __all__ = ["AperturesMismatchParams", "APERTURES_MISMATCH"]
 
@@ -24,6 +24,15 @@ Lambda = Union[
     Annotated[list[Annotated[float, Field(gt=0, allow_inf_nan=False)]],
               Field(min_length=2, max_length=2)],
 ]
+
+# what each monitorable variable of this kind holds (the registry's `variables`)
+VARIABLES = {
+    "Es": "minimum mismatch ratio per aperture, (*gridsize,)",
+    "cs": "integer shift at the minimum per aperture, (*gridsize, N)",
+    "Qs": "curvature of the quadratic fit per aperture, (*gridsize, N, N)",
+    "mmis": "interpolated mismatch per aperture, (*gridsize, 2, *(2*maxshift+1)) float32 "
+        "(needed by the series solve)",
+}
 
 
 class AperturesMismatchParams(SpecModel):
@@ -53,17 +62,7 @@ class AperturesMismatchParams(SpecModel):
         None, min_length=1, description="Output positions auto-lambda runs on (default: 5 "
                                         "evenly spaced frames).")
 
-    @field_validator("lam", "lam_t")
-    @classmethod
-    def _lambda_rule(cls, lam):
-        from ..algorithms.checks import check_lambda
-
-        if lam is not None:
-            try:
-                check_lambda(lam)
-            except ParameterError as exc:
-                raise ValueError(exc.problem) from None
-        return lam
+    _lambda_rule = field_validator("lam", "lam_t")(lambda_rule)
 
 
 def build(params: AperturesMismatchParams, fixed, nodes, preprocess):
@@ -80,17 +79,7 @@ def build(params: AperturesMismatchParams, fixed, nodes, preprocess):
 
 
 APERTURES_MISMATCH = register_algorithm(AlgorithmEntry(
-    name="apertures_mismatch",
-    params=AperturesMismatchParams,
-    build=build,
-    nodes=grid,
-    variables={
-        "Es": "minimum mismatch ratio per aperture, (*gridsize,)",
-        "cs": "integer shift at the minimum per aperture, (*gridsize, N)",
-        "Qs": "curvature of the quadratic fit per aperture, (*gridsize, N, N)",
-        "mmis": "interpolated mismatch per aperture, (*gridsize, 2, *(2*maxshift+1)) float32 "
-                "(needed by the series solve)",
-    },
+    "apertures_mismatch", AperturesMismatchParams, build, grid, variables=VARIABLES,
     summary="two-stage registration: per-frame aperture mismatch, then one whole-series solve "
             "with temporal smoothness (u written when the series phase ends)",
     default_monitor=("Es", "cs", "Qs", "mmis"),

@@ -16,6 +16,7 @@ from pydantic import (Field, NonNegativeInt, PositiveInt, ValidationError, field
 from pydantic_core import PydanticCustomError
 
 from ..jobspec import SpecModel
+from .apertures import lambda_rule
 
 __all__ = ["SourceSpec", "WarpInputSpec", "WarpOutputSpec", "WarpJob", "SeriesParams",
            "OptimizeJob", "KIND_MODELS", "kind_model"]
@@ -122,17 +123,7 @@ class SeriesParams(SpecModel):
     lambda_frames: list[NonNegativeInt] | None = Field(
         None, min_length=1, description="Positions auto-lambda runs on (default: 5 spread).")
 
-    @field_validator("lam", "lam_t")
-    @classmethod
-    def _lambda_rule(cls, lam):
-        from ..algorithms.checks import check_lambda
-        from ..errors import ParameterError
-
-        try:
-            check_lambda(lam)
-        except ParameterError as exc:
-            raise ValueError(exc.problem) from None
-        return lam
+    _lambda_rule = field_validator("lam", "lam_t")(lambda_rule)
 
 
 class OptimizeJob(SpecModel):

@@ -16,6 +16,15 @@ from ..registry import AlgorithmEntry, register_algorithm
 
 __all__ = ["RigidParams", "RIGID"]
 
+# what each monitorable variable of this kind holds (the registry's `variables`)
+VARIABLES = {
+    "tform": "homogeneous (N+1, N+1) matrix of the map from fixed to moving coordinates",
+    "mismatch": "normalised squared difference at the result",
+    "u": "node displacements of the affine map, (*gridsize, N) pixels",
+    "warped": "preprocessed frame warped by the affine map (float32)",
+    "warped0": "raw frame warped by the affine map (float32)",
+}
+
 
 class RigidParams(SpecModel):
     """Parameters of rigid registration (:class:`blockreg.Rigid`)."""
@@ -66,17 +75,7 @@ def build(params: RigidParams, fixed, nodes, preprocess):
 
 
 RIGID = register_algorithm(AlgorithmEntry(
-    name="rigid",
-    params=RigidParams,
-    build=build,
-    nodes=grid,
-    variables={
-        "tform": "homogeneous (N+1, N+1) matrix of the map from fixed to moving coordinates",
-        "mismatch": "normalised squared difference at the result",
-        "u": "node displacements of the affine map, (*gridsize, N) pixels",
-        "warped": "preprocessed frame warped by the affine map (float32)",
-        "warped0": "raw frame warped by the affine map (float32)",
-    },
+    "rigid", RigidParams, build, grid, variables=VARIABLES,
     summary="per-frame rigid registration (rotation + translation, coarse to fine)",
     default_monitor=("tform", "mismatch", "u"),
 ))
