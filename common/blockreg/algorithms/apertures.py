@@ -13,7 +13,8 @@ import numpy as np
 from .._backend import array_module, to_host
 from ..errors import ParameterError
 from ..reg._common import check_maxshift, check_normalization, lambda_count, per_axis
-from .base import Algorithm, ArrayDecl
+from .aperture_base import ApertureAlgorithm
+from .base import ArrayDecl
 # check_lambda and its bounds were defined here first; they stay importable from this module
 from .checks import (LAMBDA_MAX, LAMBDA_RANGE_MIN, aperture_thresh, check_fixed, check_lambda,
                      check_nodes, check_preprocess)
@@ -25,7 +26,7 @@ def _axis_field(name, value, axis):
     return f"{name}.{axis}" if np.ndim(value) else name
 
 
-class Apertures(Algorithm):
+class Apertures(ApertureAlgorithm):
     """Aperture-based deformable registration of each frame to a fixed image.
 
     Parameters
@@ -189,22 +190,10 @@ class Apertures(Algorithm):
         return decls
 
     def describe(self):
-        return {
-            "algorithm": "Apertures",
-            "shape": list(self.fixed.shape),
-            "gridsize": list(self.gridsize),
-            "nodes": [n.tolist() for n in self.nodes],
-            "maxshift": list(self.maxshift),
-            "lam": self.lam if self.lam_range is None else list(self.lam_range),
-            "preprocess": self.describe_preprocess(),
-            "overlap": list(self.overlap),
-            "normalization": self.normalization,
-            "thresh_fac": self.thresh_fac,
-            "thresh": self.thresh.tolist(),
-            "correct_bias": self.correct_bias,
-            "passes": self.passes,
-            "refine_maxshift": None if self.refine_maxshift is None else list(self.refine_maxshift),
-        }
+        return self.describe_apertures(
+            "Apertures", lam=self.lam if self.lam_range is None else list(self.lam_range),
+            passes=self.passes,
+            refine_maxshift=None if self.refine_maxshift is None else list(self.refine_maxshift))
 
     # --- context ------------------------------------------------------------------------------
 
@@ -214,11 +203,9 @@ class Apertures(Algorithm):
         # Every module a frame uses is imported first, so that the BLAS limit of a frame (its
         # controller is built on first use) sees all the libraries they load.
         from ..reg import autolambda, deformation, fit, optimize, warp  # noqa: F401
-        from ..reg.mismatch import MismatchPlan
         from ..reg.penalty import AffinePenalty
 
-        plan = MismatchPlan(self.fixed, self.gridsize, self.maxshift,
-                            normalization=self.normalization, overlap=self.overlap)
+        plan = self.mismatch_plan(self.maxshift)
         lam0 = self.lam if self.lam_range is None else self.lam_range[0]
         self._context = {"plan": plan, "ap": AffinePenalty(self.nodes, lam0)}
         if self.passes == 2:
@@ -227,8 +214,7 @@ class Apertures(Algorithm):
             # of the first pass's.
             refine = self.refine_maxshift
             if refine is not None and refine != self.maxshift:
-                plan = MismatchPlan(self.fixed, self.gridsize, refine,
-                                    normalization=self.normalization, overlap=self.overlap)
+                plan = self.mismatch_plan(refine)
             self._context["refine_plan"] = plan
 
     # --- one frame ----------------------------------------------------------------------------

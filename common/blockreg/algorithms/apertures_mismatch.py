@@ -13,7 +13,8 @@ import numpy as np
 
 from .._backend import to_host
 from ..reg._common import check_maxshift, check_normalization, per_axis
-from .base import Algorithm, ArrayDecl
+from .aperture_base import ApertureAlgorithm
+from .base import ArrayDecl
 from .checks import aperture_thresh, check_fixed, check_nodes, check_preprocess
 
 __all__ = ["AperturesMismatch"]
@@ -23,7 +24,7 @@ __all__ = ["AperturesMismatch"]
 MMIS_DTYPE = "float32"
 
 
-class AperturesMismatch(Algorithm):
+class AperturesMismatch(ApertureAlgorithm):
     """Per-frame aperture mismatch and its quadratic fits, for whole-series registration.
 
     Parameters
@@ -96,29 +97,13 @@ class AperturesMismatch(Algorithm):
         }
 
     def describe(self):
-        return {
-            "algorithm": "AperturesMismatch",
-            "shape": list(self.fixed.shape),
-            "gridsize": list(self.gridsize),
-            "nodes": [n.tolist() for n in self.nodes],
-            "maxshift": list(self.maxshift),
-            "preprocess": self.describe_preprocess(),
-            "overlap": list(self.overlap),
-            "normalization": self.normalization,
-            "thresh_fac": self.thresh_fac,
-            "thresh": self.thresh.tolist(),
-            "correct_bias": self.correct_bias,
-            "mmis_bc": "flat",
-        }
+        return self.describe_apertures("AperturesMismatch", mmis_bc="flat")
 
     def prepare(self):
         if self._context is not None:
             return
         from ..reg import fit, penalty  # noqa: F401  (loaded before the BLAS limit, as Apertures does)
-        from ..reg.mismatch import MismatchPlan
-
-        self._context = {"plan": MismatchPlan(self.fixed, self.gridsize, self.maxshift,
-                                              normalization=self.normalization, overlap=self.overlap)}
+        self._context = {"plan": self.mismatch_plan(self.maxshift)}
 
     def run_frame(self, frame, t, wanted):
         from ..reg.fit import mms_to_fit
