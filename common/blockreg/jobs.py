@@ -79,8 +79,28 @@ class FixedFrameError(ValueError):
     """The fixed frame cannot be registered against (no finite pixel after preprocessing)."""
 
 
+class SeriesRegion:
+    """The region of a series a plan reads (its ``series`` and ``roi``): the frame shape and the
+    names of the spatial axes.  Shared by :class:`JobPlan` and the plans of the other job kinds
+    (:class:`blockreg.warpjob.WarpPlan`), which the frame machinery uses alike."""
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        return tuple(s.stop - s.start for s in self.roi)
+
+    @property
+    def spatial_axes(self) -> str:
+        """Names of the spatial axes (e.g. ``"yx"``), from the reader when it knows them."""
+        axes = getattr(self.series, "axes", None)
+        if isinstance(axes, str) and len(axes) == len(self.roi) + 1:
+            return axes[1:]
+        from .io.base import default_axes
+
+        return default_axes(len(self.roi))[1:]
+
+
 @dataclass
-class JobPlan:
+class JobPlan(SeriesRegion):
     """Everything needed to register the frames of one job.
 
     Attributes
@@ -117,20 +137,6 @@ class JobPlan:
     fixed: np.ndarray | None = field(default=None, repr=False)
     spacing: tuple | None = None
     from_um: dict = field(default_factory=dict)
-
-    @property
-    def image_shape(self) -> tuple[int, ...]:
-        return tuple(s.stop - s.start for s in self.roi)
-
-    @property
-    def spatial_axes(self) -> str:
-        """Names of the spatial axes (e.g. ``"yx"``), from the reader when it knows them."""
-        axes = getattr(self.series, "axes", None)
-        if isinstance(axes, str) and len(axes) == len(self.roi) + 1:
-            return axes[1:]
-        from .io.base import default_axes
-
-        return default_axes(len(self.roi))[1:]
 
     def load_fixed(self) -> np.ndarray:
         """Read and preprocess the fixed frame (float32); cached on the plan.

@@ -21,6 +21,7 @@ import numpy as np
 
 from .algorithms.base import Algorithm, ArrayDecl
 from .errors import ParameterError
+from .jobs import SeriesRegion
 
 __all__ = ["WARPED_ARRAY", "WarpPlan", "WarpFrames", "check_warp", "plan_warp", "run_warp",
            "source_geometry"]
@@ -212,9 +213,6 @@ class WarpFrames(Algorithm):
         self._context = deformations_for_frames(us, self.nframes, tindex=self.tindex,
                                                 medfilt=self.medfilt)
 
-    def close(self):
-        self._context = None
-
     def run_frame(self, frame, t, wanted):
         from ._backend import to_host
         from .apply import warp_frame
@@ -226,7 +224,7 @@ class WarpFrames(Algorithm):
 
 
 @dataclass
-class WarpPlan:
+class WarpPlan(SeriesRegion):
     """A warp job's plan, with the interface the frame machinery uses of a JobPlan."""
 
     spec: Any
@@ -238,21 +236,8 @@ class WarpPlan:
     fixed: Any = field(default=None, repr=False)
 
     @property
-    def image_shape(self):
-        return tuple(s.stop - s.start for s in self.roi)
-
-    @property
     def nodes(self):
         return self.geometry.nodes
-
-    @property
-    def spatial_axes(self) -> str:
-        from .io.base import default_axes
-
-        axes = getattr(self.series, "axes", None)
-        if isinstance(axes, str) and len(axes) == len(self.roi) + 1:
-            return axes[1:]
-        return default_axes(len(self.roi))[1:]
 
     def load_fixed(self):
         return None  # a warp registers nothing: no fixed image
