@@ -26,18 +26,6 @@ Lambda = Union[
               Field(min_length=2, max_length=2)],
 ]
 
-# what each monitorable variable of this kind holds (the registry's `variables`)
-VARIABLES = {
-    "u": "node displacements, (*gridsize, N) pixels in axis order",
-    "mismatch": "total penalty at the optimum",
-    "lambda": "the affine-penalty weight used",
-    "warped": "preprocessed frame warped by u (float32)",
-    "warped0": "raw frame warped by u (float32)",
-    "lambdas": "auto-lambda only: the lambdas swept",
-    "datapenalty": "auto-lambda only: data penalty per swept lambda",
-    "sigmoid_quality": "auto-lambda only: quality of the sigmoid fit",
-}
-
 
 def lambda_rule(lam):
     """A pydantic validator of a lambda field stating the algorithm's rule
@@ -108,6 +96,18 @@ def grid(params: AperturesParams, image_shape) -> tuple:
                                          f"{len(image_shape)} spatial axes (shape "
                                          f"{tuple(image_shape)})")
     return tuple(nodes_for_shape(tuple(image_shape), tuple(params.gridsize)))
+
+# what each monitorable variable of this kind holds (the registry's `variables`)
+VARIABLES = {
+    "u": "node displacements, (*gridsize, N) pixels in axis order",
+    "mismatch": "total penalty at the optimum",
+    "lambda": "the affine-penalty weight used",
+    "warped": "preprocessed frame warped by u (float32)",
+    "warped0": "raw frame warped by u (float32)",
+    "lambdas": "auto-lambda only: the lambdas swept",
+    "datapenalty": "auto-lambda only: data penalty per swept lambda",
+    "sigmoid_quality": "auto-lambda only: quality of the sigmoid fit",
+}
 
 
 def build(params: AperturesParams, fixed, nodes, preprocess):

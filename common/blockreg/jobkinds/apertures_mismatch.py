@@ -25,15 +25,6 @@ Lambda = Union[
               Field(min_length=2, max_length=2)],
 ]
 
-# what each monitorable variable of this kind holds (the registry's `variables`)
-VARIABLES = {
-    "Es": "minimum mismatch ratio per aperture, (*gridsize,)",
-    "cs": "integer shift at the minimum per aperture, (*gridsize, N)",
-    "Qs": "curvature of the quadratic fit per aperture, (*gridsize, N, N)",
-    "mmis": "interpolated mismatch per aperture, (*gridsize, 2, *(2*maxshift+1)) float32 "
-        "(needed by the series solve)",
-}
-
 
 class AperturesMismatchParams(SpecModel):
     """Parameters of two-stage registration: the per-frame mismatch, then the series solve."""
@@ -63,6 +54,15 @@ class AperturesMismatchParams(SpecModel):
                                         "evenly spaced frames).")
 
     _lambda_rule = field_validator("lam", "lam_t")(lambda_rule)
+
+# what each monitorable variable of this kind holds (the registry's `variables`)
+VARIABLES = {
+    "Es": "minimum mismatch ratio per aperture, (*gridsize,)",
+    "cs": "integer shift at the minimum per aperture, (*gridsize, N)",
+    "Qs": "curvature of the quadratic fit per aperture, (*gridsize, N, N)",
+    "mmis": "interpolated mismatch per aperture, (*gridsize, 2, *(2*maxshift+1)) float32 "
+        "(needed by the series solve)",
+}
 
 
 def build(params: AperturesMismatchParams, fixed, nodes, preprocess):

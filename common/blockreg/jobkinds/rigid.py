@@ -16,15 +16,6 @@ from ..registry import AlgorithmEntry, register_algorithm
 
 __all__ = ["RigidParams", "RIGID"]
 
-# what each monitorable variable of this kind holds (the registry's `variables`)
-VARIABLES = {
-    "tform": "homogeneous (N+1, N+1) matrix of the map from fixed to moving coordinates",
-    "mismatch": "normalised squared difference at the result",
-    "u": "node displacements of the affine map, (*gridsize, N) pixels",
-    "warped": "preprocessed frame warped by the affine map (float32)",
-    "warped0": "raw frame warped by the affine map (float32)",
-}
-
 
 class RigidParams(SpecModel):
     """Parameters of rigid registration (:class:`blockreg.Rigid`)."""
@@ -60,6 +51,15 @@ def grid(params: RigidParams, image_shape) -> tuple:
             if g > n:
                 raise ParameterError(f"gridsize.{a}", f"{g} nodes on an axis of {n} pixels")
     return tuple(nodes_for_shape(image_shape, gridsize))
+
+# what each monitorable variable of this kind holds (the registry's `variables`)
+VARIABLES = {
+    "tform": "homogeneous (N+1, N+1) matrix of the map from fixed to moving coordinates",
+    "mismatch": "normalised squared difference at the result",
+    "u": "node displacements of the affine map, (*gridsize, N) pixels",
+    "warped": "preprocessed frame warped by the affine map (float32)",
+    "warped0": "raw frame warped by the affine map (float32)",
+}
 
 
 def build(params: RigidParams, fixed, nodes, preprocess):
