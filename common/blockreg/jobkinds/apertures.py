@@ -97,6 +97,7 @@ def grid(params: AperturesParams, image_shape) -> tuple:
                                          f"{tuple(image_shape)})")
     return tuple(nodes_for_shape(tuple(image_shape), tuple(params.gridsize)))
 
+
 # what each monitorable variable of this kind holds (the registry's `variables`)
 VARIABLES = {
     "u": "node displacements, (*gridsize, N) pixels in axis order",

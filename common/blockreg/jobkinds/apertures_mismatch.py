@@ -55,6 +55,7 @@ class AperturesMismatchParams(SpecModel):
 
     _lambda_rule = field_validator("lam", "lam_t")(lambda_rule)
 
+
 # what each monitorable variable of this kind holds (the registry's `variables`)
 VARIABLES = {
     "Es": "minimum mismatch ratio per aperture, (*gridsize,)",

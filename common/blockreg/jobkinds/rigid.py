@@ -52,6 +52,7 @@ def grid(params: RigidParams, image_shape) -> tuple:
                 raise ParameterError(f"gridsize.{a}", f"{g} nodes on an axis of {n} pixels")
     return tuple(nodes_for_shape(image_shape, gridsize))
 
+
 # what each monitorable variable of this kind holds (the registry's `variables`)
 VARIABLES = {
     "tform": "homogeneous (N+1, N+1) matrix of the map from fixed to moving coordinates",
