@@ -1,7 +1,8 @@
 """The ``blockreg`` command: register in-process, run the embedded stack, talk to a coordinator.
 
-Subcommands: ``register``, ``up``, ``db upgrade``, ``submit``, ``status``, ``cancel``, ``list``,
-``demo``.
+Subcommands: ``register``, ``up``, ``db upgrade``, ``demo`` here; ``submit``, ``status``,
+``cancel``, ``list`` (:mod:`.commands.jobs`), ``user``, ``warp``, ``report`` and ``export`` in
+:mod:`blockreg_services.commands`, each module adding its own parsers.
 
 Bad input (a missing file, an invalid spec, an unknown job, an unreachable server, a bad
 ``BLOCKREG_*`` variable) prints one line per problem on stderr and exits with code 2, never a
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import os
 import signal
 import sys
@@ -192,44 +192,7 @@ def wait_with_progress(client, job_id: int, stream=None, timeout: float | None =
         bar.close()
 
 
-# -- subcommands -----------------------------------------------------------------------------
-def cmd_submit(args) -> int:
-    spec = read_spec(args.spec)
-    client = _client(args)
-    job_id = _call(client.submit, spec)
-    print(job_id)
-    if not args.wait:
-        return EXIT_OK
-    status = wait_with_progress(client, job_id)
-    print(f"job {job_id} {status.get('state')}" + (f": {status['error']}" if status.get("error") else ""),
-          file=sys.stderr)
-    return EXIT_OK if status.get("state") == "succeeded" else EXIT_JOB_FAILED
-
-
-def cmd_status(args) -> int:
-    status = _call(_client(args).status, args.job)
-    print(json.dumps(status, indent=2, default=str))
-    return EXIT_OK
-
-
-def cmd_cancel(args) -> int:
-    _call(_client(args).cancel, args.job)
-    print(f"job {args.job} cancelled")
-    return EXIT_OK
-
-
-def cmd_list(args) -> int:
-    jobs = _call(_client(args).jobs)
-    print(f"{'id':>6}  {'state':<10}  {'frames':>13}  output")
-    for job in jobs:
-        frames = f"{job.get('frames_done', 0)}/{job.get('frames_total', 0)}"
-        if job.get("phase") in ("optimize", "stitching"):  # series windows of a two-stage job
-            frames = f"w{job.get('phase_done', 0)}/{job.get('phase_total', 0)}"
-        print(f"{job.get('id', '?'):>6}  {job.get('state', '?'):<10}  {frames:>13}  "
-              f"{job.get('output_path') or ''}")
-    return EXIT_OK
-
-
+# -- subcommands (submit, status, cancel and list: commands/jobs.py) ------------------------
 def require_server_extra() -> None:
     """Raise CliError naming the missing modules when the ``server`` extra is not installed."""
     import importlib.util
@@ -322,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--home", help="stack folder (default: $BLOCKREG_HOME or ~/.blockreg)")
     up.add_argument("--port", type=int, default=defaults.port,
                     help=f"coordinator port (default {defaults.port})")
-    up.add_argument("--workers", type=_positive_int, default=defaults.workers,
+    up.add_argument("--workers", type=positive_int, default=defaults.workers,
                     help=f"worker processes (default {defaults.workers})")
     up.add_argument("--host", default=defaults.host,
                     help=f"interface to bind (default {defaults.host})")
@@ -339,28 +302,10 @@ def build_parser() -> argparse.ArgumentParser:
                               "SQLite in $BLOCKREG_HOME)")
     upgrade.set_defaults(func=cmd_db)
 
-    submit = sub.add_parser("submit", help="submit a job spec (.json, .toml or .yaml)")
-    submit.add_argument("spec", help="job spec file")
-    server_options(submit)
-    submit.add_argument("--wait", action="store_true",
-                        help="wait for the job with a progress bar; exit 1 if it fails")
-    submit.set_defaults(func=cmd_submit)
-
-    for name, helptext, func in (("status", "show a job's state", cmd_status),
-                                 ("cancel", "cancel a job", cmd_cancel)):
-        p = sub.add_parser(name, help=helptext)
-        p.add_argument("job", type=_positive_int, help="job id")
-        server_options(p)
-        p.set_defaults(func=func)
-
-    listing = sub.add_parser("list", help="list jobs")
-    server_options(listing)
-    listing.set_defaults(func=cmd_list)
-
     demo = sub.add_parser("demo", help="register a generated movie end to end and report its quality")
     demo.add_argument("--home", help="stack folder (default: $BLOCKREG_HOME or ~/.blockreg)")
-    demo.add_argument("--frames", type=_positive_int, default=12, help="movie length (default 12)")
-    demo.add_argument("--workers", type=_positive_int, default=defaults.workers,
+    demo.add_argument("--frames", type=positive_int, default=12, help="movie length (default 12)")
+    demo.add_argument("--workers", type=positive_int, default=defaults.workers,
                       help=f"worker processes (default {defaults.workers})")
     demo.add_argument("--port", type=int, default=0, help="coordinator port (default: a free one)")
     demo.add_argument("--keep-running", action="store_true",
@@ -368,14 +313,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--server", metavar="URL",
                       help="use this coordinator instead of starting an embedded stack")
     demo.set_defaults(func=cmd_demo)
-    users_commands.add_parsers(sub)
-    importlib.import_module(".commands.warp", __package__).add_parsers(sub)
-    for name in ("report", "export"):  # quality report, exports (issue 9)
+    # the subcommands kept in commands/ (jobs: submit, status, cancel, list; report and export:
+    # the quality report and exports)
+    for name in ("jobs", "users", "warp", "report", "export"):
         importlib.import_module(f".commands.{name}", __package__).add_parsers(sub)
     return parser
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:

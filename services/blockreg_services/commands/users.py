@@ -77,43 +77,49 @@ def _save_token(args, token: str) -> None:
 
 
 # -- user commands -----------------------------------------------------------------------------
-def cmd_user_add(args) -> int:
-    from blockreg.users import UserError, add_user
+def _in_database(args, change):
+    """``change(session)`` on the deployment's database; a UserError (an unknown or existing
+    name, the last admin) becomes a usage error."""
+    from blockreg.users import UserError
 
     with _sessions(args)() as session:
         try:
-            user, token = add_user(session, args.name, admin=args.admin)
+            return change(session)
         except UserError as exc:
             raise _error(str(exc)) from None
-        kind = "admin" if user.is_admin else "user"
-    print(f"{kind} {args.name} created; the token below is shown once")
+
+
+def _hand_out(args, token: str) -> int:
+    """Save the new token where ``--home`` says, and print it on the last line, once."""
     _save_token(args, token)
     print(token)
     return 0
+
+
+def cmd_user_add(args) -> int:
+    from blockreg.users import add_user
+
+    def add(session):
+        user, token = add_user(session, args.name, admin=args.admin)
+        return ("admin" if user.is_admin else "user"), token
+
+    kind, token = _in_database(args, add)
+    print(f"{kind} {args.name} created; the token below is shown once")
+    return _hand_out(args, token)
 
 
 def cmd_user_rotate(args) -> int:
-    from blockreg.users import UserError, rotate_token
+    from blockreg.users import rotate_token
 
-    with _sessions(args)() as session:
-        try:
-            token = rotate_token(session, args.name)
-        except UserError as exc:
-            raise _error(str(exc)) from None
+    token = _in_database(args, lambda session: rotate_token(session, args.name))
     print(f"new token of {args.name}; the old one no longer works")
-    _save_token(args, token)
-    print(token)
-    return 0
+    return _hand_out(args, token)
 
 
 def cmd_user_remove(args) -> int:
-    from blockreg.users import UserError, remove_user
+    from blockreg.users import remove_user
 
-    with _sessions(args)() as session:
-        try:
-            remove_user(session, args.name)
-        except UserError as exc:
-            raise _error(str(exc)) from None
+    _in_database(args, lambda session: remove_user(session, args.name))
     print(f"user {args.name} removed (their jobs stay, visible to admins)")
     return 0
 

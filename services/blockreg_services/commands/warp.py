@@ -7,7 +7,6 @@ and ``--channel`` choose another file or channel with the same frame geometry.
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 __all__ = ["add_parsers", "cmd_warp", "warp_spec"]
@@ -42,7 +41,8 @@ def warp_spec(args) -> dict:
 def cmd_warp(args) -> int:
     from blockreg.jobspec import SpecError
 
-    from ..cli import EXIT_JOB_FAILED, EXIT_OK, CliError, _call, _client, wait_with_progress
+    from ..cli import EXIT_OK, CliError, _client
+    from .jobs import submit_and_wait
 
     spec = warp_spec(args)
     if args.local:
@@ -56,15 +56,7 @@ def cmd_warp(args) -> int:
             raise CliError(*(f"{e['field']}: {e['problem']}" for e in exc.errors)) from None
         print(f"warped {len(result['registered'])} frames into {args.out}")
         return EXIT_OK
-    client = _client(args)
-    job_id = _call(client.submit, spec)
-    print(job_id)
-    if not args.wait:
-        return EXIT_OK
-    status = wait_with_progress(client, job_id)
-    error = f": {status['error']}" if status.get("error") else ""
-    print(f"job {job_id} {status.get('state')}{error}", file=sys.stderr)
-    return EXIT_OK if status.get("state") == "succeeded" else EXIT_JOB_FAILED
+    return submit_and_wait(_client(args), spec, args.wait)
 
 
 def _odd(text: str) -> int:

@@ -206,7 +206,8 @@ def test_output_into_a_closed_pipe_ends_quietly(tmp_path):
     # `blockreg list | head -1`: the reader stops early; no BrokenPipeError traceback
     code = ("import sys\n"
             "from blockreg_services import cli\n"
-            "cli.cmd_list = lambda args: [print(f'line {i}') for i in range(100000)] and 0\n"
+            "from blockreg_services.commands import jobs\n"
+            "jobs.cmd_list = lambda args: [print(f'line {i}') for i in range(100000)] and 0\n"
             "sys.exit(cli.main(['list']))\n")
     result = subprocess.run(f"{sys.executable} -c \"{code}\" | head -1", shell=True,
                             capture_output=True, text=True, timeout=60)
