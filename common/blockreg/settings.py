@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 
 __all__ = ["Settings", "SettingError", "load", "get", "env_name", "settings_table", "PREFIX"]
@@ -84,136 +84,158 @@ def _paths(text: str) -> tuple[Path, ...] | None:
     return tuple(Path(part).expanduser() for part in text.split(os.pathsep) if part) or None
 
 
-def _setting(default, doc: str, parse=_text, *, minimum: float | None = None,
-             shown_default: str | None = None, secret: bool = False):
-    """A field of :class:`Settings` with its documentation and how to parse its variable
-    (``secret``: left out of the repr, so a logged Settings never shows it)."""
-    return field(default=default, repr=not secret, metadata={"doc": doc, "parse": parse, "minimum": minimum,
-                                            "shown_default": shown_default})
+def _module_names(text: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in text.split(",") if name.strip())
 
 
-@dataclass(frozen=True)
-class Settings:
-    """The configuration of every blockreg process (see the module docstring).
+# the kinds of value a setting holds: its type annotation and the parser of its variable
+_KINDS = {
+    "str": ("str", _text), "str?": ("str | None", _text), "int": ("int", _int),
+    "int?": ("int | None", _int), "float": ("float", _float), "bool": ("bool", _bool),
+    "path": ("Path", _path), "paths": ("tuple[Path, ...] | None", _paths),
+    "device": ("str", _device), "names": ("tuple[str, ...]", _module_names),
+}
 
-    ``database_url`` and ``data_dir`` default to places inside ``home``; ``server`` defaults to
-    the local coordinator on ``port``.
-    """
-
+# Every setting: its name, kind (_KINDS), default, minimum (None: any), and where the default
+# derives from another setting, the default as the docs show it.  What each one does is in
+# _MEANINGS, the third column of the docs' table.
+_TABLE = (
     # where things are
-    home: Path = _setting(
-        None,
-        "folder of the embedded stack (`blockreg up`, `blockreg demo`): SQLite database, results, "
-        "logs, Redis socket, `server.json`; the defaults of the two settings below derive from it",
-        _path, shown_default="`~/.blockreg`")
-    database_url: str = _setting(
-        None, "SQLAlchemy URL of the service database, e.g. "
-        "`postgresql+psycopg://user:pw@host:5432/blockreg`",
-        shown_default="`sqlite:///$BLOCKREG_HOME/blockreg.db`")
-    data_dir: Path = _setting(
-        None, "the coordinator puts results without an output path under "
-        "`$BLOCKREG_DATA_DIR/results/job-<id>.zarr`", _path, shown_default="`$BLOCKREG_HOME`")
-    data_roots: tuple[Path, ...] | None = _setting(
-        None, "folders (separated by `:`) that every input and output path must resolve inside "
-        "(`blockreg up --data-root`); required with `BLOCKREG_AUTH`. The old name "
-        "`BLOCKREG_ALLOWED_ROOTS` is still read (deprecated)",
-        _paths, shown_default="unset: any path (single-user mode)")
-    broker_url: str = _setting(
-        "redis://127.0.0.1:6379/0",
-        "Redis URL of the task queue (`redis://host:port/db` or `redis+socket:///path/redis.sock`)")
+    ("home", "path", None, None, "`~/.blockreg`"),
+    ("database_url", "str", None, None, "`sqlite:///$BLOCKREG_HOME/blockreg.db`"),
+    ("data_dir", "path", None, None, "`$BLOCKREG_HOME`"),
+    ("data_roots", "paths", None, None, "unset: any path (single-user mode)"),
+    ("broker_url", "str", "redis://127.0.0.1:6379/0", None),
     # the coordinator and its clients
-    host: str = _setting("127.0.0.1", "interface the coordinator binds to (`blockreg up --host`)")
-    port: int = _setting(8750, "port the coordinator listens on (`blockreg up --port`)", _int,
-                         minimum=0)
-    server: str | None = _setting(
-        None, "coordinator URL used by `blockreg.Client` and the CLI (the CLI first looks for "
-        "the running `blockreg up`)", shown_default="`http://127.0.0.1:$BLOCKREG_PORT`")
-    auth: bool = _setting(
-        False, "require `Authorization: Bearer TOKEN` on the API (`blockreg up --auth`; users "
-        "and tokens: `blockreg user add`); needs `BLOCKREG_DATA_ROOTS`", _bool,
-        shown_default="`false` (single-user mode)")
-    token: str | None = _setting(
-        None, "API token of `blockreg.Client` and the CLI (`--token`); when unset they read "
-        "`$BLOCKREG_HOME/token`, written by `blockreg user add --home`",
-        shown_default="unset: the token file", secret=True)
-    wsgi_threads: int = _setting(8, "request threads of the coordinator's WSGI server (waitress)",
-                                 _int, minimum=1)
+    ("host", "str", "127.0.0.1", None),
+    ("port", "int", 8750, 0),
+    ("server", "str?", None, None, "`http://127.0.0.1:$BLOCKREG_PORT`"),
+    ("auth", "bool", False, None, "`false` (single-user mode)"),
+    ("token", "str?", None, None, "unset: the token file"),
+    ("wsgi_threads", "int", 8, 1),
     # the dispatcher
-    queue: str = _setting("cpu", "Celery queue new jobs go to and the embedded workers consume")
-    batch_frames: int = _setting(8, "frames per task message", _int, minimum=1)
-    max_batches_per_job: int = _setting(
-        16, "task messages of one job waiting in the broker at once", _int, minimum=1)
-    dispatch_interval_s: float = _setting(
-        1.0, "seconds between the dispatcher's rounds (re-queue lost frames, top up queues, "
-        "finalise jobs); a standby dispatcher tries to take over this often", _float,
-        minimum=0.01)
-    dispatch_poll_s: float = _setting(
-        0.1, "seconds between the dispatcher's checks for newly submitted jobs, which it "
-        "dispatches at once (the latency from submit to the first queued frame)", _float,
-        minimum=0.01)
-    max_queued_batches: int = _setting(
-        4, "task messages waiting in each broker queue at once over all jobs; each free place "
-        "goes to the user with the fewest frames in flight, then to their job with the fewest "
-        "messages waiting (more places make a short job wait behind a long one's messages)",
-        _int, minimum=1)
-    user_max_jobs: int = _setting(
-        8, "jobs of one user that run at once; more wait (status `waiting_reason`: "
-        "`user limit`)", _int, minimum=1)
-    user_max_frames_in_flight: int = _setting(
-        4096, "frames of one user queued or running at once (a user with none may always send "
-        "one message)", _int, minimum=1)
-    queued_lease_s: float = _setting(
-        3600.0, "a frame queued this long is presumed lost by the broker and sent again", _float,
-        minimum=1)
-    reconcile_interval_s: float = _setting(
-        5.0, "seconds between the dispatcher's reconciliations of the database with the broker "
-        "and the workers' heartbeats (also done when it becomes active)", _float, minimum=0.1)
-    queued_grace_s: float = _setting(
-        20.0, "a frame queued this long whose message the broker no longer holds is sent again "
-        "(the broker forgot it: a Redis restart, a lost message)", _float, minimum=0.1)
-    worker_lost_s: float = _setting(
-        45.0, "a running frame whose worker process has not written its heartbeat for this long "
-        "is sent again (the worker died); keep it several times `heartbeat_interval_s`", _float,
-        minimum=0.1)
-    heartbeat_interval_s: float = _setting(
-        5.0, "seconds between a worker process's heartbeats (written even while it registers a "
-        "frame)", _float, minimum=0.05)
-    max_attempts: int = _setting(
-        3, "a frame whose worker was lost this many times fails instead of being sent again",
-        _int, minimum=1)
+    ("queue", "str", "cpu", None),
+    ("batch_frames", "int", 8, 1),
+    ("max_batches_per_job", "int", 16, 1),
+    ("dispatch_interval_s", "float", 1.0, 0.01),
+    ("dispatch_poll_s", "float", 0.1, 0.01),
+    ("max_queued_batches", "int", 4, 1),
+    ("user_max_jobs", "int", 8, 1),
+    ("user_max_frames_in_flight", "int", 4096, 1),
+    ("queued_lease_s", "float", 3600.0, 1),
+    ("reconcile_interval_s", "float", 5.0, 0.1),
+    ("queued_grace_s", "float", 20.0, 0.1),
+    ("worker_lost_s", "float", 45.0, 0.1),
+    ("heartbeat_interval_s", "float", 5.0, 0.05),
+    ("max_attempts", "int", 3, 1),
     # the workers
-    task_time_limit_s: float = _setting(
-        7200.0, "hard time limit of one task message (a batch of frames); the soft limit, the "
-        "running-frame lease and the broker's visibility timeout derive from it", _float,
-        minimum=120)
-    worker_soft_shutdown_s: float = _setting(
-        10.0, "on SIGTERM (remapped to SIGQUIT) a worker's running frame gets this long before "
-        "its message goes back to the queue", _float, minimum=0)
-    workers: int = _setting(2, "worker processes `blockreg up` and `blockreg demo` start", _int,
-                            minimum=1)
-    fft_workers: int | None = _setting(
-        None, "threads per FFT (scipy.fft `workers`); set 1 when several worker processes share "
-        "a machine", _int, minimum=1, shown_default="the CPUs the process may use")
-    gpu_queue: str = _setting(
-        "gpu", "Celery queue of the GPU workers: jobs with `resources.device: gpu` go there, and "
-        "`auto` jobs while a GPU worker is alive")
-    worker_device: str = _setting(
-        "cpu", "what a worker process computes on: `cpu`, `gpu` (the first device it sees; "
-        "restrict with `CUDA_VISIBLE_DEVICES`) or `gpu:N`; CUDA starts in the pool process, "
-        "after the fork", _device)
-    test_array_module: str | None = _setting(
-        None, "tests only: a module a GPU worker installs as `cupy` before it starts (the strict "
-        "stand-in `helpers.strict_cupy` lets CI route jobs to a GPU worker without a GPU)",
-        shown_default="unset")
+    ("task_time_limit_s", "float", 7200.0, 120),
+    ("worker_soft_shutdown_s", "float", 10.0, 0),
+    ("workers", "int", 2, 1),
+    ("fft_workers", "int?", None, 1, "the CPUs the process may use"),
+    ("gpu_queue", "str", "gpu", None),
+    ("worker_device", "device", "cpu", None),
+    ("test_array_module", "str?", None, None, "unset"),
     # everyone
-    sqlite_timeout_s: float = _setting(
-        30.0, "seconds a SQLite connection waits for another writer's lock", _float, minimum=0)
-    log_level: str = _setting("INFO", "log level of the coordinator, dispatcher and workers")
-    algorithm_modules: tuple[str, ...] = _setting(
-        (), "Python modules (separated by `,`) imported to register extra algorithms "
-        "(`blockreg.registry`); set it alike for the coordinator and the workers",
-        lambda text: tuple(m.strip() for m in text.split(",") if m.strip()),
-        shown_default="unset: the built-in algorithms only")
+    ("sqlite_timeout_s", "float", 30.0, 0),
+    ("log_level", "str", "INFO", None),
+    ("algorithm_modules", "names", (), None, "unset: the built-in algorithms only"),
+)
+
+_MEANINGS = {
+    "home": (
+        "folder of the embedded stack (`blockreg up`, `blockreg demo`): SQLite database, "
+        "results, logs, Redis socket, `server.json`; the defaults of the two settings below "
+        "derive from it"),
+    "database_url": (
+        "SQLAlchemy URL of the service database, e.g. "
+        "`postgresql+psycopg://user:pw@host:5432/blockreg`"),
+    "data_dir": (
+        "the coordinator puts results without an output path under "
+        "`$BLOCKREG_DATA_DIR/results/job-<id>.zarr`"),
+    "data_roots": (
+        "folders (separated by `:`) that every input and output path must resolve inside "
+        "(`blockreg up --data-root`); required with `BLOCKREG_AUTH`. The old name "
+        "`BLOCKREG_ALLOWED_ROOTS` is still read (deprecated)"),
+    "broker_url": (
+        "Redis URL of the task queue (`redis://host:port/db` or "
+        "`redis+socket:///path/redis.sock`)"),
+    "host": "interface the coordinator binds to (`blockreg up --host`)",
+    "port": "port the coordinator listens on (`blockreg up --port`)",
+    "server": (
+        "coordinator URL used by `blockreg.Client` and the CLI (the CLI first looks for the "
+        "running `blockreg up`)"),
+    "auth": (
+        "require `Authorization: Bearer TOKEN` on the API (`blockreg up --auth`; users and "
+        "tokens: `blockreg user add`); needs `BLOCKREG_DATA_ROOTS`"),
+    "token": (
+        "API token of `blockreg.Client` and the CLI (`--token`); when unset they read "
+        "`$BLOCKREG_HOME/token`, written by `blockreg user add --home`"),
+    "wsgi_threads": "request threads of the coordinator's WSGI server (waitress)",
+    "queue": "Celery queue new jobs go to and the embedded workers consume",
+    "batch_frames": "frames per task message",
+    "max_batches_per_job": "task messages of one job waiting in the broker at once",
+    "dispatch_interval_s": (
+        "seconds between the dispatcher's rounds (re-queue lost frames, top up queues, finalise "
+        "jobs); a standby dispatcher tries to take over this often"),
+    "dispatch_poll_s": (
+        "seconds between the dispatcher's checks for newly submitted jobs, which it dispatches "
+        "at once (the latency from submit to the first queued frame)"),
+    "max_queued_batches": (
+        "task messages waiting in each broker queue at once over all jobs; each free place goes "
+        "to the user with the fewest frames in flight, then to their job with the fewest "
+        "messages waiting (more places make a short job wait behind a long one's messages)"),
+    "user_max_jobs": (
+        "jobs of one user that run at once; more wait (status `waiting_reason`: `user limit`)"),
+    "user_max_frames_in_flight": (
+        "frames of one user queued or running at once (a user with none may always send one "
+        "message)"),
+    "queued_lease_s": "a frame queued this long is presumed lost by the broker and sent again",
+    "reconcile_interval_s": (
+        "seconds between the dispatcher's reconciliations of the database with the broker and "
+        "the workers' heartbeats (also done when it becomes active)"),
+    "queued_grace_s": (
+        "a frame queued this long whose message the broker no longer holds is sent again (the "
+        "broker forgot it: a Redis restart, a lost message)"),
+    "worker_lost_s": (
+        "a running frame whose worker process has not written its heartbeat for this long is "
+        "sent again (the worker died); keep it several times `heartbeat_interval_s`"),
+    "heartbeat_interval_s": (
+        "seconds between a worker process's heartbeats (written even while it registers a frame)"),
+    "max_attempts": (
+        "a frame whose worker was lost this many times fails instead of being sent again"),
+    "task_time_limit_s": (
+        "hard time limit of one task message (a batch of frames); the soft limit, the "
+        "running-frame lease and the broker's visibility timeout derive from it"),
+    "worker_soft_shutdown_s": (
+        "on SIGTERM (remapped to SIGQUIT) a worker's running frame gets this long before its "
+        "message goes back to the queue"),
+    "workers": "worker processes `blockreg up` and `blockreg demo` start",
+    "fft_workers": (
+        "threads per FFT (scipy.fft `workers`); set 1 when several worker processes share a "
+        "machine"),
+    "gpu_queue": (
+        "Celery queue of the GPU workers: jobs with `resources.device: gpu` go there, and `auto` "
+        "jobs while a GPU worker is alive"),
+    "worker_device": (
+        "what a worker process computes on: `cpu`, `gpu` (the first device it sees; restrict "
+        "with `CUDA_VISIBLE_DEVICES`) or `gpu:N`; CUDA starts in the pool process, after the fork"),
+    "test_array_module": (
+        "tests only: a module a GPU worker installs as `cupy` before it starts (the strict "
+        "stand-in `helpers.strict_cupy` lets CI route jobs to a GPU worker without a GPU)"),
+    "sqlite_timeout_s": "seconds a SQLite connection waits for another writer's lock",
+    "log_level": "log level of the coordinator, dispatcher and workers",
+    "algorithm_modules": (
+        "Python modules (separated by `,`) imported to register extra algorithms "
+        "(`blockreg.registry`); set it alike for the coordinator and the workers"),
+}
+# left out of the repr, so that a logged Settings never shows them
+_SECRETS = frozenset({"token"})
+
+
+class _SettingsBase:
+    """What :class:`Settings` adds to its fields: the defaults that follow ``home``, the check of
+    each minimum, and the derived values."""
 
     def __post_init__(self):
         # derived at construction, not import, so a changed $HOME counts
@@ -254,6 +276,25 @@ class Settings:
     def server_url(self) -> str:
         """``server``, else the coordinator on this machine's ``port``."""
         return (self.server or f"http://127.0.0.1:{self.port}").rstrip("/")
+
+
+def _field(name, kind, default, minimum, shown_default=None):
+    annotation, parse = _KINDS[kind]
+    return name, annotation, field(default=default, repr=name not in _SECRETS, metadata={
+        "doc": _MEANINGS[name], "parse": parse, "minimum": minimum, "shown_default": shown_default})
+
+
+_SETTINGS_DOC = """The configuration of every blockreg process (see the module docstring): one
+field per row of the settings table.
+
+``database_url`` and ``data_dir`` default to places inside ``home``; ``server`` defaults to the
+local coordinator on ``port``.
+"""
+if {row[0] for row in _TABLE} != set(_MEANINGS):  # a setting added to one table only
+    raise AssertionError("settings: _TABLE and _MEANINGS name different settings")
+Settings = dataclasses.make_dataclass(
+    "Settings", [_field(*row) for row in _TABLE], bases=(_SettingsBase,), frozen=True,
+    namespace={"__module__": __name__, "__doc__": _SETTINGS_DOC})
 
 
 _FIELDS = {spec.name: spec for spec in dataclasses.fields(Settings)}
