@@ -353,4 +353,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m blockreg_services.cli` runs this file as __main__, a second copy of the module:
+    # run the package's own, whose CliError is the one the command modules raise
+    from blockreg_services.cli import main as package_main
+
+    sys.exit(package_main())
