@@ -7,22 +7,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import inspect, select, update
 
-from blockreg.db import Base, Frame, FrameScalar, Job, make_engine, ops, queries, session_factory, workers
+from blockreg.db import Base, Frame, FrameScalar, Job, make_engine, ops, queries, workers
 from helpers.finalize_race import race_to_finalize
-
-
-@pytest.fixture
-def url(tmp_path):
-    url = f"sqlite:///{tmp_path / 'state.db'}"
-    ops.migrate(url)
-    return url
-
-
-@pytest.fixture
-def sessions(url):
-    engine = make_engine(url)
-    yield session_factory(engine)
-    engine.dispose()
 
 
 def new_job(sessions, n=10, **kwargs):

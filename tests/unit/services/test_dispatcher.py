@@ -11,28 +11,11 @@ import sys
 import threading
 import time
 
-import pytest
-
 from blockreg import settings
-from blockreg.db import make_engine, ops, session_factory
+from blockreg.db import ops
 from blockreg.db.locks import DatabaseLock
-from blockreg.db.migrate import migrate
 from blockreg_services.dispatcher import Dispatcher, heartbeat_is_fresh, main
 from helpers.service_fakes import FakeBroker
-
-
-@pytest.fixture
-def url(tmp_path):
-    url = f"sqlite:///{tmp_path / 'state.db'}"
-    migrate(url)
-    return url
-
-
-@pytest.fixture
-def sessions(url):
-    engine = make_engine(url)
-    yield session_factory(engine)
-    engine.dispose()
 
 
 def new_job(sessions, frames=10) -> int:
