@@ -3,30 +3,18 @@ import pickle
 
 import numpy as np
 import pytest
-from scipy import ndimage
 
 from blockreg.algorithms.rigid import Rigid, affine_field, downsample2
 from blockreg.errors import ParameterError
 from blockreg.reg.deformation import tform_to_deformation
 from blockreg.synthetic import make_texture
-
-
-def rigidly_moved(fixed, A, b):
-    """``moving`` with ``moving(A x + b) = fixed(x)``: ``moving(y) = fixed(A^-1 (y - b))``."""
-    grids = np.meshgrid(*[np.arange(n, dtype=float) for n in fixed.shape], indexing="ij")
-    y = np.stack([g.ravel() for g in grids])
-    x = np.linalg.solve(A, y - b[:, None])
-    return ndimage.map_coordinates(fixed, x, order=3, mode="constant", cval=np.nan).reshape(fixed.shape)
-
-
-def rotation(theta):
-    return np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
+from helpers.rigid_motion import rigidly_moved, rotation_2d
 
 
 @pytest.mark.parametrize("levels", [1, 2, None])
 def test_rigid_recovers_a_known_rotation_and_translation(levels):
     fixed = make_texture((96, 104), np.random.default_rng(2)) * 100
-    A_true = rotation(np.deg2rad(4.0))
+    A_true = rotation_2d(np.deg2rad(4.0))
     centre = (np.array(fixed.shape) - 1) / 2
     b_true = centre + np.array([5.3, -7.6]) - A_true @ centre  # 9 px of translation about the centre
     moving = rigidly_moved(fixed, A_true, b_true)
@@ -60,7 +48,7 @@ def test_pyramid_levels_default_and_downsampling():
     small = downsample2(img)
     np.testing.assert_allclose(small, [[(1 + 5 + 6) / 3, (2 + 3 + 7 + 8) / 4], [13, 15]])
     # the affine field samples exactly A x + b
-    A, b = rotation(0.1), np.array([1.5, -2.0])
+    A, b = rotation_2d(0.1), np.array([1.5, -2.0])
     u = affine_field(A, b, (5, 6), dtype=np.float64)
     x = np.array([3.0, 4.0])
     np.testing.assert_allclose([u[0][3, 4], u[1][3, 4]], A @ x + b - x)

@@ -6,23 +6,12 @@ import pytest
 from scipy import ndimage
 
 from blockreg.reg.rigid import optimize_rigid
+from helpers.rigid_motion import rigidly_moved, rotation_2d
 
 
 def smooth_texture(shape, seed=0, sigma=3.0):
     rng = np.random.default_rng(seed)
     return ndimage.gaussian_filter(rng.standard_normal(shape), sigma) * 10 + 5
-
-
-def rigidly_moved(fixed, A, b):
-    """``moving`` with ``moving(A x + b) = fixed(x)``, i.e. ``moving(y) = fixed(A^-1 (y - b))``."""
-    grids = np.meshgrid(*[np.arange(n, dtype=float) for n in fixed.shape], indexing="ij")
-    y = np.stack([g.ravel() for g in grids])
-    x = np.linalg.solve(A, y - b[:, None])
-    return ndimage.map_coordinates(fixed, x, order=3, mode="constant", cval=np.nan).reshape(fixed.shape)
-
-
-def rotation_2d(theta):
-    return np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
 
 
 def test_optimize_rigid_recovers_rotation_and_translation():
