@@ -115,7 +115,6 @@ _TABLE = (
     ("wsgi_threads", "int", 8, 1),
     # the dispatcher
     ("queue", "str", "cpu", None),
-    ("batch_frames", "int", 8, 1),
     ("max_batches_per_job", "int", 16, 1),
     ("dispatch_interval_s", "float", 1.0, 0.01),
     ("dispatch_poll_s", "float", 0.1, 0.01),
@@ -173,7 +172,6 @@ _MEANINGS = {
         "`$BLOCKREG_HOME/token`, written by `blockreg user add --home`"),
     "wsgi_threads": "request threads of the coordinator's WSGI server (waitress)",
     "queue": "Celery queue new jobs go to and the embedded workers consume",
-    "batch_frames": "frames per task message",
     "max_batches_per_job": "task messages of one job waiting in the broker at once",
     "dispatch_interval_s": (
         "seconds between the dispatcher's rounds (re-queue lost frames, top up queues, finalise "

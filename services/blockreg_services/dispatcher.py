@@ -72,7 +72,7 @@ class Dispatcher:
 
         s = self.settings
         reconciler = None
-        options = dict(batch_frames=s.batch_frames, max_batches=s.max_batches_per_job,
+        options = dict(max_batches=s.max_batches_per_job,
                        queued_lease_s=s.queued_lease_s, running_lease_s=s.running_lease_s,
                        max_attempts=s.max_attempts)
         next_round = 0.0

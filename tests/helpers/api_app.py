@@ -25,7 +25,7 @@ def run_all(app, broker):
     sessions = app.extensions["blockreg"].sessions
     while True:
         with sessions() as session:
-            sent = dispatch_once(session, broker, batch_frames=app.config["BATCH_FRAMES"],
+            sent = dispatch_once(session, broker,
                                  max_batches=app.config["MAX_BATCHES_PER_JOB"])
         if not sent:
             return

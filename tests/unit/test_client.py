@@ -73,7 +73,7 @@ def drive(app):
 
     services = app.extensions["blockreg"]
     with services.sessions() as session:
-        sent = dispatch_once(session, services.celery, batch_frames=2, max_batches=1)
+        sent = dispatch_once(session, services.celery, max_batches=1)
     for _, (job_id, frames), _ in services.celery.sent[-sent:] if sent else []:
         run_frames(job_id, frames, worker="w", sessions=services.sessions)
 

@@ -44,7 +44,7 @@ def test_every_field_reads_its_prefixed_variable():
 @pytest.mark.parametrize("variable, text, problem", [
     ("BLOCKREG_PORT", "http", "not an integer"),
     ("BLOCKREG_TASK_TIME_LIMIT_S", "soon", "not a number"),
-    ("BLOCKREG_BATCH_FRAMES", "0", "at least 1"),
+    ("BLOCKREG_MAX_BATCHES_PER_JOB", "0", "at least 1"),
     ("BLOCKREG_FFT_WORKERS", "0", "at least 1"),
 ])
 def test_a_bad_variable_is_named(variable, text, problem):

@@ -58,25 +58,23 @@ def has_new_jobs(session) -> bool:
     return found is not None
 
 
-def dispatch_once(session, celery_app, *, batch_frames: int | None = None,
-                  max_batches: int | None = None, queued_lease_s: float | None = None,
-                  running_lease_s: float | None = None, max_attempts: int | None = None) -> int:
+def dispatch_once(session, celery_app, *, max_batches: int | None = None,
+                  queued_lease_s: float | None = None, running_lease_s: float | None = None,
+                  max_attempts: int | None = None) -> int:
     """One round: re-queue stale frames, top up every active job's batches, finalise finished jobs.
 
     Parameters
     ----------
     session : sqlalchemy.orm.Session
     celery_app : object with ``send_task(name, args=..., queue=...)``
-    batch_frames : int, optional
-        Checked but no longer used: a task message carries the pending frames of one shard of
-        the output store (:mod:`blockreg.orchestrate.shards`).
     max_batches : int, optional
-        Batches of one job allowed in the broker (queued, not yet started) at once.
+        Task messages of one job allowed in the broker (queued, not yet started) at once.  A
+        message carries the pending frames of one shard of the output store
+        (:mod:`blockreg.orchestrate.shards`), so the store fixes the frames per message.
     queued_lease_s, running_lease_s, max_attempts : optional
         See :func:`blockreg.db.workers.requeue_stale`.
 
-    Every option left out comes from :mod:`blockreg.settings` (``batch_frames``,
-    ``max_batches_per_job``, ``queued_lease_s``, the derived ``running_lease_s``,
+    Every option left out comes from :mod:`blockreg.settings` (``max_batches_per_job``, ``queued_lease_s``, the derived ``running_lease_s``,
     ``max_attempts``).
 
     Returns
@@ -85,10 +83,7 @@ def dispatch_once(session, celery_app, *, batch_frames: int | None = None,
         Number of task messages sent.
     """
     s = load_settings()
-    batch_frames = s.batch_frames if batch_frames is None else batch_frames
     max_batches = s.max_batches_per_job if max_batches is None else max_batches
-    if batch_frames < 1:
-        raise ValueError(f"batch_frames: must be at least 1, got {batch_frames}")
     if max_batches < 1:
         raise ValueError(f"max_batches: must be at least 1, got {max_batches}")
     moved = workers.requeue_stale(

@@ -39,7 +39,6 @@ def app(tmp_path, broker, toy_algorithm):
         "DATA_DIR": str(tmp_path / "data"),
         "ALLOWED_ROOTS": None,
         "CELERY": broker,
-        "BATCH_FRAMES": 4,
         "MAX_BATCHES_PER_JOB": 2,
     })
     yield app

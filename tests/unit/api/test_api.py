@@ -136,7 +136,7 @@ def test_cancel_stops_workers_midway(app, client, broker, movie_path):
     job_id = client.post("/api/v1/jobs", json=toy_spec_for(movie_path)).json["id"]
     sessions = app.extensions["blockreg"].sessions
     with sessions() as session:
-        dispatch_once(session, broker, batch_frames=4, max_batches=2)
+        dispatch_once(session, broker, max_batches=2)
     first, second = broker.sent[0][1][1], broker.sent[1][1][1]
     assert run_frames(job_id, first, worker="w", sessions=sessions)["done"] == len(first)
     client.post(f"/api/v1/jobs/{job_id}/cancel")
@@ -183,11 +183,11 @@ def test_lost_messages_are_sent_again(app, client, broker, movie_path):
     client.post("/api/v1/jobs", json=toy_spec_for(movie_path))
     sessions = app.extensions["blockreg"].sessions
     with sessions() as session:
-        assert dispatch_once(session, broker, batch_frames=4, max_batches=2) == 2
+        assert dispatch_once(session, broker, max_batches=2) == 2
         # bounded: nothing more while two batches are outstanding
-        assert dispatch_once(session, broker, batch_frames=4, max_batches=2) == 0
+        assert dispatch_once(session, broker, max_batches=2) == 0
         # with a zero lease the outstanding frames count as lost and go out again
-        assert dispatch_once(session, broker, batch_frames=4, max_batches=2,
+        assert dispatch_once(session, broker, max_batches=2,
                              queued_lease_s=0.0) == 2
     assert broker.sent[2][1] == broker.sent[0][1]
 
@@ -198,7 +198,7 @@ def test_broker_down_keeps_frames_pending(app, client, movie_path):
     job_id = client.post("/api/v1/jobs", json=toy_spec_for(movie_path)).json["id"]
     down = fakes.FakeBroker(fail_sends=True)
     with app.extensions["blockreg"].sessions() as session:
-        assert dispatch_once(session, down, batch_frames=4, max_batches=2) == 0
+        assert dispatch_once(session, down, max_batches=2) == 0
         assert queries.count_frames(session, job_id, "pending") == 12
 
 
@@ -296,7 +296,7 @@ def test_time_limit_fails_the_frame_and_releases_the_rest(app, client, broker, m
     job_id = client.post("/api/v1/jobs", json=toy_spec_for(movie_path)).json["id"]
     sessions = app.extensions["blockreg"].sessions
     with sessions() as session:
-        dispatch_once(session, broker, batch_frames=4, max_batches=1)
+        dispatch_once(session, broker, max_batches=1)
     batch = broker.sent[0][1][1]
 
     def too_slow(self, frame, t, wanted):

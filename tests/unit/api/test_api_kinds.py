@@ -39,7 +39,7 @@ def run_everything(app, broker):
     sessions = app.extensions["blockreg"].sessions
     for _ in range(100):
         with sessions() as session:
-            sent = dispatch_once(session, broker, batch_frames=app.config["BATCH_FRAMES"],
+            sent = dispatch_once(session, broker,
                                  max_batches=app.config["MAX_BATCHES_PER_JOB"])
         if not sent:
             return

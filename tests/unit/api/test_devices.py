@@ -92,7 +92,7 @@ def test_a_device_error_fails_its_frame_and_the_worker_goes_on(client, app, brok
                                                        resources={"device": "gpu"})).json["id"]
     sessions = app.extensions["blockreg"].sessions
     with sessions() as session:
-        dispatch_once(session, broker, batch_frames=4, max_batches=2)
+        dispatch_once(session, broker, max_batches=2)
     first, second = broker.sent[0][1][1], broker.sent[1][1][1]
     counts = frames.run_frames(job_id, first, worker="gpu@h:1", sessions=sessions, queue="gpu")
     assert (counts["failed"], counts["done"]) == (1, len(first) - 1)

@@ -27,7 +27,7 @@ class Running:
     """A Dispatcher in a thread, stopped (and its lock released) on exit."""
 
     def __init__(self, sessions, url, broker, tmp_path=None, **options):
-        s = settings.load({}, batch_frames=4, max_batches_per_job=2, **options)
+        s = settings.load({}, max_batches_per_job=2, **options)
         heartbeat = tmp_path / "alive" if tmp_path else None
         self.dispatcher = Dispatcher(sessions, broker, DatabaseLock(url, "dispatcher"), s,
                                      heartbeat=heartbeat)
