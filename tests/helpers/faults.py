@@ -7,8 +7,10 @@ is counted once), and the output equals an undisturbed run bit for bit.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import threading
 import time
 
 import numpy as np
@@ -148,3 +150,25 @@ def kill_everything(pid: int) -> None:
             os.kill(victim, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def submit(url: str, spec: dict) -> int:
+    """POST a job spec; its id (the submit must succeed)."""
+    import requests
+
+    response = requests.post(f"{url}/api/v1/jobs", json=spec, timeout=30)
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+@contextlib.contextmanager
+def supervising(stack):
+    """Run ``stack``'s supervisor in a thread, as ``blockreg up`` runs it, until the block ends."""
+    stop = threading.Event()
+    thread = threading.Thread(target=stack.supervise, kwargs={"poll_s": 0.1, "until": stop.is_set})
+    thread.start()
+    try:
+        yield stack
+    finally:
+        stop.set()
+        thread.join(10)

@@ -9,7 +9,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ import time
 import numpy as np
 import pytest
 import requests
+from helpers.services import free_port
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(not os.path.isdir("/proc"), reason="process checks read /proc")]
@@ -77,12 +77,6 @@ def test_job_on_the_embedded_stack_equals_the_inprocess_result(stack):
                                rtol=1e-6, atol=1e-6)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _wait_for_server_file(home, proc, timeout=90):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -132,7 +126,7 @@ def _all_gone(pids, timeout=30) -> bool:
 def test_blockreg_up_stops_everything_on_a_signal(tmp_path, how):
     home = tmp_path / "home"
     proc = subprocess.Popen([sys.executable, "-m", "blockreg_services.cli", "up", "--home", str(home),
-                             "--port", str(_free_port()), "--workers", "1"],
+                             "--port", str(free_port()), "--workers", "1"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         info = _wait_for_server_file(home, proc)
@@ -156,7 +150,7 @@ def test_blockreg_up_stops_everything_on_a_signal(tmp_path, how):
 def test_children_of_a_killed_blockreg_up_do_not_outlive_it(tmp_path):
     home = tmp_path / "home"
     proc = subprocess.Popen([sys.executable, "-m", "blockreg_services.cli", "up", "--home", str(home),
-                             "--port", str(_free_port()), "--workers", "1"],
+                             "--port", str(free_port()), "--workers", "1"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         _wait_for_server_file(home, proc)

@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
 import requests
 
 from helpers import faults
+from helpers.services import free_port
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(not os.path.isdir("/proc"), reason="process checks read /proc")]
@@ -37,23 +36,12 @@ def supervised(tmp_path_factory):
     """An embedded stack whose supervisor runs in a thread, as `blockreg up` runs it."""
     from blockreg_services.embedded import EmbeddedStack
 
-    stop = threading.Event()
     with EmbeddedStack(tmp_path_factory.mktemp("home"), port=0, workers=2, stop_timeout=10,
-                       env=faults.FAST_RECOVERY_ENV) as stack:
-        thread = threading.Thread(target=stack.supervise, kwargs={"poll_s": 0.1,
-                                                                   "until": stop.is_set})
-        thread.start()
-        try:
-            yield stack
-        finally:
-            stop.set()
-            thread.join(10)
+                       env=faults.FAST_RECOVERY_ENV) as stack, faults.supervising(stack):
+        yield stack
 
 
-def submit(url, spec) -> int:
-    response = requests.post(f"{url}/api/v1/jobs", json=spec, timeout=30)
-    assert response.status_code == 201, response.text
-    return response.json()["id"]
+submit = faults.submit
 
 
 @pytest.mark.parametrize("victim", ["worker-1", "redis", "coordinator"])
@@ -71,12 +59,6 @@ def test_sigkill_of_one_child_is_restarted_and_the_job_finishes(supervised, job,
                                              supervised.database_url, fault)
     log = (supervised.log_dir / "supervisor.log").read_text()
     assert f"{victim} exited" in log and f"{victim} restarted" in log
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class BlockregUp:
@@ -106,7 +88,7 @@ class BlockregUp:
 
 @pytest.fixture
 def up(tmp_path):
-    stack = BlockregUp(tmp_path / "home", _free_port())
+    stack = BlockregUp(tmp_path / "home", free_port())
     yield stack
     stack.stop()
 

@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
-import threading
 import time
 
 import pytest
 import requests
 
 from helpers import faults
+from helpers.services import free_port
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(not os.path.isdir("/proc"), reason="process checks read /proc"),
@@ -28,17 +27,11 @@ pytestmark = [pytest.mark.integration,
                                  reason="needs redis-server to run a Redis of its own")]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Redis:
     """A redis-server as compose runs it (append-only, noeviction) on a port of its own."""
 
     def __init__(self, folder):
-        self.folder, self.port = folder, _free_port()
+        self.folder, self.port = folder, free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.proc = None
 
@@ -72,28 +65,18 @@ def lab(tmp_path_factory):
     home = tmp_path_factory.mktemp("lab")
     redis_server = Redis(home)
     redis_server.start()
-    stop = threading.Event()
     try:
         with fresh_postgres_database() as database_url:
             with EmbeddedStack(home, port=0, workers=2, stop_timeout=10, database_url=database_url,
                                broker_url=redis_server.url, env=faults.FAST_RECOVERY_ENV) as stack:
                 stack.redis_server = redis_server
-                thread = threading.Thread(target=stack.supervise,
-                                          kwargs={"poll_s": 0.1, "until": stop.is_set})
-                thread.start()
-                try:
+                with faults.supervising(stack):
                     yield stack
-                finally:
-                    stop.set()
-                    thread.join(10)
     finally:
         redis_server.kill()
 
 
-def submit(url, spec) -> int:
-    response = requests.post(f"{url}/api/v1/jobs", json=spec, timeout=30)
-    assert response.status_code == 201, response.text
-    return response.json()["id"]
+submit = faults.submit
 
 
 @pytest.mark.parametrize("fault", ["worker-1", "redis", "coordinator"])
@@ -125,7 +108,7 @@ def test_sigkill_of_every_process_and_a_restart(tmp_path, job):
     spec, expected = job
     redis_server = Redis(tmp_path)
     redis_server.start()
-    port = _free_port()
+    port = free_port()
     try:
         with fresh_postgres_database() as database_url:
             options = dict(port=port, workers=2, stop_timeout=10, database_url=database_url,

@@ -5,7 +5,6 @@ document.  Bounded: a few examples per operation, and the whole run under a minu
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -15,16 +14,11 @@ import requests
 
 schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, settings  # noqa: E402  (schemathesis brings hypothesis)
+from helpers.services import free_port
 
 pytestmark = [pytest.mark.integration]
 
 EXAMPLES_PER_OPERATION = 10
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +30,7 @@ def coordinator(tmp_path_factory, redis_url):
     (home / "data").mkdir()
     url = f"sqlite:///{home / 'state.db'}"
     migrate(url)
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, BLOCKREG_DATABASE_URL=url, BLOCKREG_BROKER_URL=redis_url,
                BLOCKREG_DATA_DIR=str(home / "data"), BLOCKREG_ALLOWED_ROOTS=str(home / "data"),
                BLOCKREG_HOME=str(home))

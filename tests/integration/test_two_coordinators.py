@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,19 +22,13 @@ import numpy as np
 import pytest
 import requests
 
-from helpers.services import fresh_postgres_database
+from helpers.services import fresh_postgres_database, free_port
 
 pytestmark = pytest.mark.integration
 
 SPEC = {"fixed_index": 0, "preprocess": {"bias": 100.0, "sigma_lp": 1.0, "sigma_hp": 8.0},
         "params": {"gridsize": [2, 2], "maxshift": [3, 3], "lambda": 1e-3}, "monitor": ["u"]}
 NFRAMES = 6
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Processes:
@@ -116,7 +109,7 @@ def test_two_coordinators_share_one_schema_and_dispatch_each_frame_once(tmp_path
                 assert proc.wait(120) == 0, procs.log(f"upgrade-{i}")
             urls = []
             for i in (1, 2):
-                port = _free_port()
+                port = free_port()
                 procs.start(f"coordinator-{i}", "-m", "blockreg_services.coordinator",
                             "--port", str(port))
                 procs.start(f"dispatcher-{i}", "-m", "blockreg_services.dispatcher")

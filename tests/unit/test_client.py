@@ -184,12 +184,9 @@ def test_default_url_from_environment(monkeypatch):
 
 def test_client_and_states_import_without_the_server_stack():
     # a notebook user's client needs neither SQLAlchemy nor Flask; the states are shared with them
-    import subprocess
-    import sys
+    from helpers.imports import loaded_after
 
-    code = ("import sys, blockreg.client as c, blockreg.states as s; "
-            "assert set(c.FINISHED) == {'succeeded', 'failed', 'cancelled'}; "
-            "assert set(c.FINISHED) | set(s.ACTIVE_JOB_STATES) == set(s.JobState); "
-            "print(sorted({'sqlalchemy', 'flask', 'celery'} & set(sys.modules)))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]", out.stderr
+    assert loaded_after("import blockreg.client as c, blockreg.states as s\n"
+                        "assert set(c.FINISHED) == {'succeeded', 'failed', 'cancelled'}\n"
+                        "assert set(c.FINISHED) | set(s.ACTIVE_JOB_STATES) == set(s.JobState)",
+                        ("sqlalchemy", "flask", "celery")) == []
