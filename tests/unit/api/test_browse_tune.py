@@ -177,3 +177,27 @@ def test_the_dashboard_page_and_every_module_it_imports_are_served(client):
         modules |= set(re.findall(r'from "\./([\w.]+)"', source)) - seen
     assert seen == {p.name for p in STATIC.glob("*.js")}
     assert client.get("/static/style.css").status_code == 200
+
+
+def _zarr_with_a_chunk_outside(root: Path, outside: Path) -> Path:
+    """A Zarr store inside ``root`` whose chunks are links to files in ``outside``."""
+    import zarr
+
+    store = root / "linked.zarr"
+    zarr.save_array(str(store), np.arange(4 * 6 * 5, dtype=np.uint16).reshape(4, 6, 5))
+    outside.mkdir()
+    for chunk in [p for p in store.rglob("*") if p.is_file() and not p.name.startswith("zarr")
+                  and not p.name.startswith(".")]:
+        moved = outside / f"chunk{len(list(outside.iterdir()))}"
+        chunk.rename(moved)
+        chunk.symlink_to(moved)
+    return store
+
+
+def test_preview_refuses_a_store_whose_links_leave_the_roots(roots_app, tmp_path,
+                                                            tmp_path_factory):
+    # the submit refuses such a store (paths.links_leaving); the preview reads its pixels, so it must too
+    store = _zarr_with_a_chunk_outside(tmp_path, tmp_path_factory.mktemp("elsewhere") / "out")
+    response = roots_app.test_client().get("/api/v1/preview", query_string={"path": str(store)})
+    assert response.status_code == 403
+    assert response.json["errors"][0]["field"] == "input.path"
