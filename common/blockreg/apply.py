@@ -24,6 +24,7 @@ from .errors import ParameterError
 from .reg.deformation import GridDeformation
 from .reg.timeseries import medfilt as _medfilt
 from .reg.timeseries import tinterpolate
+from .store_ngff import to_output_dtype as _store_dtype
 
 __all__ = ["apply_deformations", "deformations_for_frames", "select_frames", "to_output_dtype",
            "warp_frame"]
@@ -109,15 +110,9 @@ def to_output_dtype(warped, dtype):
     """Convert a warped float frame to ``dtype``: integers are rounded (half to even) and clipped
     to the type's range, and NaN (outside the image) becomes 0."""
     dtype = np.dtype(dtype)
-    if dtype.kind == "f":
-        return warped.astype(dtype, copy=False)
-    if dtype.kind not in "iu":
+    if dtype.kind not in "fiu":
         raise ParameterError("dtype", f"must be a float or integer type, got {dtype}")
-    xp = array_module(warped)
-    info = np.iinfo(dtype)
-    out = xp.rint(warped)
-    out = xp.where(xp.isnan(out), 0, out)
-    return xp.clip(out, info.min, info.max).astype(dtype)
+    return _store_dtype(warped, dtype)
 
 
 def warp_frame(frame, u, nodes, *, dtype=np.float32):

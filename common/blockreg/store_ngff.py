@@ -115,13 +115,21 @@ def output_dtype(choice: str | None, input_dtype) -> np.dtype:
     return dtype if dtype.kind in "ui" else np.dtype(np.float32)
 
 
-def to_output_dtype(values, dtype) -> np.ndarray:
-    """``values`` in ``dtype``: an integer type rounds half to even, clips, and maps NaN to 0."""
+def to_output_dtype(values, dtype):
+    """``values`` in ``dtype``: an integer type rounds half to even, clips, and maps NaN to 0.
+
+    Works in the values' array module (NumPy or CuPy).  The rounding and clipping are done in
+    float64: float32 cannot hold the bounds of 32-bit types (``int32`` max rounds up to 2**31,
+    which would wrap to the minimum on the cast).
+    """
+    from ._backend import array_module
+
     dtype = np.dtype(dtype)
-    values = np.asarray(values)
+    xp = array_module(values)
+    values = xp.asarray(values)
     if dtype.kind not in "ui" or values.dtype.kind in "ui":
         return values.astype(dtype, copy=False)
     info = np.iinfo(dtype)
-    out = np.rint(values.astype(np.float64))
-    out = np.clip(np.nan_to_num(out, nan=0.0), info.min, info.max)
+    out = xp.rint(values.astype(np.float64))
+    out = xp.clip(xp.nan_to_num(out, nan=0.0), info.min, info.max)
     return out.astype(dtype)

@@ -105,6 +105,14 @@ def test_output_types_round_clip_and_fill():
         to_output_dtype(values, np.complex64)
 
 
+def test_output_types_clip_32_bit_bounds_without_wrapping():
+    # float32 cannot hold int32's max: clipping there rounds the bound up and the cast wraps
+    values = np.array([3e9, -3e9, np.inf, -np.inf], dtype=np.float32)
+    np.testing.assert_array_equal(to_output_dtype(values, np.int32),
+                                  [2**31 - 1, -2**31, 2**31 - 1, -2**31])
+    np.testing.assert_array_equal(to_output_dtype(values, np.uint32), [3e9, 0, 2**32 - 1, 0])
+
+
 def test_select_frames():
     np.testing.assert_array_equal(select_frames(10, every=4), [0, 4, 8, 9])
     np.testing.assert_array_equal(select_frames(9, every=4), [0, 4, 8])
