@@ -87,9 +87,15 @@ def enqueue_shards(session, job_id: int, max_batches: int) -> list[list[int]]:
     shard = shard_frames(total)
     busy, queued = _in_flight(session, job_id, shard)
     room = max_batches - len(queued)
+    if room <= 0:  # the common round of a long job: its places are taken, no frame list read
+        session.rollback()
+        return []
+    # the first `room` idle shards lie within the first room + len(busy) shards that have a
+    # pending frame, each at most `shard` rows: a 100,000-frame job reads a few hundred rows
     pending = session.scalars(select(Frame.index).where(
-        Frame.job_id == job_id, Frame.state == FrameState.PENDING.value).order_by(Frame.index))
-    batches = shard_batches(pending, busy, shard, room) if room > 0 else []
+        Frame.job_id == job_id, Frame.state == FrameState.PENDING.value).order_by(Frame.index)
+        .limit((room + len(busy)) * shard))
+    batches = shard_batches(pending, busy, shard, room)
     wanted = [index for batch in batches for index in batch]
     if not wanted:
         session.rollback()
