@@ -110,12 +110,21 @@ def list_files():
         raise ApiError(403, f"{raw} cannot be read", [{"field": "path",
                                                        "problem": exc.strerror or str(exc)}]) from None
     # hidden entries are left out, and so are links leading out of the roots (never opened)
+    # or nowhere (a loop)
     children = [c for c in children if not c.name.startswith(".")
-                and _inside_roots(c.resolve(), roots)][:MAX_ENTRIES]
+                and _shown(c, roots)][:MAX_ENTRIES]
     parent = path.parent if path not in roots and _inside_roots(path.parent, roots) else None
     return jsonify(schemas.body(schemas.FileListing, path=str(path),
                                 parent=None if parent is None else str(parent),
                                 roots=[str(r) for r in roots], entries=[_entry(c) for c in children]))
+
+
+def _shown(child: Path, roots: list[Path]) -> bool:
+    """Whether a folder's entry is listed: it resolves, and inside the roots."""
+    try:
+        return _inside_roots(child.resolve(), roots)
+    except (OSError, RuntimeError):  # a link loop
+        return False
 
 
 def _int_list(name: str, default=None) -> list[int] | None:

@@ -201,3 +201,13 @@ def test_preview_refuses_a_store_whose_links_leave_the_roots(roots_app, tmp_path
     response = roots_app.test_client().get("/api/v1/preview", query_string={"path": str(store)})
     assert response.status_code == 403
     assert response.json["errors"][0]["field"] == "input.path"
+
+
+def test_files_lists_a_folder_holding_a_link_loop(roots_app, tmp_path):
+    # anyone who can write in a data root can leave such a pair of links; the folder still lists
+    (tmp_path / "sub" / "a").symlink_to(tmp_path / "sub" / "b")
+    (tmp_path / "sub" / "b").symlink_to(tmp_path / "sub" / "a")
+    (tmp_path / "sub" / "kept.txt").write_text("x")
+    response = roots_app.test_client().get("/api/v1/files", query_string={"path": str(tmp_path / "sub")})
+    assert response.status_code == 200
+    assert [e["name"] for e in response.json["entries"]] == ["kept.txt"]
