@@ -336,9 +336,7 @@ class OptimizePlan:
     def store_attrs(self) -> dict:
         # the source's geometry (frames, nodes, roi, axes): a warp job reads this store's u alike
         meta = dict(self.source.attrs["blockreg"])
-        meta.pop(SERIES_ATTR, None)
-        meta.pop("version", None)
-        meta.pop("store_format", None)
+        meta.pop(SERIES_ATTR, None)  # (create_store sets this store's version and layout keys)
         # the registered movie, for a warp job that names none
         meta["input"] = (meta.get("spec") or {}).get("input") or meta.get("input")
         meta["spec"] = self.spec.to_json()

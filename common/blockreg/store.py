@@ -155,8 +155,11 @@ def create_store(path, nframes, decls, *, attrs=None, fixed=None, overwrite=Fals
         if not _is_zarr_group(path):
             raise ParameterError("out", f"{path} exists and is not a Zarr group; refusing to "
                                         "replace it")
-    meta = {"version": __version__, "store_format": STORE_FORMAT_VERSION, "shard_frames": shard}
+    owned = {"version": __version__, "store_format": STORE_FORMAT_VERSION, "shard_frames": shard}
+    meta = dict(owned)
     meta.update(jsonable(dict(attrs or {})))
+    # attributes copied from another store (an optimize job's source) must not describe this one
+    meta.update(owned)
 
     image_shape = None if fixed is None else tuple(np.shape(fixed))
     if spatial_axes is None and image_shape is not None and len(image_shape) <= 3:

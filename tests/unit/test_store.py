@@ -117,3 +117,13 @@ def test_non_finite_numpy_scalars_in_attrs_stay_valid_json(tmp_path):
     spec = doc["attributes"]["blockreg"]["spec"]
     assert spec == {"lam": "nan", "cap": "inf", "plain": "-inf"}
     assert doc["attributes"]["blockreg"]["values"] == [1.0, "nan"]
+
+
+def test_attrs_copied_from_another_store_do_not_override_this_stores_layout(tmp_path):
+    # an optimize job's store starts from its source's attributes (frames, nodes, roi, ...)
+    source_attrs = {"spec": {}, "frames": [0], "shard_frames": 64, "store_format": 1,
+                    "version": "0.0.0"}
+    group = create_store(tmp_path / "r.zarr", 1, {"u": DECLS["u"]}, attrs=source_attrs)
+    meta = open_results(tmp_path / "r.zarr").attrs["blockreg"]
+    assert meta["shard_frames"] == group["u"].shards[0] == 1
+    assert meta["store_format"] == 2 and meta["version"] != "0.0.0"
