@@ -310,7 +310,8 @@ def run_inprocess(spec, out=None, workers: int = 1, progress=None) -> dict:
     from .seriesjob import run_two_stage, series_settings
 
     if series_settings(plan.spec) is not None:  # frames, then the whole-series solve
-        return run_two_stage(plan, _CroppedSeries(plan), out=out, workers=workers)
+        return run_two_stage(plan, _CroppedSeries(plan), out=out, workers=workers,
+                             progress=progress)
     return register(_CroppedSeries(plan), plan.make_algorithm(), monitor=tuple(plan.spec.monitor),
                     out=out, workers=workers, frames=list(plan.frames), attrs=plan.store_attrs(),
                     image_dtype=plan.image_dtype, progress=progress)

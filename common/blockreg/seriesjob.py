@@ -156,17 +156,19 @@ def solve_series(cs, Qs, mmis, nodes, settings: SeriesSettings, *, Es=None, map=
     return us, lam, lam_t
 
 
-def run_two_stage(plan, series, *, out=None, workers=1) -> dict:
+def run_two_stage(plan, series, *, out=None, workers=1, progress=None) -> dict:
     """``run_inprocess`` of a two-stage spec: register the frames, then solve the series.
 
     Returns the monitored variables plus ``u`` (``(T, *gridsize, N)``); with ``out``, ``u`` is
-    written to the store too, as the service's phase writes it.
+    written to the store too, as the service's phase writes it.  ``progress(done, total)`` is
+    called after each registered frame (:func:`blockreg.register`).
     """
     from .runner import register
     from .store import open_store
 
     results = register(series, plan.make_algorithm(), monitor=tuple(plan.spec.monitor), out=out,
-                       workers=workers, frames=list(plan.frames), attrs=plan.store_attrs())
+                       workers=workers, frames=list(plan.frames), attrs=plan.store_attrs(),
+                       image_dtype=plan.image_dtype, progress=progress)
     settings = series_settings(plan.spec)
     us, lam, lam_t = solve_series(results["cs"], results["Qs"], results["mmis"], plan.nodes,
                                   settings, Es=results.get("Es"))

@@ -63,3 +63,16 @@ def test_bad_fields_are_named(movie_path, change, field):
     with pytest.raises(SpecError) as info:
         validate_spec(spec)
     assert field in [e["field"] for e in info.value.errors], info.value.errors
+
+
+def test_two_stage_in_process_reports_progress(movie_path):
+    from blockreg.jobs import run_inprocess
+
+    calls = []
+    out = run_inprocess({"input": {"path": str(movie_path)}, "algorithm": "apertures_mismatch",
+                         "preprocess": {"bias": 100}, "monitor": ["cs", "Qs", "mmis"],
+                         "params": {"gridsize": [3, 3], "maxshift": [5, 5], "lambda": 1e-3,
+                                    "lambda_t": 0.1, "window": 8, "window_overlap": 4}},
+                        progress=lambda done, total: calls.append((done, total)))
+    assert out["u"].shape == (12, 3, 3, 2)
+    assert calls == [(t, 12) for t in range(1, 13)]
