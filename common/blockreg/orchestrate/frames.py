@@ -153,6 +153,7 @@ def run_frames(job_id: int, frames, *, worker: str, sessions, queue: str = "cpu"
         counts["skipped"] = len(frames) - len(claimed)
         todo = [index for index in frames if index in claimed]
         buffer = ShardBuffer()
+        stopped = []  # a stop (time limit) that came while writing: the batch ends after it
 
         def flush():
             try:
@@ -160,6 +161,14 @@ def run_frames(job_id: int, frames, *, worker: str, sessions, queue: str = "cpu"
                 counts["done"] += retry_transient(buffer.flush, ctx.store, session, job_id,
                                                   _scalars, session=session, what="writing")
             except Exception as exc:  # noqa: BLE001 - the store refused: those frames failed
+                if isinstance(exc, stopping) and not stopped:
+                    # the buffered frames are registered: write them (the soft limit fires
+                    # once, the hard one a minute later) rather than record them failed; the
+                    # batch then ends
+                    session.rollback()
+                    stopped.append(exc)
+                    flush()
+                    return
                 log.exception("job %s: writing frames to the store failed", job_id)
                 session.rollback()
                 for index, _, duration in buffer.items:
@@ -182,6 +191,9 @@ def run_frames(job_id: int, frames, *, worker: str, sessions, queue: str = "cpu"
                 buffer.add(index, values, time.perf_counter() - start)
                 if buffer.due():
                     flush()
+                    if stopped:
+                        release_claimed(session, job_id, todo[position + 1:], worker)
+                        break
             except stopping as exc:
                 session.rollback()
                 if ctx is not None:
