@@ -6,7 +6,7 @@ one of the roots, also resolved. The submit stores that resolved path, and whoev
 before opening: a symlink put in its place after the submit, pointing out of the roots, is
 refused instead of followed. (What remains is the instant between that check and the open; the
 readers open files by name.) A directory input (a Zarr store) is walked for links that leave the
-roots too.
+roots too, and the other file of an Imagine recording (header or ``.cam``) is checked as well.
 
 A refusal says the same thing whether the outside file exists, is missing or is unreadable
 (:data:`REFUSED`), so probing paths through submits reveals nothing about the server's disks.
@@ -21,7 +21,7 @@ from pathlib import Path
 from .errors import ParameterError
 
 __all__ = ["REFUSED", "resolve_roots", "configured_roots", "inside", "resolve_inside",
-           "links_leaving", "check_still_inside"]
+           "links_leaving", "leads_out", "check_still_inside"]
 
 # the one refusal for an input or output outside the roots, a missing or unreadable input
 REFUSED = "not inside a data root or not readable"
@@ -88,6 +88,44 @@ def links_leaving(folder: Path, roots, *, limit: int = 1_000_000) -> bool:
     return False
 
 
+# a file read together with the one a spec names: an Imagine recording is a header and its pixels
+_COMPANION_SUFFIXES = {".imagine": ".cam", ".cam": ".imagine"}
+
+
+def _imagine_data_file(header: Path) -> Path | None:
+    """The pixel file an Imagine header names (by name only, beside the header), if any."""
+    from .io.imagine import parse_header
+
+    try:
+        named = str(parse_header(header).get("image data file", ""))
+    except (ParameterError, OSError):
+        return None
+    name = named.replace("\\", "/").rsplit("/", 1)[-1]
+    return header.parent / name if name else None
+
+
+def leads_out(path: Path, roots) -> bool:
+    """True when reading ``path`` (resolved, inside ``roots``) would read outside ``roots``.
+
+    A folder (a Zarr store) leads out through a link below it (:func:`links_leaving`); an Imagine
+    recording through its other file (the ``.cam`` of a header, the header of a ``.cam``, or the
+    pixel file the header names), which the reader opens beside the named one.
+    """
+    if roots is None:
+        return False
+    if path.is_dir():
+        return links_leaving(path, roots)
+    other = _COMPANION_SUFFIXES.get(path.suffix.lower())
+    if other is None:
+        return False
+    header = path if other == ".cam" else path.with_suffix(".imagine")
+    read = [path.with_suffix(other)]
+    if os.path.lexists(header) and inside(Path(os.path.realpath(header)), roots):
+        read.append(_imagine_data_file(header))  # parsed only once known to be inside
+    return any(p is not None and os.path.lexists(p)
+               and not inside(Path(os.path.realpath(p)), roots) for p in read)
+
+
 def check_still_inside(value, field: str, roots=None) -> None:
     """Right before opening a path: it must still resolve inside the roots.
 
@@ -114,5 +152,5 @@ def check_still_inside(value, field: str, roots=None) -> None:
     if field == "output.path":  # the server's own results folder holds the default outputs
         roots = roots + [results_folder()]
     now = resolve_inside(value, roots)
-    if now is None or (now.is_dir() and links_leaving(now, roots)):
+    if now is None or leads_out(now, roots):
         raise ParameterError(field, f"{value}: {REFUSED} (checked again before opening)")

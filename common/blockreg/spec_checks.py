@@ -70,14 +70,14 @@ def check_paths(spec: JobSpec, allowed_roots, errors: list[dict]) -> None:
 
     Every refusal reads :data:`blockreg.paths.REFUSED`, whether an outside file exists or not.
     """
-    from .paths import REFUSED, links_leaving, resolve_inside, resolve_roots
+    from .paths import REFUSED, leads_out, resolve_inside, resolve_roots
 
     if allowed_roots is None:
         return
     roots = resolve_roots(allowed_roots)
     found = resolve_inside(spec.input.path, roots)
     if (found is None or not os.access(found, os.R_OK)
-            or (found.is_dir() and links_leaving(found, roots))):
+            or leads_out(found, roots)):
         errors.append({"field": "input.path", "problem": REFUSED})
     if spec.output.path is not None and resolve_inside(spec.output.path, roots) is None:
         errors.append({"field": "output.path", "problem": REFUSED})

@@ -171,6 +171,25 @@ def test_symlink_out_of_a_root_is_rejected(movie_path, tmp_path):
     assert fields_of(base(root / "link.npy"), allowed_roots=[str(root)]) == ["input.path"]
 
 
+@pytest.mark.parametrize("named", ["rec.imagine", "rec.cam"])
+def test_an_imagine_file_linked_out_of_a_root_is_rejected(tmp_path, named):
+    # the reader opens the header's sibling too: a .cam (or header) that is a link out of the
+    # root would be read as pixels although the path named in the spec lies inside
+    from blockreg.io.export import write_imagine
+
+    frames = np.random.default_rng(1).integers(0, 500, size=SHAPE).astype(np.uint16)
+    header, cam = write_imagine(tmp_path / "rec.imagine", iter(frames), shape=SHAPE, dtype="uint16")
+    root = tmp_path / "root"
+    root.mkdir()
+    for real in (header, cam):
+        (root / real.name).write_bytes(real.read_bytes())
+    validate_spec(base(root / named), allowed_roots=[str(root)])  # a plain copy is fine
+    other = "rec.cam" if named == "rec.imagine" else "rec.imagine"
+    (root / other).unlink()
+    (root / other).symlink_to(tmp_path / other)
+    assert fields_of(base(root / named), allowed_roots=[str(root)]) == ["input.path"]
+
+
 def test_json_round_trip_keeps_infinity(movie_path):
     spec = validate_spec(base(movie_path, **{"preprocess.sigma_hp": [math.inf, 5]}))
     text = json.dumps(spec.to_json(), allow_nan=False)  # strict JSON: no bare Infinity

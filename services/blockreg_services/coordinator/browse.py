@@ -154,12 +154,12 @@ def preview():
     if not raw:
         raise ApiError(422, "path is required", [{"field": "input.path", "problem": "required"}])
     path = _resolve(raw, "input.path")
-    if path.is_dir():  # a Zarr store: its pixels must not come through links out of the roots
-        from blockreg.paths import links_leaving
+    from blockreg.paths import leads_out
 
-        if links_leaving(path, data_roots()):
-            raise ApiError(403, "path outside the data roots", [{"field": "input.path", "problem":
-                           f"{raw}: a link inside it leads out of the server's data roots"}])
+    # a Zarr store's chunks or an Imagine header's .cam must not be links out of the roots
+    if leads_out(path, data_roots()):
+        raise ApiError(403, "path outside the data roots", [{"field": "input.path", "problem":
+                       f"{raw}: a file it is read with lies outside the server's data roots"}])
     channel = _int_list("channel")
     try:
         series = open_series(path, dataset=request.args.get("dataset") or None,
