@@ -287,17 +287,21 @@ def plan_warp(spec) -> WarpPlan:
 def run_warp(plan: WarpPlan, out=None) -> dict:
     """Warp in this process (``run_inprocess`` of a warp spec); optionally write the store."""
     from .jobs import read_frame
-    from .store import create_store, write_frame
+    from .runner import _ShardWriter
+    from .store import create_store
 
     algorithm = plan.make_algorithm()
     decls = algorithm.declare()
-    group = None
+    warped = np.empty((len(plan.frames),) + plan.image_shape, dtype=decls[WARPED_ARRAY].dtype)
+    writer = None
     if out is not None:
         group = create_store(out, len(plan.frames), decls, attrs=plan.store_attrs())
-    warped = np.empty((len(plan.frames),) + plan.image_shape, dtype=decls[WARPED_ARRAY].dtype)
+        # each shard written once, when its last frame is done (a frame at a time would rewrite
+        # the shard's file once per frame); the rows are views of ``warped``
+        writer = _ShardWriter(group, {WARPED_ARRAY: list(warped)}, decls)
     for position, t in enumerate(plan.frames):
         values = algorithm.run_frame(read_frame(plan, t), t, (WARPED_ARRAY,))
         warped[position] = values[WARPED_ARRAY]
-        if group is not None:
-            write_frame(group, position, values)
+        if writer is not None:
+            writer.frame_done(position)
     return {WARPED_ARRAY: warped}

@@ -134,3 +134,24 @@ def test_submit_makes_a_warp_specs_source_path_absolute(tmp_path):
                            "input": {"channel": 1}}, tmp_path)
     assert spec["source"]["path"] == str(tmp_path / "runs" / "job-1.zarr")
     assert spec["input"] == {"channel": 1}
+
+
+def test_in_process_warp_writes_each_shard_once(registered, tmp_path, monkeypatch):
+    import blockreg.store as store
+
+    _, _, source = registered
+    writes = []
+    write_frames = store.write_frames
+
+    def counting(group, start, results):
+        writes.append((start, len(results["registered"])))
+        return write_frames(group, start, results)
+
+    monkeypatch.setattr(store, "write_frames", counting)
+    monkeypatch.setattr(store, "write_frame", lambda *a, **k: writes.append("frame"))
+    out = tmp_path / "w.zarr"
+    warped = run_inprocess({"kind": "warp", "source": {"path": str(source)}}, out=out)["registered"]
+    stored = open_store(out)
+    shard = stored.attrs["blockreg"]["shard_frames"]
+    assert sorted(writes) == [(s, min(shard, 17 - s)) for s in range(0, 17, shard)]
+    assert np.array_equal(stored["registered"][...], warped, equal_nan=True)
