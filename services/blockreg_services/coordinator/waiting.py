@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass
 from datetime import timedelta
 
 from blockreg import settings as _settings
@@ -46,6 +47,7 @@ class Waiting:
         self.session = session
         self._live: set[str] | None = None
         self._broker: bool | None = None
+        self._over: set[int] | None = None
 
     def live_queues(self) -> set[str]:
         from blockreg.db import ops, queries
@@ -83,12 +85,25 @@ class Waiting:
     def user_limit(self, job) -> str | None:
         """``"user limit"`` for a job past its owner's ``user_max_jobs`` older active jobs (the
         dispatcher sends it nothing until one ends: blockreg.orchestrate.fairness)."""
-        from sqlalchemy import func, select
+        return "user limit" if job.id in self.over_user_limit() else None
 
-        from blockreg.db.models import Job
+    def over_user_limit(self) -> set[int]:
+        """The active jobs the dispatcher holds back by the user limit (one query per request,
+        however many jobs a listing shows; the dispatcher's own rule)."""
+        if self._over is None:
+            from sqlalchemy import select
 
-        owner = (Job.owner_id.is_(None) if job.owner_id is None
-                 else Job.owner_id == job.owner_id)
-        older = self.session.scalar(select(func.count()).select_from(Job).where(
-            owner, Job.state.in_(ACTIVE_JOB_STATES), Job.id < job.id))
-        return "user limit" if older >= _settings.get("user_max_jobs") else None
+            from blockreg.db.models import Job
+            from blockreg.orchestrate.fairness import jobs_over_user_limit
+
+            rows = self.session.execute(select(Job.id, Job.owner_id)
+                                        .where(Job.state.in_(ACTIVE_JOB_STATES))).all()
+            self._over = jobs_over_user_limit([_Active(job_id, owner) for job_id, owner in rows],
+                                              _settings.get("user_max_jobs"))
+        return self._over
+
+
+@dataclass(frozen=True)
+class _Active:
+    job_id: int
+    owner: int | None
