@@ -22,6 +22,30 @@ def open_h5(path):
         raise path_error(f"{path} is not a readable HDF5 file: {exc}") from None
 
 
+def refuse_other_files(f, name: str, path) -> None:
+    """Refuse a dataset whose pixels live in another file: reached through an external link,
+    virtual, or with external raw storage. The data roots check only the file a spec names, so
+    such a dataset would read whatever file it points to (open that file itself instead)."""
+    import h5py
+
+    parts = name.strip("/").split("/")
+    for depth in range(1, len(parts) + 1):
+        try:
+            link = f.get("/".join(parts[:depth]), getlink=True)
+        except (KeyError, RuntimeError, ValueError):  # "." and the like: no link of its own
+            continue
+        if isinstance(link, h5py.ExternalLink):
+            raise dataset_error(f"{name!r} in {path} is a link to another file; open that file")
+    try:
+        dset = f.get(name)
+    except (KeyError, RuntimeError, ValueError):  # a dangling link: "not a dataset" follows
+        return
+    if dset is not None and dset.file.filename != f.filename:  # a soft link via another file
+        raise dataset_error(f"{name!r} in {path} is a link to another file; open that file")
+    if isinstance(dset, h5py.Dataset) and (dset.is_virtual or dset.external):
+        raise dataset_error(f"{name!r} in {path} keeps its pixels in another file; open that file")
+
+
 class Hdf5Series(SeriesReader):
     """One dataset of an HDF5 file."""
 
@@ -54,6 +78,7 @@ class Hdf5Series(SeriesReader):
             if len(names) != 1:
                 raise dataset_error(f"{self.path} holds datasets {names}; name one")
             dataset = names[0]
+        refuse_other_files(f, dataset, self.path)  # before anything of it is followed or read
         if dataset not in f or not isinstance(f[dataset], h5py.Dataset):
             raise dataset_error(f"{dataset!r} is not a dataset of {self.path}")
         return f[dataset]

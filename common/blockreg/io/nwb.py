@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from .base import SeriesReader, dataset_error, default_axes, path_error, select_channel
-from .hdf5 import open_h5
+from .hdf5 import open_h5, refuse_other_files
 from .units import length_to_um, positive
 
 IMAGING_TYPES = ("TwoPhotonSeries", "OnePhotonSeries")
@@ -67,6 +67,7 @@ class NwbSeries(SeriesReader):
         group = f[name]
         if "data" not in group:
             raise dataset_error(f"{name!r} in {self.path} has no data")
+        refuse_other_files(f, f"{name}/data", self.path)
         data = group["data"]
         if "external_file" in group and data.shape[0] == 0:
             raise dataset_error(f"{name!r} in {self.path} keeps its frames in external files "

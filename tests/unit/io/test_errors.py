@@ -95,6 +95,40 @@ def test_hdf5_damage_and_unknown_dataset(tmp_path, movie):
     assert _field(lambda: open_series(tmp_path / "cut.h5", dataset="a"))[0] == "input.path"
 
 
+def _h5_reading_another_file(path, other, how, movie, h5py):
+    """An HDF5 file whose dataset ``a`` holds no pixels of its own: they are in ``other``."""
+    with h5py.File(other, "w") as f:
+        f["a"] = movie
+    with h5py.File(path, "w") as f:
+        if how == "external link":
+            f["a"] = h5py.ExternalLink(str(other), "/a")
+        elif how == "linked group":
+            f["g"] = h5py.ExternalLink(str(other), "/")
+        elif how == "soft link via a linked group":
+            f["g"] = h5py.ExternalLink(str(other), "/")
+            f["s"] = h5py.SoftLink("/g/a")
+        elif how == "virtual":
+            layout = h5py.VirtualLayout(shape=movie.shape, dtype=movie.dtype)
+            layout[...] = h5py.VirtualSource(str(other), "a", shape=movie.shape)
+            f.create_virtual_dataset("a", layout)
+        else:  # raw pixels in an external file
+            raw = other.with_suffix(".raw")
+            raw.write_bytes(movie.tobytes())
+            f.create_dataset("a", shape=movie.shape, dtype=movie.dtype,
+                             external=[(str(raw), 0, movie.nbytes)])
+
+
+@pytest.mark.parametrize("how", ["external link", "linked group", "soft link via a linked group",
+                                 "virtual", "external storage"])
+def test_hdf5_dataset_stored_in_another_file_is_refused(tmp_path, movie, how):
+    # the data roots check the file named in the spec; pixels from another file would bypass it
+    h5py = pytest.importorskip("h5py")
+    _h5_reading_another_file(tmp_path / "m.h5", tmp_path / "other.h5", how, movie, h5py)
+    dataset = {"linked group": "g/a", "soft link via a linked group": "s"}.get(how, "a")
+    field, message = _field(lambda: open_series(tmp_path / "m.h5", dataset=dataset))
+    assert field == "input.dataset" and "another file" in message
+
+
 def test_nwb_without_imaging_series(tmp_path):
     h5py = pytest.importorskip("h5py")
     with h5py.File(tmp_path / "e.nwb", "w") as f:
