@@ -27,7 +27,9 @@ class TiffSeries(SeriesReader):
 
         with corruption_log() as problems:
             try:
-                tif = tifffile.TiffFile(self.path)
+                # one file only: OME-XML may name other files anywhere on the disk, which the
+                # data roots (checked on this file) would not cover
+                tif = tifffile.TiffFile(self.path, _multifile=False)
                 series = tif.series[0]
             except (tifffile.TiffFileError, IndexError, ValueError, OSError) as exc:
                 raise path_error(f"{self.path} is not a readable TIFF: {exc}") from None

@@ -180,3 +180,22 @@ def test_spec_validation_reports_the_readers_field(tmp_path, movie):
     group = zarr.open_group(tmp_path / "g.zarr", mode="w")
     group.create_array("raw", data=movie)
     assert fields(path=str(tmp_path / "g.zarr"), dataset="nope") == ["input.dataset"]
+
+
+def test_an_ome_tiff_never_reads_pixels_from_the_files_its_xml_names(tmp_path):
+    # OME-XML may name other files (any path): the data roots check only the named one, so a
+    # TIFF is read from itself alone, and one whose pixels are partly elsewhere is refused
+    (tmp_path / "root").mkdir()
+    secret = tmp_path / "secret.tif"
+    tifffile.imwrite(secret, np.full((8, 6), 4242, np.uint16))
+    xml = ('<?xml version="1.0" encoding="UTF-8"?><OME xmlns="http://www.openmicroscopy.org/'
+           'Schemas/OME/2016-06" UUID="urn:uuid:aaaa"><Image ID="Image:0"><Pixels ID="Pixels:0" '
+           'DimensionOrder="XYZCT" Type="uint16" SizeX="6" SizeY="8" SizeZ="1" SizeC="1" '
+           'SizeT="2"><Channel ID="Channel:0:0" SamplesPerPixel="1"/>'
+           '<TiffData FirstT="0" IFD="0" PlaneCount="1"><UUID FileName="a.tif">urn:uuid:aaaa'
+           '</UUID></TiffData><TiffData FirstT="1" IFD="0" PlaneCount="1">'
+           f'<UUID FileName="{secret}">urn:uuid:bbbb</UUID></TiffData></Pixels></Image></OME>')
+    tifffile.imwrite(tmp_path / "root" / "a.tif", np.full((8, 6), 7, np.uint16),
+                     description=xml, metadata=None)
+    field, message = _field(lambda: open_series(tmp_path / "root" / "a.tif"))
+    assert field == "input.path" and "4242" not in message  # refused: it holds half its pixels
