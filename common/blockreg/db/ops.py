@@ -20,8 +20,8 @@ from .migrate import alembic_config, migrate
 from .models import Frame, FrameScalar, Job
 
 __all__ = [
-    "utcnow", "create_job", "claim_frame", "complete_frame", "fail_frame", "finalize_if_complete",
-    "cancel_job", "enqueue_pending", "mark_queued", "release_frames", "migrate", "alembic_config",
+    "utcnow", "create_job", "claim_frame", "claim_frames", "complete_frame", "fail_frame",
+    "finalize_if_complete", "cancel_job", "enqueue_pending", "mark_queued", "release_frames", "migrate", "alembic_config",
 ]
 
 _MAX_ERROR_CHARS = 4000
@@ -118,6 +118,16 @@ def claim_frame(session: Session, job_id: int, index: int, worker: str,
                 task_id: str | None = None) -> int | None:
     """Mark a frame running for ``worker``; return its source time index, or None to skip it.
 
+    One frame of :func:`claim_frames`, which says when a frame is skipped or claimed again.
+    """
+    return claim_frames(session, job_id, [index], worker, task_id=task_id).get(int(index))
+
+
+def claim_frames(session: Session, job_id: int, indices, worker: str,
+                 task_id: str | None = None) -> dict[int, int]:
+    """Mark frames running for ``worker`` in one transaction; return ``{index: source time
+    index}`` of those claimed (the others are skipped).
+
     A frame is skipped when it is already done or failed, being run elsewhere, or its job is no
     longer active (cancelled or finished).  Also moves a queued job to running.
 
@@ -126,6 +136,9 @@ def claim_frame(session: Session, job_id: int, index: int, worker: str,
     worker was killed, a broker reconnect), so the run that claimed it is gone, and waiting for
     the running lease would only delay the frame by hours.
     """
+    indices = [int(i) for i in indices]
+    if not indices:
+        return {}
     now = utcnow()
     job_active = select(Job.id).where(Job.id == job_id, Job.state.in_(ACTIVE_JOB_STATES)).exists()
     claimable = Frame.state.in_((FrameState.PENDING.value, FrameState.QUEUED.value))
@@ -134,25 +147,24 @@ def claim_frame(session: Session, job_id: int, index: int, worker: str,
         # each time; requeue_stale fails it once the running lease is over
         claimable = or_(claimable, and_(Frame.state == FrameState.RUNNING.value,
                                         Frame.task_id == task_id, Frame.attempts < MAX_ATTEMPTS))
-    result = session.execute(
+    claimed = dict(session.execute(
         update(Frame)
-        .where(Frame.job_id == job_id, Frame.index == index, claimable, job_active)
+        .where(Frame.job_id == job_id, Frame.index.in_(indices), claimable, job_active)
         .values(state=FrameState.RUNNING.value, attempts=Frame.attempts + 1, worker=worker,
                 task_id=task_id, started_at=now, error=None)
+        .returning(Frame.index, Frame.source_t)
         .execution_options(synchronize_session=False)
-    )
-    if result.rowcount != 1:
+    ).all())
+    if not claimed:
         session.rollback()
-        return None
+        return {}
     session.execute(
         update(Job).where(Job.id == job_id, Job.state == JobState.QUEUED.value)
         .values(state=JobState.RUNNING.value, started_at=now)
         .execution_options(synchronize_session=False)
     )
-    source_t = session.scalar(select(Frame.source_t).where(Frame.job_id == job_id,
-                                                            Frame.index == index))
     session.commit()
-    return source_t
+    return {int(index): int(t) for index, t in claimed.items()}
 
 
 def complete_frame(session: Session, job_id: int, index: int, scalars: dict | None = None,

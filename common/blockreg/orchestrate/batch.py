@@ -28,12 +28,7 @@ def claim_batch(session, job_id: int, frames, worker: str, task_id: str | None) 
     """Claim each frame of the batch; return ``{position: source time index}`` of those claimed."""
     from ..db import ops
 
-    claimed = {}
-    for index in frames:
-        source_t = ops.claim_frame(session, job_id, index, worker, task_id=task_id)
-        if source_t is not None:
-            claimed[int(index)] = int(source_t)
-    return claimed
+    return ops.claim_frames(session, job_id, frames, worker, task_id=task_id)
 
 
 def release_claimed(session, job_id: int, indices, worker: str) -> int:

@@ -76,6 +76,28 @@ def test_bulk_insert_of_100k_frames(sessions):
         assert queries.count_frames(s, job_id, "pending") == 100_000
 
 
+def test_a_batch_is_claimed_in_one_statement_whatever_its_size(sessions):
+    from sqlalchemy import event
+
+    from blockreg.orchestrate.batch import claim_batch
+
+    job_id = new_job(sessions, n=64)
+    with sessions() as s:
+        assert ops.claim_frame(s, job_id, 3, "other") == 103     # running elsewhere
+        assert ops.claim_frame(s, job_id, 4, "w") == 104 and ops.complete_frame(s, job_id, 4)
+    statements = []
+    event.listen(sessions.kw["bind"], "before_cursor_execute",
+                 lambda conn, cursor, statement, *a: statements.append(statement))
+    with sessions() as s:
+        claimed = claim_batch(s, job_id, range(64), "w", "T")  # the worker's claim
+    assert claimed == {i: 100 + i for i in range(64) if i not in (3, 4)}
+    assert sum(q.lstrip().upper().startswith("UPDATE FRAME") for q in statements) == 1
+    with sessions() as s:  # the message redelivered: its frames are claimed again
+        assert ops.claim_frames(s, job_id, [0, 1, 3], "w2", task_id="T") == {0: 100, 1: 101}
+        assert ops.claim_frames(s, job_id, [0], "w3", task_id="U") == {}
+        assert s.get(Frame, (job_id, 0)).attempts == 2
+
+
 def test_claim_complete_and_idempotence(sessions):
     job_id = new_job(sessions, n=3)
     with sessions() as s:
