@@ -96,12 +96,19 @@ def resolve_units(spec, spacing, image_shape):
             raise ParameterError(field, "the input's voxel size is unknown: give "
                                         f"input.spacing_um, or {section}.{pixel_field} in pixels")
         um = _per_axis(value, ndim, field)
-        if um_field == "maxshift_um":
-            pixels = [max(1, math.ceil(u / s - 1e-9)) for u, s in zip(um, spacing)]
-        elif um_field == "aperture_um":
-            pixels = [max(1, round(n * s / u)) for n, s, u in zip(image_shape, spacing, um)]
+        if um_field == "aperture_um":
+            ratios = [n * s / u for n, s, u in zip(image_shape, spacing, um)]
         else:
-            pixels = [u / s for u, s in zip(um, spacing)]
+            ratios = [u / s for u, s in zip(um, spacing)]
+        if not all(math.isfinite(r) for r in ratios):  # a finite size, but not in pixels
+            raise ParameterError(field, f"{value} µm with a voxel size of {list(spacing)} µm "
+                                        "is not a finite number of pixels")
+        if um_field == "maxshift_um":
+            pixels = [max(1, math.ceil(r - 1e-9)) for r in ratios]
+        elif um_field == "aperture_um":
+            pixels = [max(1, round(r)) for r in ratios]
+        else:
+            pixels = ratios
         target = params if section == "params" else preprocess
         target[pixel_field] = pixels
         target[um_field] = None

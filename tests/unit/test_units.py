@@ -87,6 +87,21 @@ def test_um_without_a_known_spacing_names_the_field(tmp_path):
                         spacing_um=[0.5, 0.5]))
 
 
+@pytest.mark.parametrize("params, preprocess, spacing, field", [
+    ({"maxshift_um": [1e308], "gridsize": [3, 2]}, None, 1e-300, "params.maxshift_um"),
+    ({"maxshift": [2, 2], "aperture_um": [1e-300]}, None, 1e300, "params.aperture_um"),
+    ({"maxshift": [2, 2], "gridsize": [3, 2]}, {"sigma_hp_um": 1e308}, 1e-300,
+     "preprocess.sigma_hp_um"),
+])
+def test_um_sizes_too_large_in_pixels_name_the_field(tmp_path, params, preprocess, spacing,
+                                                     field):
+    # a µm size over a tiny voxel size is not a number of pixels (infinity): a 422, never a crash
+    fakes.make_movie(tmp_path / "m.npy", shape=(4, 24, 20))
+    with pytest.raises(SpecError) as info:
+        validate_spec(_spec(tmp_path / "m.npy", params, preprocess, spacing_um=[spacing]))
+    assert [e["field"] for e in info.value.errors] == [field]
+
+
 def test_api_refuses_a_bad_unit_choice_with_a_422(tmp_path):
     from blockreg_services.coordinator import create_app
 
