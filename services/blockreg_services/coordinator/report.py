@@ -56,7 +56,7 @@ def get_report(job_id: int):
     try:
         content = load_report_html(job.output_path) if html else load_report(job.output_path)
         failure = None if content is not None else _failure(job.output_path)
-    except ValueError:  # the store is gone or is not a results store any more
+    except (ValueError, OSError):  # the store is gone, unreadable, or no results store any more
         raise ApiError(404, f"{missing}: its results store {job.output_path} cannot be read") \
             from None
     if content is None:

@@ -64,3 +64,18 @@ def test_a_report_that_failed_is_a_404_with_the_reason(app, client, broker, movi
     assert status["state"] == "succeeded"  # the report never fails the job
     answer = client.get(f"/api/v1/jobs/{job_id}/report")
     assert answer.status_code == 404 and "disk on fire" in answer.json["message"]
+
+
+def test_an_unreadable_results_store_is_a_404_not_a_500(app, client, broker, movie_path,
+                                                        monkeypatch):
+    from blockreg import qc
+
+    job_id = client.post("/api/v1/jobs", json=toy_spec_for(movie_path)).json["id"]
+    run_all(app, broker)
+
+    def unreadable(path, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(qc, "load_report", unreadable)
+    answer = client.get(f"/api/v1/jobs/{job_id}/report")
+    assert answer.status_code == 404 and "cannot be read" in answer.json["message"]
