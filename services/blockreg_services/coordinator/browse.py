@@ -9,6 +9,7 @@ is unset, the ``data_dir``): a path outside them is a 403 naming ``path``, never
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -58,8 +59,9 @@ def _resolve(raw: str, field: str = "path") -> Path:
     try:
         path = Path(raw).expanduser()
         absolute = path.is_absolute()
-        path = path.resolve()
-    except (ValueError, OSError, RuntimeError) as exc:  # a NUL byte, a link loop, ...
+        # realpath, not resolve(): a link loop must not answer differently from other outside paths
+        path = Path(os.path.realpath(path))
+    except (ValueError, OSError, RuntimeError) as exc:  # a NUL byte, '~nosuchuser', ...
         raise ApiError(400, "invalid path", [{"field": field, "problem": str(exc)}]) from None
     if not absolute:
         raise ApiError(400, "path must be absolute", [{"field": field, "problem": "must be absolute"}])

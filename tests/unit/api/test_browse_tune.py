@@ -211,3 +211,14 @@ def test_files_lists_a_folder_holding_a_link_loop(roots_app, tmp_path):
     response = roots_app.test_client().get("/api/v1/files", query_string={"path": str(tmp_path / "sub")})
     assert response.status_code == 200
     assert [e["name"] for e in response.json["entries"]] == ["kept.txt"]
+
+
+def test_a_link_loop_outside_the_roots_reads_like_any_outside_path(roots_app, tmp_path_factory):
+    # 403 whatever lies outside: a loop there must not answer differently (400) and so show it exists
+    outside = tmp_path_factory.mktemp("outside")
+    (outside / "a").symlink_to(outside / "b")
+    (outside / "b").symlink_to(outside / "a")
+    for route in ("/api/v1/files", "/api/v1/preview"):
+        answers = [roots_app.test_client().get(route, query_string={"path": str(p)})
+                   for p in (outside / "a", outside / "missing")]
+        assert [a.status_code for a in answers] == [403, 403]
