@@ -174,11 +174,15 @@ def start_tune():
 @bp.get("/tune/<int:tune_id>")
 def get_tune(tune_id: int):
     path = tune_dir() / f"tune-{tune_id}.json"
+    missing = ApiError(404, f"tune batch {tune_id} not found")
     try:
         record = json.loads(path.read_text())
     except (OSError, ValueError):
-        raise ApiError(404, f"tune batch {tune_id} not found") from None
-    return jsonify(_answer(record, path))
+        raise missing from None
+    try:
+        return jsonify(_answer(record, path))
+    except ApiError as exc:  # a run this user may not see: another user's batch reads as missing
+        raise (missing if exc.status == 404 else exc) from None
 
 
 def _answer(record: dict, path: Path) -> dict:

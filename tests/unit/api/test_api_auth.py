@@ -207,3 +207,21 @@ def test_the_openapi_document_declares_the_bearer_token():
                 assert operation["security"] == [] and "401" not in operation["responses"]
             else:
                 assert "401" in operation["responses"], (method, path)
+
+
+def test_another_users_tune_batch_reads_like_a_missing_one(auth_app, client, tokens, movie_path):
+    from helpers.api_app import spec_for
+
+    base = spec_for(movie_path)
+    del base["params"]["lambda"]
+    created = client.post("/api/v1/tune", json={"spec": base, "frames": [2, 4],
+                                                 "grid": {"lambda": [0.01]}},
+                          headers=bearer(tokens["bob"]))
+    assert created.status_code == 201, created.get_json()
+    tune_id = created.get_json()["id"]
+    assert client.get(f"/api/v1/tune/{tune_id}", headers=bearer(tokens["bob"])).status_code == 200
+    theirs = client.get(f"/api/v1/tune/{tune_id}", headers=bearer(tokens["alice"]))
+    missing = client.get("/api/v1/tune/999999", headers=bearer(tokens["alice"]))
+    assert theirs.status_code == missing.status_code == 404
+    assert theirs.get_json()["message"] == missing.get_json()["message"].replace("999999",
+                                                                                str(tune_id))
