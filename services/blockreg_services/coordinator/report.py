@@ -70,5 +70,10 @@ def get_report(job_id: int):
                                 "in a few seconds")
         raise ApiError(404, f"{missing} (see the worker's log; `blockreg report STORE` makes one)")
     if html:
-        return Response(content, mimetype="text/html")
+        response = Response(content, mimetype="text/html")
+        # the page is self-contained (inline style, data: pictures): nothing else may load or run,
+        # so no string that reached it could act with the API's origin (its token, its routes)
+        response.headers["Content-Security-Policy"] = (
+            "default-src 'none'; img-src data:; style-src 'unsafe-inline'; sandbox")
+        return response
     return jsonify(schemas.body(schemas.QualityReport, job_id=job_id, report=content))

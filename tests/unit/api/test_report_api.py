@@ -30,6 +30,9 @@ def test_finished_job_serves_its_report_as_json_and_html(app, client, broker, mo
         page = response.get_data(as_text=True)
         assert page.lstrip().lower().startswith("<!doctype html")
         assert "data:image/png;base64," in page and "http://" not in page
+        # served from the API's origin: whatever got into the page, no script of it runs there
+        policy = response.headers.get("Content-Security-Policy", "")
+        assert "sandbox" in policy and "default-src 'none'" in policy
 
     bad = client.get(f"/api/v1/jobs/{job_id}/report?format=pdf")
     assert bad.status_code == 400 and bad.json["errors"][0]["field"] == "format"
