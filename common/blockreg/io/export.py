@@ -240,6 +240,13 @@ def _image_array(group, name, store_path):
     return node
 
 
+def _refuse_existing(paths) -> None:
+    """An export never replaces a file: OUT may name the raw recording (its ``.cam``) itself."""
+    for path in paths:
+        if os.path.lexists(path):
+            raise ParameterError("out", f"{path} exists; choose another name or remove it first")
+
+
 def export_results(store_path, out_path, *, what="movie", fmt=None, dtype=None) -> list[Path]:
     """Export a results store's registered movie or deformations.
 
@@ -266,7 +273,8 @@ def export_results(store_path, out_path, *, what="movie", fmt=None, dtype=None) 
     Raises
     ------
     blockreg.errors.ParameterError
-        Field ``what``, ``fmt``, ``dtype`` or ``out``: a bad choice or a store without the array.
+        Field ``what``, ``fmt``, ``dtype`` or ``out``: a bad choice, a store without the array, or
+        a file to write that exists already (an export never replaces one).
     """
     from ..store import open_results
 
@@ -282,6 +290,7 @@ def export_results(store_path, out_path, *, what="movie", fmt=None, dtype=None) 
         if nodes is None:
             raise ParameterError("what", f"{store_path} records no grid nodes")
         axes = axes or default_axes(len(nodes))
+        _refuse_existing([out_path])
         return [write_deformation_npz(out_path, u[...], nodes, axes=axes, spacing=spacing,
                                       frames=meta.get("frames"),
                                       fixed_index=meta.get("fixed_index"))]
@@ -297,6 +306,8 @@ def export_results(store_path, out_path, *, what="movie", fmt=None, dtype=None) 
     if spacing is not None and len(spacing) != len(shape) - 1:
         spacing = None
     step = meta.get("time_step_s")
+    _refuse_existing([out_path.with_suffix(".imagine"), out_path.with_suffix(".cam")]
+                     if fmt == "imagine" else [out_path])
     frames = (movie[t] for t in range(shape[0]))
     if fmt == "imagine":
         return list(write_imagine(out_path, frames, shape=shape, dtype=dtype, spacing=spacing,

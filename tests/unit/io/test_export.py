@@ -118,3 +118,15 @@ def test_export_of_a_real_registration(tmp_path):
     [npz] = export_results(tmp_path / "out.zarr", tmp_path / "u.npz", what="deformation")
     with np.load(npz) as data:
         np.testing.assert_array_equal(data["u"], results["u"])
+
+
+@pytest.mark.parametrize("out, what", [("raw.imagine", "movie"), ("m.tif", "movie"),
+                                       ("u.npz", "deformation")])
+def test_an_export_never_replaces_an_existing_file(tmp_path, out, what):
+    # OUT may name the raw recording: exporting to exp.imagine would rewrite its .cam
+    _store(tmp_path / "r.zarr")
+    existing = tmp_path / ("raw.cam" if out == "raw.imagine" else out)
+    existing.write_bytes(b"raw data")
+    with pytest.raises(ParameterError) as err:
+        export_results(tmp_path / "r.zarr", tmp_path / out, what=what)
+    assert err.value.field == "out" and existing.read_bytes() == b"raw data"
