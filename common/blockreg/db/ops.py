@@ -20,8 +20,9 @@ from .migrate import alembic_config, migrate
 from .models import Frame, FrameScalar, Job
 
 __all__ = [
-    "utcnow", "create_job", "claim_frame", "claim_frames", "complete_frame", "fail_frame",
-    "finalize_if_complete", "cancel_job", "enqueue_pending", "mark_queued", "release_frames", "migrate", "alembic_config",
+    "utcnow", "create_job", "claim_frame", "claim_frames", "complete_frame", "complete_frames",
+    "fail_frame", "finalize_if_complete", "cancel_job", "enqueue_pending", "mark_queued",
+    "release_frames", "migrate", "alembic_config",
 ]
 
 _MAX_ERROR_CHARS = 4000
@@ -172,29 +173,45 @@ def complete_frame(session: Session, job_id: int, index: int, scalars: dict | No
     """Mark a frame done, store its scalars and count it, in one transaction.
 
     Idempotent: completing a frame that is already done (a redelivered task) changes nothing and
-    returns False.
+    returns False.  One frame of :func:`complete_frames`.
+    """
+    return complete_frames(session, job_id, [(index, scalars, duration_s)]) == 1
+
+
+def complete_frames(session: Session, job_id: int, items) -> int:
+    """Mark frames done, store their scalars and count them, in one transaction (one commit for
+    a worker's whole write, not one per frame); return how many this call completed.
+
+    ``items`` are ``(index, scalars or None, duration_s or None)``.  A frame already done or
+    failed (a redelivered task) is left as it is and not counted again.
     """
     now = utcnow()
-    result = session.execute(
-        update(Frame)
-        .where(Frame.job_id == job_id, Frame.index == index, Frame.state.in_(OPEN_FRAME_STATES))
-        .values(state=FrameState.DONE.value, finished_at=now, duration_s=duration_s, error=None)
-        .execution_options(synchronize_session=False)
-    )
-    if result.rowcount != 1:
+    done = []
+    for index, scalars, duration_s in items:
+        result = session.execute(
+            update(Frame)
+            .where(Frame.job_id == job_id, Frame.index == index,
+                   Frame.state.in_(OPEN_FRAME_STATES))
+            .values(state=FrameState.DONE.value, finished_at=now, duration_s=duration_s,
+                    error=None)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount == 1:
+            done.append((int(index), scalars))
+    if not done:
         session.rollback()
-        return False
+        return 0
     session.execute(delete(FrameScalar).where(FrameScalar.job_id == job_id,
-                                              FrameScalar.index == index))
-    if scalars:
-        session.execute(insert(FrameScalar.__table__),
-                        [{"job_id": job_id, "index": index, "name": k, "value": _finite(v)}
-                         for k, v in scalars.items()])
+                                              FrameScalar.index.in_([i for i, _ in done])))
+    rows = [{"job_id": job_id, "index": index, "name": k, "value": _finite(v)}
+            for index, scalars in done for k, v in (scalars or {}).items()]
+    if rows:
+        session.execute(insert(FrameScalar.__table__), rows)
     session.execute(update(Job).where(Job.id == job_id)
-                    .values(frames_done=Job.frames_done + 1)
+                    .values(frames_done=Job.frames_done + len(done))
                     .execution_options(synchronize_session=False))
     session.commit()
-    return True
+    return len(done)
 
 
 def _finite(value) -> float | None:

@@ -78,7 +78,7 @@ class ShardBuffer:
     def flush(self, store, session, job_id: int, scalars) -> int:
         """Write every buffered frame (one write per variable), then record each done.
 
-        Returns the number of frames recorded done.
+        Returns the number of frames recorded done by this call (not those done before).
         """
         from ..db import ops
         from ..store import write_frame_set
@@ -88,7 +88,7 @@ class ShardBuffer:
             return 0
         # on an error the items stay, for the caller to record as failed
         write_frame_set(store, [i for i, _, _ in items], [v for _, v, _ in items])
-        for index, values, duration in items:
-            ops.complete_frame(session, job_id, index, scalars(values), duration_s=duration)
+        done = ops.complete_frames(session, job_id, [(index, scalars(values), duration)
+                                                     for index, values, duration in items])
         self.items, self._bytes = [], 0
-        return len(items)
+        return done

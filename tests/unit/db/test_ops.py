@@ -98,6 +98,31 @@ def test_a_batch_is_claimed_in_one_statement_whatever_its_size(sessions):
         assert s.get(Frame, (job_id, 0)).attempts == 2
 
 
+def test_a_written_buffer_is_recorded_done_in_one_commit(sessions, monkeypatch):
+    from sqlalchemy import event
+
+    import blockreg.store
+    from blockreg.orchestrate.batch import ShardBuffer
+
+    monkeypatch.setattr(blockreg.store, "write_frame_set", lambda store, indices, values: None)
+    job_id = new_job(sessions, n=16)
+    with sessions() as s:
+        ops.claim_frames(s, job_id, range(16), "w")
+        assert ops.complete_frame(s, job_id, 5, {"m": 9.0})  # done before: not counted again
+    commits = []
+    event.listen(sessions.kw["bind"], "commit", lambda conn: commits.append(1))
+    buffer = ShardBuffer()
+    for index in range(16):
+        buffer.add(index, {"m": float(index)}, 0.1)
+    with sessions() as s:
+        assert buffer.flush(None, s, job_id, lambda values: values) == 15
+        assert len(commits) == 1
+        assert s.get(Job, job_id).frames_done == 16
+        scalars = dict(s.execute(select(FrameScalar.index, FrameScalar.value)
+                                 .where(FrameScalar.job_id == job_id)).all())
+    assert scalars == {i: (9.0 if i == 5 else float(i)) for i in range(16)}
+
+
 def test_claim_complete_and_idempotence(sessions):
     job_id = new_job(sessions, n=3)
     with sessions() as s:
