@@ -67,7 +67,7 @@ class Dispatcher:
 
     def run(self) -> None:
         """Dispatch until :meth:`stop`; release the lock on the way out."""
-        from blockreg.orchestrate.dispatch import dispatch_once, has_new_jobs
+        from blockreg.orchestrate.dispatch import dispatch_once, has_new_jobs, newest_job_id
         from blockreg.orchestrate.reconcile import Reconciler
 
         s = self.settings
@@ -76,6 +76,7 @@ class Dispatcher:
                        queued_lease_s=s.queued_lease_s, running_lease_s=s.running_lease_s,
                        max_attempts=s.max_attempts)
         next_round = 0.0
+        seen_job = 0  # the newest job id when the last round started
         try:
             while not self._stopping.is_set():
                 now = time.monotonic()
@@ -99,9 +100,10 @@ class Dispatcher:
                                 reconciler.prune(session)
                             if reconciler.run(session):
                                 next_round = now  # send the returned frames in this round
-                        if now >= next_round or has_new_jobs(session):
+                        if now >= next_round or has_new_jobs(session, seen_job):
+                            newest = newest_job_id(session)
                             dispatch_once(session, self.celery, **options)
-                            next_round = now + s.dispatch_interval_s
+                            seen_job, next_round = newest, now + s.dispatch_interval_s
                 except Exception:  # noqa: BLE001 - the loop must survive a DB or broker hiccup
                     log.exception("dispatch round failed")
                     next_round = now + s.dispatch_interval_s

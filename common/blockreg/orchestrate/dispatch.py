@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from ..celery_app import TASK_REGISTER_FRAMES
 from ..db import ops, queries, workers
@@ -25,7 +25,7 @@ from .finish import after_finish
 from .shards import enqueue_shards
 from .shares import fair_caps, limits_from_settings
 
-__all__ = ["dispatch_once", "has_new_jobs", "choose_queue"]
+__all__ = ["dispatch_once", "has_new_jobs", "newest_job_id", "choose_queue"]
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +51,26 @@ def choose_queue(session, device: str = "auto", *, cpu_queue: str | None = None,
     return s.gpu_queue if gpu_alive else cpu_queue
 
 
-def has_new_jobs(session) -> bool:
-    """True when a submitted job has not been dispatched yet (a cheap, read-only check)."""
-    found = session.scalar(select(Job.id).where(Job.state == JobState.QUEUED.value).limit(1))
+def has_new_jobs(session, after: int = 0) -> bool:
+    """True when a job newer than job id ``after`` waits to be dispatched (a cheap, read-only
+    check).
+
+    ``after`` is :func:`newest_job_id` at the last round: a job that round already saw and held
+    back (its owner's job limit, no free place in its queue) stays ``queued``, and must not make
+    every poll a full round.  (A submit that commits after a newer id did waits for the next
+    round, at most ``dispatch_interval_s``.)
+    """
+    found = session.scalar(select(Job.id).where(Job.state == JobState.QUEUED.value,
+                                                Job.id > after).limit(1))
     session.rollback()
     return found is not None
+
+
+def newest_job_id(session) -> int:
+    """The highest job id (0 without jobs): what a round about to start will see."""
+    newest = session.scalar(select(func.max(Job.id)))
+    session.rollback()
+    return newest or 0
 
 
 def dispatch_once(session, celery_app, *, max_batches: int | None = None,

@@ -163,3 +163,28 @@ def test_the_process_stops_on_sigterm_and_releases_the_lock(url, tmp_path):
             proc.kill()
     assert "dispatcher stopped" in proc.stderr.read()
     assert lock_is_free(url)
+
+
+def test_a_job_held_back_does_not_make_every_poll_a_round(sessions, url, monkeypatch):
+    """A job the round saw and held back (here: its owner's job limit) stays queued; the polls
+    look only for newer jobs, so rounds stay at dispatch_interval_s."""
+    from blockreg.orchestrate import dispatch
+
+    rounds = []
+    original = dispatch.dispatch_once
+    monkeypatch.setattr(dispatch, "dispatch_once",
+                        lambda *a, **k: rounds.append(1) or original(*a, **k))
+    monkeypatch.setenv("BLOCKREG_USER_MAX_JOBS", "1")
+    first, held = new_job(sessions), new_job(sessions)
+    broker = FakeBroker()
+    with Running(sessions, url, broker, dispatch_interval_s=60.0,
+                 dispatch_poll_s=0.02) as dispatcher:
+        assert wait_for(lambda: dispatcher.active and rounds)
+        time.sleep(0.5)  # 25 polls
+        assert len(rounds) == 1
+        assert {job for _, (job, _), _ in broker.sent} == {first}
+        newer = new_job(sessions)  # a new job still starts a round at the next poll
+        assert wait_for(lambda: len(rounds) == 2, timeout=5)
+    with sessions() as session:
+        assert session.get(dispatch.Job, held).state == "queued"
+    assert newer > held
