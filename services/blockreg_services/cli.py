@@ -283,7 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     up = sub.add_parser("up", help="run the embedded stack in the foreground (Ctrl-C stops it)")
     up.add_argument("--home", help="stack folder (default: $BLOCKREG_HOME or ~/.blockreg)")
-    up.add_argument("--port", type=int, default=defaults.port,
+    up.add_argument("--port", type=port_number, default=defaults.port,
                     help=f"coordinator port (default {defaults.port})")
     up.add_argument("--workers", type=positive_int, default=defaults.workers,
                     help=f"worker processes (default {defaults.workers})")
@@ -307,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--frames", type=positive_int, default=12, help="movie length (default 12)")
     demo.add_argument("--workers", type=positive_int, default=defaults.workers,
                       help=f"worker processes (default {defaults.workers})")
-    demo.add_argument("--port", type=int, default=0, help="coordinator port (default: a free one)")
+    demo.add_argument("--port", type=port_number, default=0, help="coordinator port (default: a free one)")
     demo.add_argument("--keep-running", action="store_true",
                       help="keep the stack up after the demo until Ctrl-C")
     demo.add_argument("--server", metavar="URL",
@@ -327,6 +327,17 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def port_number(text: str) -> int:
+    """A TCP port, 0 (a free one) to 65535, for ``--port``."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be in 0..65535, got {value}")
     return value
 
 

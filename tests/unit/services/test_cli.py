@@ -364,3 +364,14 @@ def test_server_commands_without_the_server_extra_say_what_to_install(monkeypatc
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
     assert "blockreg_no_such_module" in err and 'pip install "blockreg[server]"' in err
+
+
+@pytest.mark.parametrize("argv", [["up", "--port", "70000"], ["up", "--port", "-1"],
+                                  ["demo", "--port", "65536"]])
+def test_a_port_out_of_range_is_a_usage_error_not_a_traceback(argv, capsys, tmp_path):
+    from blockreg_services import cli
+
+    with pytest.raises(SystemExit) as exited:
+        cli.main([*argv, "--home", str(tmp_path / "home")])
+    assert exited.value.code == 2
+    assert "--port: must be in 0..65535" in capsys.readouterr().err
