@@ -7,8 +7,11 @@ from ..states import ACTIVE_JOB_STATES
 __all__ = ["resolve_source"]
 
 
-def resolve_source(session, data):
+def resolve_source(session, data, visible=None):
     """Return ``data`` with ``source.path`` set from ``source.job``, for the kinds that have one.
+
+    ``visible(job)`` says whether the submitting user may see a job (default: every job); one
+    they may not reads as a missing one, as everywhere in the API.
 
     Raises
     ------
@@ -26,7 +29,7 @@ def resolve_source(session, data):
     if not isinstance(job_id, int) or isinstance(job_id, bool) or not 0 < job_id < 2**31:
         return data  # the model reports the type
     job = get_job(session, job_id)
-    if job is None:
+    if job is None or (visible is not None and not visible(job)):
         raise SpecError([{"field": "source.job", "problem": f"no job {job_id}"}])
     if job.state in ACTIVE_JOB_STATES:
         raise SpecError([{"field": "source.job", "problem": f"job {job_id} is {job.state}; "

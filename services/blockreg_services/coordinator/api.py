@@ -145,7 +145,7 @@ def submit_job():
         raise ApiError(400, "request body must be a JSON job spec",
                        [{"field": "body", "problem": "malformed or missing JSON"}])
     try:
-        data = resolve_source(db(), data)  # a warp job's source.job -> that job's store
+        data = resolve_source(db(), data, auth.can_see)  # a warp's source.job -> its store
         spec = validate_spec(data, allowed_roots=data_roots(), check_input=True,
                              absolute_paths=True)
         device = getattr(getattr(spec, "resources", None), "device", "cpu")

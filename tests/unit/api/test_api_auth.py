@@ -225,3 +225,17 @@ def test_another_users_tune_batch_reads_like_a_missing_one(auth_app, client, tok
     assert theirs.status_code == missing.status_code == 404
     assert theirs.get_json()["message"] == missing.get_json()["message"].replace("999999",
                                                                                 str(tune_id))
+
+
+def test_another_users_job_as_a_warp_source_reads_as_a_missing_one(auth_app, client, tokens,
+                                                                   movie_path, tmp_path):
+    spec = toy_spec_for(movie_path, output={"path": str(tmp_path / "alice.zarr")})
+    alice = bearer(tokens["alice"])
+    job_id = client.post("/api/v1/jobs", json=spec, headers=alice).get_json()["id"]
+    answers = [client.post("/api/v1/jobs", json={"kind": "warp", "source": {"job": source}},
+                           headers=bearer(tokens["bob"])) for source in (job_id, 999)]
+    assert [a.status_code for a in answers] == [422, 422]
+    theirs, missing = ([e for e in a.get_json()["errors"] if e["field"] == "source.job"]
+                       for a in answers)
+    assert theirs == [{"field": "source.job", "problem": f"no job {job_id}"}]
+    assert missing == [{"field": "source.job", "problem": "no job 999"}]
