@@ -178,6 +178,9 @@ def run_frames(job_id: int, frames, *, worker: str, sessions, queue: str = "cpu"
                 buffer.items, buffer._bytes = [], 0
 
         for position, index in enumerate(todo):
+            if stopped:  # the time limit came during a write: the rest go back at once
+                release_claimed(session, job_id, todo[position:], worker)
+                break
             source_t = claimed[index]
             start = time.perf_counter()
             try:
@@ -191,9 +194,6 @@ def run_frames(job_id: int, frames, *, worker: str, sessions, queue: str = "cpu"
                 buffer.add(index, values, time.perf_counter() - start)
                 if buffer.due():
                     flush()
-                    if stopped:
-                        release_claimed(session, job_id, todo[position + 1:], worker)
-                        break
             except stopping as exc:
                 session.rollback()
                 if ctx is not None:
