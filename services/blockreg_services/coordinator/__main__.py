@@ -39,8 +39,9 @@ def main(argv=None) -> None:
             "single-user mode: no authentication (BLOCKREG_AUTH unset); anyone who reaches "
             "%s:%s can submit, read and cancel every job", args.host, args.port)
     # As a container's PID 1 the process has no default SIGTERM action: `docker stop` would wait
-    # its whole grace period and then kill it. Stop at once instead (requests are short, and a
-    # submit is one transaction: an interrupted one leaves nothing behind).
+    # its whole grace period and then kill it. Stop at once instead: requests are short, and a
+    # submit cut off mid-way rolls back its rows (its half-made store folder may stay on disk,
+    # with no job pointing at it: the same as a SIGKILL, which docker would send anyway).
     signal.signal(signal.SIGTERM, _exit_on_signal)
     waitress.serve(app, host=args.host, port=args.port, threads=args.threads, ident="blockreg")
 
