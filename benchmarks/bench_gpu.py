@@ -225,7 +225,8 @@ def _translation_error(us, shifts, grid):
 
 
 # ----------------------------------------------------------------------------- suite2p on CUDA
-def suite2p_gpu(c, nframes):
+def _suite2p_on_cuda():
+    """(suite2p_peer, torch, settings), or a ``{"skipped": why}`` dict when suite2p can't run."""
     try:
         import suite2p_peer
         import torch
@@ -234,6 +235,14 @@ def suite2p_gpu(c, nframes):
         return {"skipped": f"suite2p not installed ({exc})"}
     if not torch.cuda.is_available():
         return {"skipped": "torch sees no CUDA device"}
+    return suite2p_peer, torch, settings
+
+
+def suite2p_gpu(c, nframes):
+    peer = _suite2p_on_cuda()
+    if isinstance(peer, dict):
+        return peer
+    suite2p_peer, torch, settings = peer
     halve = float(np.max(c["movie"])) > np.iinfo(np.int16).max
     movie = suite2p_peer.to_int16(c["movie"], halve)
     reps = max(1, nframes // len(movie))
@@ -251,14 +260,10 @@ def suite2p_gpu(c, nframes):
 
 def suite2p_gpu_planes(volume, ref):
     """suite2p on the volume's planes as a movie of 2-D frames (it registers planes, not volumes)."""
-    try:
-        import suite2p_peer
-        import torch
-        settings = suite2p_peer.default_registration_settings((64, 64))
-    except ImportError as exc:
-        return {"skipped": f"suite2p not installed ({exc})"}
-    if not torch.cuda.is_available():
-        return {"skipped": "torch sees no CUDA device"}
+    peer = _suite2p_on_cuda()
+    if isinstance(peer, dict):
+        return peer
+    suite2p_peer, torch, settings = peer
     planes = suite2p_peer.to_int16(volume, None)
     refs = suite2p_peer.to_int16(ref, None)
     suite2p_peer.register_movie(planes[:2], refs[0], settings, device="cuda")

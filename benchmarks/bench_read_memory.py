@@ -69,29 +69,23 @@ def make_imagine(folder: Path, nframes: int, probe: int) -> Path:
     return header
 
 
-def make_tiff(folder: Path, nframes: int, probe: int) -> Path:
+def make_tiff(folder: Path, nframes: int, probe: int, *, name: str = "movie.btf",
+              compression: str | None = None) -> Path:
+    """A BigTIFF written frame by frame (uncompressed: memory-mapped when read)."""
     import tifffile
 
-    path = folder / "movie.btf"
+    path = folder / name
     filler = np.zeros(FRAME, DTYPE)
     frames = (frame_pattern(t) if t == probe else filler for t in range(nframes))
     with tifffile.TiffWriter(path, bigtiff=True) as tif:
         tif.write(frames, shape=(nframes,) + FRAME, dtype=DTYPE, photometric="minisblack",
-                  metadata={"axes": "TYX"})
+                  compression=compression, metadata={"axes": "TYX"})
     return path
 
 
 def make_tiff_zlib(folder: Path, nframes: int, probe: int) -> Path:
     """A compressed TIFF (one zlib page per frame): read page by page, not memory-mapped."""
-    import tifffile
-
-    path = folder / "movie_zlib.tif"
-    filler = np.zeros(FRAME, DTYPE)
-    frames = (frame_pattern(t) if t == probe else filler for t in range(nframes))
-    with tifffile.TiffWriter(path, bigtiff=True) as tif:
-        tif.write(frames, shape=(nframes,) + FRAME, dtype=DTYPE, photometric="minisblack",
-                  compression="zlib", metadata={"axes": "TYX"})
-    return path
+    return make_tiff(folder, nframes, probe, name="movie_zlib.tif", compression="zlib")
 
 
 def make_zarr(folder: Path, nframes: int, probe: int) -> Path:

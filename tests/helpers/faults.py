@@ -51,6 +51,12 @@ def undisturbed_u(spec) -> np.ndarray:
     return np.asarray(run_inprocess(spec)["u"])
 
 
+def job_and_expected(folder) -> tuple[dict, np.ndarray]:
+    """The fault tests' job spec (input written into ``folder``) and its undisturbed ``u``."""
+    spec = job_spec(str(folder))
+    return spec, undisturbed_u(spec)
+
+
 def wait_for(condition, timeout: float, step: float = 0.05, what: str = "condition"):
     """Poll ``condition()`` until it returns something truthy; return that, or fail."""
     deadline = time.monotonic() + timeout

@@ -27,8 +27,7 @@ pytestmark = [pytest.mark.integration,
 @pytest.fixture(scope="module")
 def job(tmp_path_factory):
     """The job's spec and the undisturbed run's ``u``."""
-    spec = faults.job_spec(str(tmp_path_factory.mktemp("input")))
-    return spec, faults.undisturbed_u(spec)
+    return faults.job_and_expected(tmp_path_factory.mktemp("input"))
 
 
 @pytest.fixture(scope="module")

@@ -51,8 +51,7 @@ class Redis:
 
 @pytest.fixture(scope="module")
 def job(tmp_path_factory):
-    spec = faults.job_spec(str(tmp_path_factory.mktemp("input")))
-    return spec, faults.undisturbed_u(spec)
+    return faults.job_and_expected(tmp_path_factory.mktemp("input"))
 
 
 @pytest.fixture(scope="module")
